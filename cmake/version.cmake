@@ -1,0 +1,15 @@
+# Writes version.h with the project version and the git commit the build came from; rewrites only on change.
+execute_process(COMMAND git -C ${SRC} describe --always --dirty --abbrev=12
+  OUTPUT_VARIABLE GITV OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0 OR GITV STREQUAL "")
+  set(GITV "unknown")
+endif()
+set(text "#define CGVLM_VERSION \"${VER}\"\n#define CGVLM_GIT \"${GITV}\"\n")
+if(EXISTS ${DST})
+  file(READ ${DST} old)
+else()
+  set(old "")
+endif()
+if(NOT old STREQUAL text)
+  file(WRITE ${DST} "${text}")
+endif()
