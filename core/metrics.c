@@ -1,0 +1,218 @@
+/* metrics.c: dispatch for the logging interface, the tee sink and the JSON-lines journal sink. */
+#include "core/metrics.h"
+#include "util/fs.h"
+#include "util/json.h"
+#include "util/util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int metrics_scalar(metrics_sink *s, const char *name, int64_t step, double value) {
+    return s && s->scalar ? s->scalar(s->ctx, name, step, value) : CG_OK;
+}
+int metrics_eval(metrics_sink *s, const char *benchmark, const char *metric, const char *category,
+                 double value, int64_t n) {
+    return s && s->eval ? s->eval(s->ctx, benchmark, metric, category ? category : "", value, n)
+                        : CG_OK;
+}
+int metrics_prediction(metrics_sink *s, const char *benchmark, const char *method,
+                       const char *question_id, const char *category, const char *skill,
+                       int chosen, int answer, const char *scores_json) {
+    return s && s->prediction ? s->prediction(s->ctx, benchmark, method, question_id, category,
+                                              skill, chosen, answer, scores_json)
+                              : CG_OK;
+}
+int metrics_artifact(metrics_sink *s, const char *key, const char *path, int64_t size,
+                     const char *sha256) {
+    return s && s->artifact ? s->artifact(s->ctx, key, path, size, sha256) : CG_OK;
+}
+int metrics_flush(metrics_sink *s) { return s && s->flush ? s->flush(s->ctx) : CG_OK; }
+void metrics_close(metrics_sink *s) {
+    if (s && s->close) s->close(s->ctx);
+}
+
+/* ---- tee ---- */
+
+typedef struct {
+    metrics_sink self;
+    metrics_sink *a, *b;
+} tee_sink;
+
+#define TEE_BOTH(call)               \
+    do {                             \
+        tee_sink *t = ctx;           \
+        int rc_a = call(t->a);       \
+        int rc_b = call(t->b);       \
+        return rc_a ? rc_a : rc_b;   \
+    } while (0)
+
+static int tee_scalar(void *ctx, const char *name, int64_t step, double value) {
+#define C(s) metrics_scalar(s, name, step, value)
+    TEE_BOTH(C);
+#undef C
+}
+static int tee_eval(void *ctx, const char *bench, const char *metric, const char *cat, double v,
+                    int64_t n) {
+#define C(s) metrics_eval(s, bench, metric, cat, v, n)
+    TEE_BOTH(C);
+#undef C
+}
+static int tee_prediction(void *ctx, const char *bench, const char *method, const char *qid,
+                          const char *cat, const char *skill, int chosen, int answer,
+                          const char *scores) {
+#define C(s) metrics_prediction(s, bench, method, qid, cat, skill, chosen, answer, scores)
+    TEE_BOTH(C);
+#undef C
+}
+static int tee_artifact(void *ctx, const char *key, const char *path, int64_t size,
+                        const char *sha) {
+#define C(s) metrics_artifact(s, key, path, size, sha)
+    TEE_BOTH(C);
+#undef C
+}
+static int tee_flush(void *ctx) { TEE_BOTH(metrics_flush); }
+static void tee_close(void *ctx) { free(ctx); }
+
+metrics_sink *metrics_tee(metrics_sink *a, metrics_sink *b) {
+    tee_sink *t = cg_calloc(1, sizeof *t);
+    t->a = a, t->b = b;
+    t->self = (metrics_sink){t, tee_scalar, tee_eval, tee_prediction, tee_artifact, tee_flush, tee_close};
+    return &t->self;
+}
+
+/* ---- JSON-lines journal ---- */
+
+typedef struct {
+    metrics_sink self;
+    FILE *fp;
+    char *path;
+} journal_sink;
+
+static int journal_write(journal_sink *j, cJSON *obj) {
+    cJSON_AddNumberToObject(obj, "wall", cg_wall_time());
+    char *line = cJSON_PrintUnformatted(obj);
+    cJSON_Delete(obj);
+    int ok = fputs(line, j->fp) >= 0 && fputc('\n', j->fp) != EOF;
+    cJSON_free(line);
+    return ok ? CG_OK : cg_err(CG_EFAIL, "cannot write journal '%s': %s", j->path, strerror(errno));
+}
+
+static int journal_scalar(void *ctx, const char *name, int64_t step, double value) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "t", "scalar");
+    cJSON_AddStringToObject(o, "name", name);
+    cJSON_AddNumberToObject(o, "step", (double)step);
+    cJSON_AddNumberToObject(o, "value", value);
+    return journal_write(ctx, o);
+}
+static int journal_eval(void *ctx, const char *bench, const char *metric, const char *cat,
+                        double v, int64_t n) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "t", "eval");
+    cJSON_AddStringToObject(o, "benchmark", bench);
+    cJSON_AddStringToObject(o, "metric", metric);
+    cJSON_AddStringToObject(o, "category", cat);
+    cJSON_AddNumberToObject(o, "value", v);
+    cJSON_AddNumberToObject(o, "n", (double)n);
+    return journal_write(ctx, o);
+}
+static int journal_prediction(void *ctx, const char *bench, const char *method, const char *qid,
+                              const char *cat, const char *skill, int chosen, int answer,
+                              const char *scores) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "t", "prediction");
+    cJSON_AddStringToObject(o, "benchmark", bench);
+    cJSON_AddStringToObject(o, "method", method);
+    cJSON_AddStringToObject(o, "question_id", qid);
+    cJSON_AddStringToObject(o, "category", cat ? cat : "");
+    cJSON_AddStringToObject(o, "skill", skill ? skill : "");
+    cJSON_AddNumberToObject(o, "chosen", chosen);
+    cJSON_AddNumberToObject(o, "answer", answer);
+    cJSON_AddStringToObject(o, "scores", scores ? scores : "");
+    return journal_write(ctx, o);
+}
+static int journal_artifact(void *ctx, const char *key, const char *path, int64_t size,
+                            const char *sha) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "t", "artifact");
+    cJSON_AddStringToObject(o, "key", key);
+    cJSON_AddStringToObject(o, "path", path);
+    cJSON_AddNumberToObject(o, "size", (double)size);
+    cJSON_AddStringToObject(o, "sha256", sha);
+    return journal_write(ctx, o);
+}
+static int journal_flush(void *ctx) {
+    journal_sink *j = ctx;
+    if (fflush(j->fp) != 0 || fsync(fileno(j->fp)) != 0)
+        return cg_err(CG_EFAIL, "cannot flush journal '%s': %s", j->path, strerror(errno));
+    return CG_OK;
+}
+static void journal_close(void *ctx) {
+    journal_sink *j = ctx;
+    journal_flush(j);
+    fclose(j->fp);
+    free(j->path);
+    free(j);
+}
+
+int metrics_journal_open(const char *path, metrics_sink **out) {
+    FILE *fp = fopen(path, "a");
+    if (!fp) return cg_err(CG_EFAIL, "cannot open journal '%s': %s", path, strerror(errno));
+    journal_sink *j = cg_calloc(1, sizeof *j);
+    j->fp = fp;
+    j->path = cg_strdup(path);
+    j->self = (metrics_sink){j, journal_scalar, journal_eval, journal_prediction, journal_artifact,
+                             journal_flush, journal_close};
+    *out = &j->self;
+    return CG_OK;
+}
+
+static const char *str_or(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+static double num_or(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+int metrics_journal_replay(const char *path, metrics_sink *into, int64_t *n_records) {
+    char *text;
+    size_t len;
+    int rc = cg_read_file(path, &text, &len);
+    if (rc) return rc;
+    int64_t n = 0;
+    char *line = text;
+    while (rc == CG_OK && line < text + len) {
+        char *nl = memchr(line, '\n', (size_t)(text + len - line));
+        if (!nl) break; /* a torn last line: the writer died mid-record; it was never flushed */
+        *nl = 0;
+        cJSON *o = cJSON_Parse(line);
+        if (!o) {
+            rc = cg_err(CG_EUSER, "journal '%s': malformed record %lld", path, (long long)n + 1);
+            break;
+        }
+        const char *t = str_or(o, "t");
+        if (!strcmp(t, "scalar"))
+            rc = metrics_scalar(into, str_or(o, "name"), (int64_t)num_or(o, "step"), num_or(o, "value"));
+        else if (!strcmp(t, "eval"))
+            rc = metrics_eval(into, str_or(o, "benchmark"), str_or(o, "metric"), str_or(o, "category"),
+                              num_or(o, "value"), (int64_t)num_or(o, "n"));
+        else if (!strcmp(t, "prediction"))
+            rc = metrics_prediction(into, str_or(o, "benchmark"), str_or(o, "method"),
+                                    str_or(o, "question_id"), str_or(o, "category"),
+                                    str_or(o, "skill"), (int)num_or(o, "chosen"),
+                                    (int)num_or(o, "answer"), str_or(o, "scores"));
+        else if (!strcmp(t, "artifact"))
+            rc = metrics_artifact(into, str_or(o, "key"), str_or(o, "path"),
+                                  (int64_t)num_or(o, "size"), str_or(o, "sha256"));
+        cJSON_Delete(o);
+        n++;
+        line = nl + 1;
+    }
+    free(text);
+    if (n_records) *n_records = n;
+    return rc;
+}
