@@ -1,0 +1,121 @@
+/* store.c: opening the results db, pragmas, versioning and migrations (see store.h). */
+#include "db/store.h"
+#include "util/fs.h"
+#include "util/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+extern const char db_schema_sql[];  /* generated from db/schema.sql */
+
+const char *store_default_path(void) {
+    const char *p = getenv("CGVLM_DB");
+    return p && *p ? p : "results.db";
+}
+
+int store_exec(sqlite3 *db, const char *sql, const char *what) {
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        int rc = cg_err(CG_EFAIL, "%s: %s", what, msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return rc;
+    }
+    return CG_OK;
+}
+
+int store_begin(sqlite3 *db) { return store_exec(db, "BEGIN IMMEDIATE", "cannot begin a transaction"); }
+int store_commit(sqlite3 *db) { return store_exec(db, "COMMIT", "cannot commit"); }
+void store_rollback(sqlite3 *db) { sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL); }
+
+static int user_version(sqlite3 *db, int *v) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        return CG_EFAIL;
+    int rc = sqlite3_step(st) == SQLITE_ROW ? CG_OK : CG_EFAIL;
+    if (rc == CG_OK) *v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Migrations: migrations[i] takes a database from version i to i+1. Version 0 -> 1 is the
+ * initial schema. Add new steps at the end; never edit a released one. */
+static const char *const migrations[] = {
+    db_schema_sql,
+};
+
+static int migrate(sqlite3 *db, const char *path, int from) {
+    int rc = store_begin(db);
+    if (rc) return cg_err_wrap(rc, "cannot migrate results db '%s'", path);
+    /* re-read inside the write lock: another process may have migrated meanwhile */
+    if (user_version(db, &from) != CG_OK) from = 0;
+    for (int v = from; v < STORE_SCHEMA_VERSION && rc == CG_OK; v++) {
+        rc = store_exec(db, migrations[v], "cannot apply the results schema");
+        if (rc == CG_OK) {
+            char *sql = cg_fmt("PRAGMA user_version = %d", v + 1);
+            rc = store_exec(db, sql, "cannot set the schema version");
+            free(sql);
+        }
+    }
+    if (rc == CG_OK) rc = store_commit(db);
+    if (rc) {
+        store_rollback(db);
+        return cg_err_wrap(rc, "results db '%s'", path);
+    }
+    return CG_OK;
+}
+
+int store_open(const char *path, int flags, sqlite3 **out) {
+    sqlite3 *db = NULL;
+    int rc = CG_OK;
+    int readonly = flags & STORE_READONLY;
+    *out = NULL;
+    if ((readonly || !(flags & STORE_CREATE)) && !cg_file_exists(path))
+        return cg_err(CG_EUSER, "results db '%s' does not exist; run a sweep or 'cgvlm run' first, or pass --db PATH", path);
+    int oflags = readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    if (sqlite3_open_v2(path, &db, oflags | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        rc = cg_err(CG_EUSER, "cannot open results db '%s': %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        goto out;
+    }
+    sqlite3_busy_timeout(db, 60000);
+    sqlite3_extended_result_codes(db, 1);
+    /* Reading the version is the first access: a non-SQLite file fails here, untouched. */
+    int version = 0;
+    if (user_version(db, &version) != CG_OK) {
+        rc = cg_err(CG_EUSER, "'%s' is not a cgvlm results database (%s); pass another --db", path,
+                    sqlite3_errmsg(db));
+        goto out;
+    }
+    if (version > STORE_SCHEMA_VERSION) {
+        rc = cg_err(CG_EUSER,
+                    "results db '%s' has schema version %d, newer than this cgvlm understands (%d); "
+                    "use a newer cgvlm (the file was not changed)",
+                    path, version, STORE_SCHEMA_VERSION);
+        goto out;
+    }
+    if (readonly) {
+        if (version < STORE_SCHEMA_VERSION) {
+            rc = cg_err(CG_EUSER, "results db '%s' has schema version %d; open it once with a writing command to migrate it", path, version);
+            goto out;
+        }
+        rc = store_exec(db, "PRAGMA foreign_keys = ON; PRAGMA query_only = ON", "cannot configure results db");
+        goto out;
+    }
+    rc = store_exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON",
+                    "cannot configure results db");
+    if (rc) {
+        rc = cg_err_wrap(CG_EUSER, "'%s'", path);
+        goto out;
+    }
+    if (version < STORE_SCHEMA_VERSION) rc = migrate(db, path, version);
+out:
+    if (rc != CG_OK) {
+        if (db) sqlite3_close(db);
+    } else {
+        *out = db;
+    }
+    return rc;
+}
+
+void store_close(sqlite3 *db) {
+    if (db) sqlite3_close(db);
+}
