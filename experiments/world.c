@@ -120,8 +120,14 @@ void world_render(const world_scene *s, int S, cg_rng *r, uint8_t *rgb) {
     /* light noise: a per-scene grey level with a faint tint, and per-pixel noise */
     int base = 212 + (int)cg_rng_below(r, 32), tint[3];
     for (int c = 0; c < 3; c++) tint[c] = (int)cg_rng_below(r, 13) - 6;
-    for (int i = 0; i < S * S; i++)
-        for (int c = 0; c < 3; c++) rgb[3 * i + c] = clamp_u8(base + tint[c] + (int)cg_rng_below(r, 21) - 10);
+    /* per-pixel noise in -10..10: each byte b of a 64-bit draw gives (21 b) >> 8 */
+    uint64_t bits = 0;
+    for (int i = 0, left = 0; i < S * S * 3; i++, left--) {
+        if (!left) bits = cg_rng_u64(r), left = 8;
+        int noise = (int)(((bits & 0xff) * 21) >> 8) - 10;
+        bits >>= 8;
+        rgb[i] = clamp_u8(base + tint[i % 3] + noise);
+    }
     for (int k = 0; k < s->n; k++) {
         const world_object *o = &s->obj[k];
         int col[3];
