@@ -436,7 +436,8 @@ static int out_record(world_out *w, const char *rel) {
     cJSON_AddStringToObject(f, "sha256", hex);
     cJSON_AddNumberToObject(f, "size", (double)size);
     cJSON_AddItemToArray(w->files, f);
-    if (!strncmp(rel, "benchmark/", 10)) {
+    if (!strncmp(rel, "benchmark/", 10) && strcmp(rel, "benchmark/manifest.json")) {
+        assert(w->bench_files);
         cJSON *b = cJSON_CreateObject();
         cJSON_AddStringToObject(b, "path", rel + 10);
         cJSON_AddStringToObject(b, "url", rel + 10);  /* relative to the manifest */
