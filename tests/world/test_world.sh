@@ -94,6 +94,7 @@ expect_user_error "changed file" "does not match its sha256" -- "$BIN" world che
 # show: a PNG contact sheet
 "$BIN" --quiet world show "$T/b" --out "$T/sheet.png" --n 6 || bad "world show"
 "$BIN" --quiet world show "$T/b" --split instruct --out "$T/sheet2.png" || bad "world show --split instruct"
+"$BIN" --quiet world show "$T/b" --split bench --out "$T/sheet3.png" --n 5 || bad "world show --split bench"
 head -c 8 "$T/sheet.png" | od -An -tx1 | grep -q "89 50 4e 47 0d 0a 1a 0a" || bad "contact sheet is not a PNG"
 expect_user_error "show bad split" "--split" -- "$BIN" world show "$T/b" --split nope
 
