@@ -747,6 +747,7 @@ static int gen_bench(world_out *w, uint64_t seed, int n) {
     cJSON_AddItemToObject(splits, "val", val);
     cJSON_AddItemToObject(splits, "test", test);
     cJSON_AddItemToObject(splits, "trainval", cJSON_Duplicate(val, 1));
+    cJSON_AddItemToObject(splits, "minitrain", cJSON_CreateArray());
     cJSON_AddItemToObject(splits, "minival", mv);
     cJSON_AddItemToObject(splits, "minitest", mt);
     char *st = cJSON_PrintUnformatted(splits);

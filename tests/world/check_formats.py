@@ -149,7 +149,7 @@ def main(root):
     splits = json.load(open(os.path.join(bdir, "pid_splits.json")))
     if len(problems) != opts["n_bench"]:
         fail("problems.json: %d problems" % len(problems))
-    for key in ("train", "val", "test", "trainval", "minival", "minitest"):
+    for key in ("train", "val", "test", "trainval", "minitrain", "minival", "minitest"):
         if key not in splits:
             fail("pid_splits.json lacks " + key)
     if sorted(splits["val"] + splits["test"], key=int) != sorted(problems, key=int):

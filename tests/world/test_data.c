@@ -11,6 +11,7 @@
 #include "util/png.h"
 #include "util/util.h"
 
+#include <png.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -421,6 +422,30 @@ static void test_png(void) {
     CHECK(cg_png_read_rgb(t, &back, &w, &h) == CG_EUSER && msg_has("not a png", NULL));
     cg_buf_free(&a);
     cg_buf_free(&b);
+    /* grey + alpha and 16-bit PNGs (written by libpng's simplified API) read back as RGB8 */
+    uint8_t ga[3 * 2 * 2] = {0, 255, 100, 255, 200, 0, 10, 255, 20, 255, 30, 255};
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    im.width = 3;
+    im.height = 2;
+    im.format = PNG_FORMAT_GA;
+    char *g = tpath("ga.png");
+    CHECK(png_image_write_to_file(&im, g, 0, ga, 0, NULL) != 0);
+    CHECK(cg_png_read_rgb(g, &back, &w, &h) == CG_OK && w == 3 && h == 2);
+    if (back) CHECK(back[0] == 0 && back[3] == 100 && back[4] == 100 && back[5] == 100 && back[15] == 30);
+    free(back);
+    uint16_t rgb16[2 * 3] = {0, 65535, 32896, 257, 514, 771};
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    im.width = 2;
+    im.height = 1;
+    im.format = PNG_FORMAT_LINEAR_RGB;
+    CHECK(png_image_write_to_file(&im, g, 0, rgb16, 0, NULL) != 0);
+    back = NULL;
+    CHECK(cg_png_read_rgb(g, &back, &w, &h) == CG_OK && w == 2 && h == 1);
+    free(back);
+    free(g);
     /* resizing: nearest 2x repeats pixels; bilinear keeps a constant image constant and an
      * identity resize exact */
     uint8_t up[10 * 14 * 3], same[5 * 7 * 3];
