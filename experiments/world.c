@@ -528,12 +528,46 @@ static const char *mc_letter_str(int k) { return data_mc_letter(k); }
 
 static char *image_name(const char *split, int i) { return cg_fmt("%s/%06d", split, i); }
 
+/* A set of strings (open addressing), for unique held-out captions. */
+typedef struct {
+    char **slot;
+    size_t cap;
+} str_set;
+
+static void set_init(str_set *st, int n) {
+    st->cap = 16;
+    while (st->cap < 2 * (size_t)n) st->cap *= 2;
+    st->slot = cg_calloc(st->cap, sizeof *st->slot);
+}
+
+/* Adds s (taking ownership; freed when already present); returns 1 if it was added. */
+static int set_add(str_set *st, char *s) {
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = s; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+    for (size_t i = h & (st->cap - 1);; i = (i + 1) & (st->cap - 1)) {
+        if (!st->slot[i]) {
+            st->slot[i] = s;
+            return 1;
+        }
+        if (!strcmp(st->slot[i], s)) {
+            free(s);
+            return 0;
+        }
+    }
+}
+
+static void set_free(str_set *st) {
+    for (size_t i = 0; i < st->cap; i++) free(st->slot[i]);
+    free(st->slot);
+}
+
 /* Images + captions (.jsonl) of the align and heldout splits. Held-out captions are made
  * unique within their split (retrieval needs one right answer per query). */
 static int gen_captioned(world_out *w, const char *split, int st, uint64_t seed, int n, int unique) {
     size_t isz = (size_t)w->S * w->S * 3;
     uint8_t *rgb = cg_malloc(isz * (size_t)n);
-    char **seen = unique ? cg_calloc((size_t)n, sizeof *seen) : NULL;
+    str_set seen = {0};
+    if (unique) set_init(&seen, n);
     cg_buf lines;
     cg_buf_init(&lines);
     for (int i = 0; i < n; i++) {
@@ -541,13 +575,11 @@ static int gen_captioned(world_out *w, const char *split, int st, uint64_t seed,
         item_rng(&r, seed, st, i);
         world_scene s;
         char *cap = NULL;
-        for (int attempt = 0;; attempt++) {
+        for (int attempt = 0;; attempt++) {  /* redraw a duplicate (a bounded number of times) */
             world_scene_sample(&r, &s);
             free(cap);
             cap = caption_str(&s);
-            int dup = 0;
-            for (int j = 0; unique && j < i && !dup; j++) dup = !strcmp(seen[j], cap);
-            if (!dup || attempt >= 1000) break;
+            if (!unique || attempt >= 1000 || set_add(&seen, cg_strdup(cap))) break;
         }
         count_tokens(w, cap);
         world_render(&s, w->S, &r, rgb + isz * (size_t)i);
@@ -559,16 +591,14 @@ static int gen_captioned(world_out *w, const char *split, int st, uint64_t seed,
         add_json_line(&lines, j, "", "\n");
         cJSON_Delete(j);
         free(name);
-        if (unique) seen[i] = cap;
-        else free(cap);
+        free(cap);
     }
     char *npy = cg_fmt("images/%s.npy", split), *jsonl = cg_fmt("captions/%s.jsonl", split);
     int rc = out_npy(w, npy, rgb, n);
     if (rc == CG_OK) rc = out_put(w, jsonl, lines.data, lines.len);
     free(npy);
     free(jsonl);
-    for (int i = 0; unique && i < n; i++) free(seen[i]);
-    free(seen);
+    if (unique) set_free(&seen);
     free(rgb);
     cg_buf_free(&lines);
     return rc;

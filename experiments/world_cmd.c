@@ -94,6 +94,14 @@ static int world_gen_cmd(int argc, char **argv) {
     if (optind < argc)
         return cg_report(cg_err(CG_EUSER, "world generate: unexpected argument '%s'", argv[optind]));
     if (!out) return cg_report(cg_err(CG_EUSER, "world generate: --out DIR is required"));
+    /* one split's images are held in memory at a time: keep that below 8 GiB */
+    int most = o.n_align > o.n_instruct ? o.n_align : o.n_instruct;
+    if (o.n_heldout > most) most = o.n_heldout;
+    double bytes = (double)most * o.image_size * o.image_size * 3;
+    if (bytes > 8.0 * (1 << 30))
+        return cg_report(cg_err(CG_EUSER, "world generate: %d images of %dx%d need %.1f GiB in one split; the limit "
+                                "is 8 GiB, use smaller counts or --image-size", most, o.image_size, o.image_size,
+                                bytes / (1 << 30)));
     double secs;
     rc = world_generate(out, &o, force, &secs);
     if (rc == CG_OK)
