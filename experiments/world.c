@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -899,6 +900,17 @@ static int publish(const char *tmp, const char *dir, int force) {
     return CG_OK;
 }
 
+/* SIGINT/SIGTERM/SIGHUP during generation: stop after the current phase and remove the
+ * temporary directory, so an interrupted run leaves nothing behind. */
+static volatile sig_atomic_t world_stop;
+static void on_stop(int sig) { world_stop = sig; }
+
+static int phase_done(int rc) {
+    if (rc == CG_OK && world_stop)
+        return cg_err(CG_EFAIL, "interrupted by signal %d; nothing was written", (int)world_stop);
+    return rc;
+}
+
 int world_generate(const char *dir, const world_options *o, int force, double *seconds) {
     double t0 = cg_mono_time();
     int rc = check_target(dir, force);
@@ -913,6 +925,13 @@ int world_generate(const char *dir, const world_options *o, int force, double *s
         return rc;
     }
     chmod(tmp, 0755);
+    static const int stop_signals[3] = {SIGINT, SIGTERM, SIGHUP};
+    struct sigaction act, old_act[3];
+    memset(&act, 0, sizeof act);
+    act.sa_handler = on_stop;
+    sigemptyset(&act.sa_mask);
+    world_stop = 0;
+    for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &act, &old_act[i]);
     world_out w = {.root = tmp, .files = cJSON_CreateArray(), .bench_files = cJSON_CreateArray(), .S = o->image_size};
     int nv;
     const char *const *words = world_vocab_words(&nv);
@@ -923,14 +942,15 @@ int world_generate(const char *dir, const world_options *o, int force, double *s
     for (int i = 0; i < nv; i++) cg_buf_addf(&vb, "%s\n", words[i]);
     rc = out_put(&w, "vocab.txt", vb.data, vb.len);
     cg_buf_free(&vb);
-    if (rc == CG_OK) rc = gen_captioned(&w, "align", ST_ALIGN, o->seed, o->n_align, 0);
-    if (rc == CG_OK) rc = gen_captioned(&w, "heldout", ST_HELDOUT, o->seed, o->n_heldout, 1);
-    if (rc == CG_OK) rc = gen_instruct(&w, o->seed, o->n_instruct);
-    if (rc == CG_OK) rc = gen_corpus(&w, "corpus/train.txt", ST_CORPUS, o->seed, o->n_corpus);
-    if (rc == CG_OK) rc = gen_corpus(&w, "corpus/heldout.txt", ST_CORPUS_HELDOUT, o->seed, o->n_corpus_heldout);
-    if (rc == CG_OK) rc = gen_bench(&w, o->seed, o->n_bench);
+    if (rc == CG_OK) rc = phase_done(gen_captioned(&w, "align", ST_ALIGN, o->seed, o->n_align, 0));
+    if (rc == CG_OK) rc = phase_done(gen_captioned(&w, "heldout", ST_HELDOUT, o->seed, o->n_heldout, 1));
+    if (rc == CG_OK) rc = phase_done(gen_instruct(&w, o->seed, o->n_instruct));
+    if (rc == CG_OK) rc = phase_done(gen_corpus(&w, "corpus/train.txt", ST_CORPUS, o->seed, o->n_corpus));
+    if (rc == CG_OK)
+        rc = phase_done(gen_corpus(&w, "corpus/heldout.txt", ST_CORPUS_HELDOUT, o->seed, o->n_corpus_heldout));
+    if (rc == CG_OK) rc = phase_done(gen_bench(&w, o->seed, o->n_bench));
     if (rc == CG_OK) rc = write_manifest(&w, o);
-    if (rc == CG_OK) rc = write_world_json(&w, o);
+    if (rc == CG_OK) rc = phase_done(write_world_json(&w, o));
     if (rc == CG_OK) {
         int fd = open(tmp, O_RDONLY | O_DIRECTORY);
         if (fd >= 0) {
@@ -945,6 +965,7 @@ int world_generate(const char *dir, const world_options *o, int force, double *s
         }
     }
     if (rc) cg_rm_rf(tmp);
+    for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &old_act[i], NULL);
     cJSON_Delete(w.files);
     cJSON_Delete(w.bench_files);
     data_vocab_free(&w.vocab);

@@ -65,6 +65,13 @@ mkdir "$T/empty" && gen --seed 7 --out "$T/empty" || bad "generate into an empty
 : > "$T/afile"
 expect_user_error "generate onto a file" "not a directory" -- "$BIN" world generate --out "$T/afile"
 
+# an interrupted generate leaves either the whole world or nothing, never a temporary directory
+"$BIN" --quiet world generate --seed 5 --n-align 3000 --n-instruct 3000 --out "$T/int" 2>/dev/null & pid=$!
+sleep 0.3; kill -INT $pid 2>/dev/null; wait $pid; got=$?
+if [ $got = 0 ]; then "$BIN" world check "$T/int" >/dev/null 2>&1 || bad "a generate that finished before SIGINT is broken"
+elif [ -e "$T/int" ]; then bad "an interrupted generate left '$T/int'"; fi
+ls "$T" | grep -q 'tmp-' && bad "an interrupted generate left a temporary directory: $(ls "$T")"
+
 # user errors: one line, exit 2
 expect_user_error "unknown flag" "unknown" -- "$BIN" world generate --out "$T/x" --frob
 expect_user_error "missing --out" "--out" -- "$BIN" world generate --seed 1
