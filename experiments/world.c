@@ -505,6 +505,7 @@ static int count_tokens(const world_out *w, const char *text) {
     int n, unk;
     data_encode(&w->vocab, text, NULL, 0, &n, &unk);
     assert(unk == 0 && "the world wrote a word that is not in its vocabulary");
+    (void)unk;
     return n;
 }
 
@@ -524,8 +525,6 @@ static char *fit_mc_prompt(const world_out *w, world_qa *qa, const char *hint) {
         qa->n_choices--;
     }
 }
-
-static const char *mc_letter_str(int k) { return data_mc_letter(k); }
 
 static char *image_name(const char *split, int i) { return cg_fmt("%s/%06d", split, i); }
 
@@ -657,7 +656,7 @@ static void corpus_doc(const world_out *w, const world_scene *s, cg_rng *r, cg_b
         while (qa.n_choices == 0);
         char *p = fit_mc_prompt(w, &qa, cap);
         if (p) {
-            cg_buf_addf(out, "%s %s\n", p, mc_letter_str(qa.correct));
+            cg_buf_addf(out, "%s %s\n", p, data_mc_letter(qa.correct));
             free(p);
             free(cap);
             return;
