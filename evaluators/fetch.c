@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -27,6 +28,7 @@
 #define FETCH_MANIFEST_MAX (64LL << 20) /* a manifest larger than this is refused */
 #define FETCH_BACKOFF_MAX_S 30.0
 #define FETCH_LOW_SPEED_BPS 1024L       /* slower than this for timeout_s: abandoned */
+#define FETCH_HASH_THREAD_MIN (8LL << 20) /* files this large are hashed by a second thread */
 
 void fetch_opts_init(fetch_opts *o) {
     memset(o, 0, sizeof *o);
@@ -368,6 +370,15 @@ typedef struct {
     char range[32];
     char errbuf[CURL_ERROR_SIZE];
     char *error;           /* why it failed (last attempt) */
+    /* Large files are hashed by a thread that reads the .part back (from the page cache) right
+     * behind the writer, so hashing overlaps receiving instead of adding to it. While it runs it
+     * owns `sha`; the writer publishes `written` under `mu`. */
+    int hasher_on, hash_failed;
+    pthread_t hasher;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t written, hash_from; /* guarded by mu */
+    int writer_done;             /* guarded by mu */
 } fetch_job;
 
 struct fetch_run {
@@ -419,6 +430,59 @@ static int part_truncate(fetch_job *j) {
     return 0;
 }
 
+static void *hasher_main(void *arg) {
+    fetch_job *j = arg;
+    uint64_t pos = j->hash_from;
+    uint8_t *buf = cg_malloc(1 << 20);
+    for (;;) {
+        pthread_mutex_lock(&j->mu);
+        while (j->written == pos && !j->writer_done) pthread_cond_wait(&j->cv, &j->mu);
+        uint64_t upto = j->written;
+        int done = j->writer_done;
+        pthread_mutex_unlock(&j->mu);
+        while (pos < upto) {
+            size_t want = upto - pos < (1 << 20) ? (size_t)(upto - pos) : (size_t)1 << 20;
+            ssize_t n = pread(j->fd, buf, want, (off_t)pos);
+            if (n <= 0) {
+                j->hash_failed = 1;
+                goto out;
+            }
+            cg_sha256_update_fast(&j->sha, buf, (size_t)n);
+            pos += (uint64_t)n;
+        }
+        if (done) break;
+    }
+out:
+    free(buf);
+    return NULL;
+}
+
+static void hasher_start(fetch_job *j) {
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    j->written = j->hash_from = j->got;
+    j->writer_done = j->hash_failed = 0;
+    if (pthread_create(&j->hasher, NULL, hasher_main, j) != 0) {
+        pthread_mutex_destroy(&j->mu);
+        pthread_cond_destroy(&j->cv);
+        return; /* no thread: the writer hashes inline */
+    }
+    j->hasher_on = 1;
+}
+
+/* Waits for the hasher to catch up with everything written; `sha` is the writer's again. */
+static void hasher_stop(fetch_job *j) {
+    if (!j->hasher_on) return;
+    pthread_mutex_lock(&j->mu);
+    j->writer_done = 1;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    pthread_join(j->hasher, NULL);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+    j->hasher_on = 0;
+}
+
 static size_t on_body(char *data, size_t sz, size_t nm, void *ud) {
     fetch_job *j = ud;
     size_t n = sz * nm;
@@ -438,6 +502,7 @@ static size_t on_body(char *data, size_t sz, size_t nm, void *ud) {
                 return 0;
             }
         }
+        if (j->f->size >= FETCH_HASH_THREAD_MIN) hasher_start(j);
     }
     if (j->got + n > (uint64_t)j->f->size) {
         j->why = WHY_TOO_LARGE;
@@ -449,9 +514,16 @@ static size_t on_body(char *data, size_t sz, size_t nm, void *ud) {
         j->error = cg_fmt("cannot write '%s': %s", j->part_path, strerror(errno));
         return 0;
     }
-    cg_sha256_update_fast(&j->sha, data, n);
     j->got += n;
     j->run->st->received += n;
+    if (j->hasher_on) {
+        pthread_mutex_lock(&j->mu);
+        j->written = j->got;
+        pthread_cond_signal(&j->cv);
+        pthread_mutex_unlock(&j->mu);
+    } else {
+        cg_sha256_update_fast(&j->sha, data, n);
+    }
     return n;
 }
 
@@ -591,6 +663,12 @@ static void job_start(fetch_run *r, fetch_job *j) {
 }
 
 static void job_finish(fetch_run *r, fetch_job *j, CURLcode res) {
+    hasher_stop(j);
+    if (j->hash_failed && j->why == WHY_NONE) {
+        j->why = WHY_IO;
+        free(j->error);
+        j->error = cg_fmt("cannot read back '%s' to hash it", j->part_path);
+    }
     long code = 0;
     curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &code);
     char *why = NULL;
@@ -706,6 +784,7 @@ static int run_jobs(fetch_run *r) {
     /* an error above leaves transfers in flight: close them, keeping their .part files */
     for (size_t i = 0; i < r->n_jobs; i++)
         if (r->jobs[i].easy) {
+            hasher_stop(&r->jobs[i]);
             curl_multi_remove_handle(r->multi, r->jobs[i].easy);
             curl_easy_cleanup(r->jobs[i].easy);
             r->jobs[i].easy = NULL;
