@@ -104,7 +104,9 @@ static int retryable(CURLcode res, long http_code) {
 
 /* One line for what went wrong with a finished request. */
 static char *describe_failure(CURL *e, CURLcode res, long http_code, const char *errbuf) {
-    if (res == CURLE_HTTP_RETURNED_ERROR) return cg_fmt("the server answered HTTP %ld", http_code);
+    if (res == CURLE_HTTP_RETURNED_ERROR)
+        return cg_fmt("the server answered HTTP %ld%s", http_code,
+                      retryable(res, http_code) ? "" : " (check the URL in the manifest, or --base-url)");
     if (res == CURLE_UNSUPPORTED_PROTOCOL) {
         long redirects = 0;
         curl_easy_getinfo(e, CURLINFO_REDIRECT_COUNT, &redirects);
@@ -541,7 +543,8 @@ static void job_fail(fetch_run *r, fetch_job *j, char *why, int delete_part) {
 /* After a failed attempt: wait and try again, or give up when the attempts are spent. */
 static void job_retry(fetch_run *r, fetch_job *j, char *why) {
     if (j->attempts > r->o->retries) {
-        char *w = cg_fmt("%s (gave up after %d attempts)", why, j->attempts);
+        char *w = cg_fmt("%s (gave up after %d attempts; run the same command again to resume)", why,
+                         j->attempts);
         free(why);
         job_fail(r, j, w, 0);
         return;
@@ -918,8 +921,8 @@ char *fetch_summary(const fetch_stats *s) {
     cg_buf_init(&b);
     char mb[32];
     fmt_mb(mb, sizeof mb, s->bytes);
-    cg_buf_addf(&b, "fetched %zu files (%s) in %.1f s, %zu from cache", s->files, mb, s->seconds,
-                s->from_cache);
+    cg_buf_addf(&b, "fetched %zu files (%s) in %.*f s, %zu from cache", s->files, mb,
+                s->seconds < 0.1 ? 2 : 1, s->seconds, s->from_cache);
     if (s->resumed) cg_buf_addf(&b, ", %zu resumed", s->resumed);
     if (s->retries) cg_buf_addf(&b, ", %zu retries", s->retries);
     return cg_buf_steal(&b);
