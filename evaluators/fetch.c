@@ -28,6 +28,7 @@
 #define FETCH_MANIFEST_MAX (64LL << 20) /* a manifest larger than this is refused */
 #define FETCH_BACKOFF_MAX_S 30.0
 #define FETCH_LOW_SPEED_BPS 1024L       /* slower than this for timeout_s: abandoned */
+#define FETCH_CHUNK ((size_t)256 << 10)  /* read size when hashing files (fits in L2) */
 #define FETCH_HASH_THREAD_MIN (8LL << 20) /* files this large are hashed by a second thread */
 
 void fetch_opts_init(fetch_opts *o) {
@@ -288,11 +289,12 @@ static int hash_file(const char *path, char hex[65], uint64_t *size) {
     if (fd < 0) return cg_err(CG_EUSER, "cannot open '%s': %s", path, strerror(errno));
     cg_sha256 s;
     cg_sha256_init(&s);
-    static _Thread_local uint8_t chunk[1 << 20];
+    uint8_t *chunk = cg_malloc(FETCH_CHUNK);
     ssize_t n;
-    while ((n = read(fd, chunk, sizeof chunk)) > 0) cg_sha256_update_fast(&s, chunk, (size_t)n);
+    while ((n = read(fd, chunk, FETCH_CHUNK)) > 0) cg_sha256_update_fast(&s, chunk, (size_t)n);
     int err = n < 0 ? errno : 0;
     close(fd);
+    free(chunk);
     if (err) return cg_err(CG_EFAIL, "cannot read '%s': %s", path, strerror(err));
     uint8_t d[32];
     if (size) *size = s.nbytes;
@@ -435,7 +437,7 @@ static int part_truncate(fetch_job *j) {
 static void *hasher_main(void *arg) {
     fetch_job *j = arg;
     uint64_t pos = j->hash_from;
-    uint8_t *buf = cg_malloc(1 << 20);
+    uint8_t *buf = cg_malloc(FETCH_CHUNK);
     for (;;) {
         pthread_mutex_lock(&j->mu);
         while (j->written == pos && !j->writer_done) pthread_cond_wait(&j->cv, &j->mu);
@@ -443,7 +445,7 @@ static void *hasher_main(void *arg) {
         int done = j->writer_done;
         pthread_mutex_unlock(&j->mu);
         while (pos < upto) {
-            size_t want = upto - pos < (1 << 20) ? (size_t)(upto - pos) : (size_t)1 << 20;
+            size_t want = upto - pos < FETCH_CHUNK ? (size_t)(upto - pos) : FETCH_CHUNK;
             ssize_t n = pread(j->fd, buf, want, (off_t)pos);
             if (n <= 0) {
                 j->hash_failed = 1;
@@ -586,14 +588,16 @@ static int job_open_part(fetch_job *j) {
         return 0;
     }
     /* hash what is already there, so the final hash covers the whole file */
-    static _Thread_local uint8_t chunk[1 << 20];
+    uint8_t *chunk = cg_malloc(FETCH_CHUNK);
     uint64_t pos = 0;
     while (pos < have) {
-        ssize_t n = pread(j->fd, chunk, sizeof chunk, (off_t)pos);
-        if (n <= 0) return -1;
+        ssize_t n = pread(j->fd, chunk, FETCH_CHUNK, (off_t)pos);
+        if (n <= 0) break;
         cg_sha256_update_fast(&j->sha, chunk, (size_t)n);
         pos += (uint64_t)n;
     }
+    free(chunk);
+    if (pos < have) return -1;
     if (lseek(j->fd, (off_t)have, SEEK_SET) < 0) return -1;
     j->offset = j->got = have;
     return 0;
