@@ -431,6 +431,7 @@ static int part_truncate(fetch_job *j) {
     if (ftruncate(j->fd, 0) != 0 || lseek(j->fd, 0, SEEK_SET) != 0) return -1;
     cg_sha256_init(&j->sha);
     j->offset = j->got = 0;
+    j->was_resumed = 0;
     return 0;
 }
 

@@ -197,6 +197,7 @@ def test_resume_server_ignores_range():
         check(r.returncode == 0, "restart when Range is ignored: %s" % r.stderr)
         check(open(env.cached("f.bin"), "rb").read() == env.files["f.bin"], "restarted file is right")
         check(sent(env.stats(), "f.bin") == size + size // 2, "whole file sent again")
+        check("resumed" not in r.stderr, "a restart is not a resume: %r" % r.stderr)
     finally:
         env.close()
 
