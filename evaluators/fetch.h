@@ -12,12 +12,13 @@
  * Every download streams into PATH.part while its sha256 is computed, and is renamed to PATH
  * only once the size and the hash match; a mismatch deletes the .part.
  *
- * The transfer state machine of one file (fetch.c):
- *   queued --fetch_start--> running --fetch_finish--> done (renamed into place)
- *                               |--> waiting (retryable: timeout, reset, 5xx, 408, 429; the .part
- *                               |        is kept and resumed) --backoff elapsed--> running
- *                               '--> failed (4xx, checksum mismatch on a fresh download, more
- *                                        bytes than declared, refused redirect, retries spent)
+ * The state machine of one file's download (fetch.c; each arrow is named after its function):
+ *   QUEUED --job_start--> RUNNING --job_finish--> (size reached) --job_verify--> --job_done--> DONE
+ *   RUNNING --job_retry--> WAITING (timeout, reset, 5xx, 408, 429, a drop: the .part is kept and
+ *                                   resumed) --job_start, once the backoff has elapsed--> RUNNING
+ *   RUNNING --job_fail--> FAILED (other 4xx, a refused redirect, more bytes than declared, a
+ *                                 checksum mismatch on a fresh download, attempts spent)
+ *   A checksum mismatch after a resume deletes the .part and retries from byte 0 once.
  */
 #ifndef CG_FETCH_H
 #define CG_FETCH_H

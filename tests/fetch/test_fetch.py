@@ -449,11 +449,28 @@ def test_many_files():
         env.close()
 
 
+def test_two_fetches_share_the_cache():
+    """Parallel evaluations fetch the same benchmark: one downloads, the other waits, then uses it."""
+    env = Env({"a.bin": data(300_000, 1), "b.bin": data(200_000, 2)})
+    try:
+        env.set_faults({"/a.bin": {"delay": 0.5}})
+        m = env.manifest()
+        cmd = [BIN, "fetch", m, "--cache", env.cache]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = [p.communicate(timeout=60) for p in procs]
+        check(all(p.returncode == 0 for p in procs), "both fetches succeed: %s" % (outs,))
+        check(sum("2 from cache" in e for _, e in outs) == 1, "the second one finds everything cached: %s" % (outs,))
+        st = env.stats()
+        check(sent(st, "a.bin") == 300_000 and sent(st, "b.bin") == 200_000, "each file sent once: %s" % st)
+    finally:
+        env.close()
+
+
 QUICK = [test_happy_path_and_cache, test_resume_after_drop, test_resume_server_ignores_range,
          test_resume_partial_from_earlier_run, test_5xx_then_success, test_404_no_retry, test_5xx_gives_up,
          test_wrong_bytes, test_redirect_to_file_refused, test_redirect_http_followed, test_more_than_declared,
          test_bad_manifests, test_offline, test_file_manifest_relative_urls, test_base_url_override, test_cli_errors]
-SLOW = [test_trickle_times_out, test_many_files]
+SLOW = [test_trickle_times_out, test_many_files, test_two_fetches_share_the_cache]
 
 if __name__ == "__main__":
     for t in QUICK if TIER == "quick" else SLOW:
