@@ -177,7 +177,7 @@ static int run(store_sink *k, sqlite3_stmt *st, const char *what) {
     int src = sqlite3_step(st);
     sqlite3_reset(st);
     if (src != SQLITE_DONE && src != SQLITE_ROW)
-        return cg_err(CG_EFAIL, "cannot write %s to the results db: %s", what, sqlite3_errmsg(k->db));
+        return cg_err(CG_EFAIL, "cannot write %s to the results db: %s", what, store_errmsg(k->db));
     return CG_OK;
 }
 
