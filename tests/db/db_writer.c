@@ -71,6 +71,13 @@ static int populate(const char *path) {
         if (!rc) rc = store_task_upsert(db, key, "eval", config, &eval);
         int64_t chain[] = {world, lm, align[lam], instruct, eval};
         for (int t = 0; t < 5 && rc == CG_OK; t++) rc = store_run_task_link(db, run_id, chain[t]);
+        /* the dependencies the scheduler would write: each stage on the one before */
+        for (int t = 1; t < 5 && rc == CG_OK; t++) {
+            char *sql = cg_fmt("INSERT OR IGNORE INTO task_deps (task_id, dep_id) VALUES (%lld, %lld)",
+                               (long long)chain[t], (long long)chain[t - 1]);
+            rc = store_exec(db, sql, "task_deps");
+            free(sql);
+        }
         metrics_sink *s = NULL;
         if (!rc) rc = store_task_begin(db, instruct, env_id);
         if (!rc) rc = store_sink_open(db, instruct, &s);
