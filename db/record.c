@@ -89,8 +89,10 @@ int store_env_record(sqlite3 *db, int64_t *env_id) {
     char *device = cg_strdup(gpu.data ? gpu.data : "");
     for (char *p = device; *p; p++)
         if (*p == '\n') *p = p[1] ? ';' : 0;
-    char *driver = field_after(device, "driver ");
-    char *runtime = field_after(device, "runtime ");
+    /* "0: NAME, sm_90, ..., driver 13.0, runtime 12.8, cuBLAS ..." or "no GPU (WHY; CUDA runtime 13.0)" */
+    char *driver = field_after(device, ", driver ");
+    char *runtime = field_after(device, ", runtime ");
+    if (!runtime) runtime = field_after(device, "; CUDA runtime ");
     char *cuda = runtime ? cg_fmt("%s %s", cg_gpu_built() ? "built, runtime" : "not built", runtime)
                          : cg_strdup(cg_gpu_built() ? "built" : "not built");
     const char *blas = openblas_get_config();
