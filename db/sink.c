@@ -46,6 +46,8 @@ typedef struct {
     sqlite3 *db;
     int64_t task_id;
     int batch_rows;
+    double flush_seconds;
+    double oldest;      /* wall time of the oldest buffered row */
     int64_t *committed;
     /* name cache: open addressing over indexes into names (-1 = empty) */
     sink_name *names;
@@ -121,17 +123,23 @@ static size_t buffered(const store_sink *k) {
     return k->n_scalars + k->n_evals + k->n_preds + k->n_arts;
 }
 
-static int maybe_flush(store_sink *k) {
-    return buffered(k) >= (size_t)k->batch_rows ? sink_flush(k) : CG_OK;
+/* After a row was buffered at wall time `now`. */
+static int maybe_flush(store_sink *k, double now) {
+    size_t n = buffered(k);
+    if (n == 1) k->oldest = now;
+    if (n >= (size_t)k->batch_rows || (k->flush_seconds >= 0 && now - k->oldest >= k->flush_seconds))
+        return sink_flush(k);
+    return CG_OK;
 }
 
 static char *dup_or_null(const char *s) { return s ? cg_strdup(s) : NULL; }
 
 static int sink_scalar_cb(void *ctx, const char *name, int64_t step, double value) {
     store_sink *k = ctx;
+    double now = cg_wall_time();
     GROW(k->scalars, k->n_scalars, k->cap_scalars);
-    k->scalars[k->n_scalars++] = (sink_scalar){name_index(k, name), step, value, cg_wall_time()};
-    return maybe_flush(k);
+    k->scalars[k->n_scalars++] = (sink_scalar){name_index(k, name), step, value, now};
+    return maybe_flush(k, now);
 }
 
 static int sink_eval_cb(void *ctx, const char *benchmark, const char *metric, const char *category,
@@ -140,7 +148,7 @@ static int sink_eval_cb(void *ctx, const char *benchmark, const char *metric, co
     GROW(k->evals, k->n_evals, k->cap_evals);
     k->evals[k->n_evals++] = (sink_eval){cg_strdup(benchmark), cg_strdup(metric),
                                          cg_strdup(category ? category : ""), value, n};
-    return maybe_flush(k);
+    return maybe_flush(k, cg_wall_time());
 }
 
 static int sink_prediction_cb(void *ctx, const char *benchmark, const char *method,
@@ -151,7 +159,7 @@ static int sink_prediction_cb(void *ctx, const char *benchmark, const char *meth
     k->preds[k->n_preds++] = (sink_prediction){
         cg_strdup(benchmark), cg_strdup(method), cg_strdup(question_id), dup_or_null(category),
         dup_or_null(skill), dup_or_null(scores_json), chosen, answer};
-    return maybe_flush(k);
+    return maybe_flush(k, cg_wall_time());
 }
 
 static int sink_artifact_cb(void *ctx, const char *key, const char *path, int64_t size,
@@ -160,7 +168,7 @@ static int sink_artifact_cb(void *ctx, const char *key, const char *path, int64_
     GROW(k->arts, k->n_arts, k->cap_arts);
     k->arts[k->n_arts++] = (sink_artifact){cg_strdup(key), cg_strdup(path), cg_strdup(sha256),
                                            size, cg_wall_time()};
-    return maybe_flush(k);
+    return maybe_flush(k, k->arts[k->n_arts - 1].created_at);
 }
 
 /* ---- writing ---- */
@@ -395,6 +403,7 @@ int store_sink_open_opts(sqlite3 *db, int64_t task_id, const store_sink_opts *op
     k->db = db;
     k->task_id = task_id;
     k->batch_rows = opts && opts->batch_rows > 0 ? opts->batch_rows : STORE_SINK_BATCH_ROWS;
+    k->flush_seconds = opts && opts->flush_seconds ? opts->flush_seconds : STORE_SINK_FLUSH_SECONDS;
     k->committed = opts ? opts->committed : NULL;
     slots_rebuild(k, 64);
     k->self = (metrics_sink){k, sink_scalar_cb, sink_eval_cb, sink_prediction_cb, sink_artifact_cb,

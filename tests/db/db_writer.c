@@ -123,7 +123,7 @@ static int write_metrics(const char *path, const char *key, int64_t n, int batch
     int rc = store_open(path, STORE_CREATE, &db);
     if (rc) return rc;
     rc = store_task_upsert(db, key, "align", "{}", &task_id);
-    store_sink_opts opts = {batch, &committed};
+    store_sink_opts opts = {batch, -1, &committed}; /* batches by size only */
     if (!rc) rc = store_sink_open_opts(db, task_id, &opts, &s);
     static const char *const names[] = {"loss", "loss_gen", "loss_con", "lr", "grad_norm"};
     for (int64_t i = 0; i < n && rc == CG_OK; i++) {

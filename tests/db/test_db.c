@@ -125,7 +125,7 @@ static void test_sink(sqlite3 *db) {
     CHECK(store_sink_open(db, 123456, &s) == CG_EUSER);
     CHECK(store_task_upsert(db, "sink-1", "align", "{}", &t1) == CG_OK);
     CHECK(store_task_upsert(db, "sink-2", "align", "{}", &t2) == CG_OK);
-    store_sink_opts o = {7, &committed};
+    store_sink_opts o = {7, -1, &committed};
     CHECK(store_sink_open_opts(db, t1, &o, &s) == CG_OK);
     static const char *const names[] = {"loss", "lr", "grad_norm"};
     for (int i = 0; i < 100; i++) CHECK(metrics_scalar(s, names[i % 3], i / 3, i * 0.25) == CG_OK);
@@ -174,6 +174,22 @@ static void test_sink(sqlite3 *db) {
     CHECK(count(db, "SELECT COUNT(*) FROM evals WHERE metric = 'retrieval_r1'") == 1);
     CHECK(metrics_flush(s) == CG_OK); /* nothing buffered: nothing written */
     CHECK(count(db, "SELECT COUNT(*) FROM metrics WHERE step = 1000") == 2);
+    metrics_close(s);
+}
+
+/* A row older than flush_seconds makes the next call flush. */
+static void test_flush_by_age(sqlite3 *db) {
+    int64_t t, committed = 0;
+    metrics_sink *s = NULL;
+    CHECK(store_task_upsert(db, "aged", "align", "{}", &t) == CG_OK);
+    store_sink_opts o = {1000, 0.2, &committed};
+    CHECK(store_sink_open_opts(db, t, &o, &s) == CG_OK);
+    CHECK(metrics_scalar(s, "loss", 0, 1) == CG_OK);
+    CHECK(metrics_scalar(s, "loss", 1, 1) == CG_OK);
+    CHECK(committed == 0);
+    usleep(250000);
+    CHECK(metrics_scalar(s, "loss", 2, 1) == CG_OK);
+    CHECK(committed == 3);
     metrics_close(s);
 }
 
@@ -228,6 +244,7 @@ int main(void) {
     if (db) {
         test_records(db);
         test_sink(db);
+        test_flush_by_age(db);
         sqlite3_stmt *st;
         CHECK(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK);
         CHECK(sqlite3_step(st) == SQLITE_ROW);
