@@ -58,6 +58,7 @@ static void query_usage(FILE *fp) {
             "\n"
             "  --db PATH     the results db (default $CGVLM_DB, else results.db)\n"
             "  --format F    table, csv or json\n"
+            "  --            ends the options (for SQL that starts with a '--' comment)\n"
             "\n"
             "example: cgvlm query \"SELECT sweep, fraction, contrastive, AVG(accuracy) FROM v_data_efficiency\n"
             "                      GROUP BY 1, 2, 3\"\n");
@@ -72,7 +73,7 @@ int cmd_query(int argc, char **argv) {
     int rc = CG_OK, c;
     optind = 1;
     opterr = 0;
-    while (rc == CG_OK && (c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    while (rc == CG_OK && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'h') {
             query_usage(stdout);
             return CG_OK;
@@ -133,7 +134,7 @@ int cmd_runs(int argc, char **argv) {
     int n_where = 0, rc = CG_OK, c;
     optind = 1;
     opterr = 0;
-    while (rc == CG_OK && (c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    while (rc == CG_OK && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'h': runs_usage(stdout); free(wheres); return CG_OK;
         case OPT_SWEEP: sweep = optarg; break;

@@ -144,5 +144,25 @@ case "$out" in *"schema version 99, newer"*) ;; *) bad "v99 message: $out";; esa
 expect 2 "missing db" -- "$BIN" runs --db "$T/none.db"
 [ ! -e "$T/none.db" ] || bad "a read command created the db"
 
+# options after the SQL, and '--' before SQL that starts with a comment
+expect 0 "options after the SQL" -- "$BIN" query "SELECT 1 AS one" --format json
+case "$out" in *'"one":1'*) ;; *) bad "options after the SQL: $out";; esac
+expect 0 "-- before the SQL" -- "$BIN" query --format csv -- "-- a comment
+SELECT 2 AS two"
+
+# ---- bench db: the JSON lines and their keys (numbers, not speeds: no timed test) ----
+"$BIN" bench db --json --rows 2000 --runs 30 --steps 200 > "$T/bench.json" || bad "bench db failed"
+"$PY" - "$T/bench.json" <<'PYEOF' || bad "bench db output: $(cat "$T/bench.json")"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+fig = {l["figure"]: l for l in lines}
+assert set(fig) == {"ingest", "step", "view"}, fig
+assert fig["ingest"]["rows"] == 2000 and fig["ingest"]["rows_per_s"] > 0
+assert fig["step"]["us_per_step"] > 0 and fig["view"]["view_ms"] > 0
+assert fig["view"]["runs"] == 30 and fig["view"]["view_rows"] == 60, fig["view"]
+PYEOF
+expect 2 "bench db --rows 0" -- "$BIN" bench db --rows 0
+expect 2 "bench db --bogus" -- "$BIN" bench db --bogus
+
 [ $fail = 0 ] && echo "test_commands: ok"
 exit $fail
