@@ -703,8 +703,8 @@ out:
         else if (t->state == 'x' || t->state == 'r') out->cancelled++;
         else if (dead(&r, i, 0)) out->blocked++;
         else out->cancelled++;
-        free(t->deps);
     }
+    for (int i = 0; i < r.n; i++) free(r.t[i].deps);
     out->wall_s = cg_mono_time() - t0;
     free(r.t);
     sqlite3_finalize(r.claim);

@@ -105,8 +105,11 @@ int sched_execute(const sweep *sw, const char *db_path, const char *workspace, i
     if (rc == STAGE_CANCELLED)
         cg_info("sweep %s stopped: %d task(s) cancelled; run the same command again to resume", sw->name,
                 sum.cancelled);
-    if (rc && rc != STAGE_CANCELLED)
-        cg_err_wrap(rc, "sweep '%s'; see 'cgvlm status --sweep %s'", sw->name, sw->name);
+    if (rc && rc != STAGE_CANCELLED) {
+        char *msg = cg_strdup(cg_errmsg());
+        cg_err(rc, "sweep '%s': %s; see 'cgvlm status --sweep %s'", sw->name, msg, sw->name);
+        free(msg);
+    }
 out:
     if (be) be->close(be);
     if (db && sweep_id >= 0) sched_release(db, sweep_id);
