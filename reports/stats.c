@@ -37,21 +37,36 @@ static double incbeta_cf(double a, double b, double x) {
     return h;
 }
 
-double stats_incbeta(double a, double b, double x) {
+/* log Γ(a+b) − log Γ(a) without the cancellation of two large lgamma values (Stirling series for a ≥ 10). */
+static double lgamma_diff(double a, double b) {
+    if (a < 10) return lgamma(a + b) - lgamma(a);
+    double c = a + b;
+    double corr_c = 1 / (12 * c) - 1 / (360 * c * c * c) + 1 / (1260 * pow(c, 5)) - 1 / (1680 * pow(c, 7));
+    double corr_a = 1 / (12 * a) - 1 / (360 * a * a * a) + 1 / (1260 * pow(a, 5)) - 1 / (1680 * pow(a, 7));
+    return (c - 0.5) * log1p(b / a) + b * log(a) - b + (corr_c - corr_a);
+}
+
+/* I_x(a, b) with y = 1 − x given separately, so that x near 1 keeps its precision. */
+static double incbeta_xy(double a, double b, double x, double y) {
     assert(a > 0 && b > 0);
     if (x <= 0) return 0;
-    if (x >= 1) return 1;
-    double lbt = lgamma(a + b) - lgamma(a) - lgamma(b) + a * log(x) + b * log1p(-x);
-    /* The fraction converges fast for x < (a+1)/(a+b+2); use the symmetry I_x(a,b) = 1 - I_{1-x}(b,a) otherwise. */
+    if (y <= 0) return 1;
+    /* log(x^a y^b / (a B(a,b))) pieces: −log B(a,b) = lgamma(a+b) − lgamma(a) − lgamma(b) */
+    double nlbeta = a >= b ? lgamma_diff(a, b) - lgamma(b) : lgamma_diff(b, a) - lgamma(a);
+    double lbt = nlbeta + a * log(x) + b * log(y);
+    /* The fraction converges fast for x < (a+1)/(a+b+2); use the symmetry I_x(a,b) = 1 − I_y(b,a) otherwise. */
     if (x < (a + 1.0) / (a + b + 2.0)) return exp(lbt) * incbeta_cf(a, b, x) / a;
-    return 1.0 - exp(lbt) * incbeta_cf(b, a, 1.0 - x) / b;
+    return 1.0 - exp(lbt) * incbeta_cf(b, a, y) / b;
 }
+
+double stats_incbeta(double a, double b, double x) { return incbeta_xy(a, b, x, 1.0 - x); }
 
 double stats_t_cdf(double t, double df) {
     assert(df > 0);
     if (isinf(t)) return t > 0 ? 1.0 : 0.0;
-    /* P(|T| > |t|) = I_{df/(df+t²)}(df/2, 1/2) */
-    double tail = 0.5 * stats_incbeta(0.5 * df, 0.5, df / (df + t * t));
+    /* P(|T| > |t|) = I_x(df/2, 1/2) with x = df/(df+t²), 1 − x = t²/(df+t²) */
+    double x = df / (df + t * t), y = t * t / (df + t * t);
+    double tail = 0.5 * incbeta_xy(0.5 * df, 0.5, x, y);
     return t >= 0 ? 1.0 - tail : tail;
 }
 
