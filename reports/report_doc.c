@@ -255,7 +255,7 @@ static void headline_box(doc *d, const report_model *m) {
     if (h) {
         char *xs = report_fmt_x(m, m->xs[h->xi]), *dd = pp_ci(&h->diff);
         const report_cell *on = REPORT_CELL(m, m->primary, l, h->xi), *off = REPORT_CELL(m, m->primary, m->lines[l].base, h->xi);
-        cg_buf_init(&t);
+        cg_buf_free(&t);   /* empties it for the next line */
         cg_buf_addf(&t, "At %s: contrastive %.1f %%, generative-only %.1f %%, difference %s (%s).", xs, 100 * on->ci.mean,
                     100 * off->ci.mean, dd, report_ci_name(h->diff.ci));
         cg_buf_adds(&d->html, "<div class=\"kv\">");
@@ -265,7 +265,7 @@ static void headline_box(doc *d, const report_model *m) {
         free(xs);
         free(dd);
     }
-    cg_buf_init(&t);
+    cg_buf_free(&t);   /* empties it for the next line */
     cg_buf_addf(&t, "Primary metric: %s on %s, mean over seeds (%d per point at most)%s. Intervals are 95 %%.", pm->metric, pm->bench,
                 m->max_seeds, m->max_seeds == 1 ? "; single seed: intervals are bootstraps over benchmark questions" : "");
     cg_buf_adds(&d->html, "<div class=\"fine\">");
@@ -277,7 +277,9 @@ static void headline_box(doc *d, const report_model *m) {
 
 static void headline_table(doc *d, const report_model *m) {
     static const char *head[] = {"line", "fraction", "contrastive", "generative only", "contrastive / gen.-only at 100 %",
-                                 "on − off", "interval"};
+                                 "on − off", "intervals (ratio; difference)"};
+    int nlines = 0;   /* one contrastive line (the usual case): no line column */
+    for (int i = 0; i < m->nheads; i++) nlines += i == 0 || m->heads[i].line != m->heads[i - 1].line;
     char **cells = cg_calloc((size_t)m->nheads * 7 + 1, sizeof *cells);
     for (int i = 0; i < m->nheads; i++) {
         const report_head *h = &m->heads[i];
@@ -290,9 +292,19 @@ static void headline_table(doc *d, const report_model *m) {
         row[3] = off->n ? pct(off->ci.mean) : cg_strdup("—");
         row[4] = pct_ci(&h->ratio);
         row[5] = pp_ci(&h->diff);
-        row[6] = cg_fmt("ratio: %s; diff: %s (%d pairs)", short_ci(h->ratio.ci), short_ci(h->diff.ci), h->diff.n);
+        row[6] = cg_fmt("%s; %s (%d pairs)", short_ci(h->ratio.ci), short_ci(h->diff.ci), h->diff.n);
+        if (nlines == 1) {
+            free(row[0]);
+            memmove(row, row + 1, 6 * sizeof *row);
+            row[6] = NULL;
+        }
     }
-    doc_table(d, 7, 2, head, cells, m->nheads);
+    if (nlines == 1) {   /* compact the rows of 7 into rows of 6 */
+        for (int i = 0; i < m->nheads; i++) memmove(&cells[(size_t)i * 6], &cells[(size_t)i * 7], 6 * sizeof *cells);
+        doc_table(d, 6, 1, head + 1, cells, m->nheads);
+    } else {
+        doc_table(d, 7, 2, head, cells, m->nheads);
+    }
     free(cells);
 }
 
@@ -350,7 +362,7 @@ static const char *css =
     "td{text-align:right;padding:5px 10px;border-bottom:1px solid var(--rule);white-space:nowrap}"
     "th.l,td.l{text-align:left}tbody tr:nth-child(even){background:#f7f8f9}"
     "pre{background:#f5f6f7;border:1px solid var(--rule);border-radius:4px;padding:12px 14px;overflow-x:auto;"
-    "font:12.5px/1.5 'DejaVu Sans Mono',monospace}"
+    "font:12.5px/1.5 'DejaVu Sans Mono',monospace;tab-size:4}"
     "footer{margin-top:48px;color:var(--muted);font:13px 'DejaVu Sans',Helvetica,Arial,sans-serif}";
 
 int report_write_docs(const report_model *m, const char *dir, const report_fig *figs, int nfigs, int gnuplot_found) {
@@ -391,21 +403,11 @@ int report_write_docs(const report_model *m, const char *dir, const report_fig *
         doc_h(&d, 2, "Data efficiency");
         const report_fig *f = fig_named(figs, nfigs, "data_efficiency", 1);
         if (f) doc_fig(&d, f);
-        for (int i = -1; i < m->nmetrics; i++) {   /* the primary metric first, then the others */
-            int mt = i < 0 ? m->primary : i;
-            if (i == m->primary || !m->metrics[mt].is_acc || !strcmp(m->metrics[mt].bench, "alignment")) continue;
-            char *h = cg_fmt("%s on %s%s", m->metrics[mt].metric, m->metrics[mt].bench, mt == m->primary ? " (primary)" : "");
+        {
+            char *h = cg_fmt("%s on %s (primary)", m->metrics[m->primary].metric, m->metrics[m->primary].bench);
             doc_h(&d, 3, h);
             free(h);
-            if (mt != m->primary) {
-                char *nm = cg_fmt("data_efficiency_%s_%s", m->metrics[mt].bench, m->metrics[mt].metric);
-                for (char *c = nm; *c; c++)
-                    if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-", *c)) *c = '_';
-                const report_fig *g = fig_named(figs, nfigs, nm, 1);
-                if (g) doc_fig(&d, g);
-                free(nm);
-            }
-            metric_table(&d, m, mt);
+            metric_table(&d, m, m->primary);
         }
         if (cg_head) {
             doc_h(&d, 2, "Headline numbers");
@@ -418,6 +420,21 @@ int report_write_docs(const report_model *m, const char *dir, const report_fig *
             doc_p(&d, p);
             free(p);
             headline_table(&d, m);
+        }
+        for (int mt = 0; mt < m->nmetrics; mt++) {   /* the other scoring methods and benchmarks */
+            if (mt == m->primary || !m->metrics[mt].is_acc || !strcmp(m->metrics[mt].bench, "alignment")) continue;
+            char *h = cg_fmt("Data efficiency: %s on %s", m->metrics[mt].metric, m->metrics[mt].bench);
+            doc_h(&d, 2, h);
+            free(h);
+            {
+                char *nm = cg_fmt("data_efficiency_%s_%s", m->metrics[mt].bench, m->metrics[mt].metric);
+                for (char *c = nm; *c; c++)
+                    if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-", *c)) *c = '_';
+                const report_fig *g = fig_named(figs, nfigs, nm, 1);
+                if (g) doc_fig(&d, g);
+                free(nm);
+            }
+            metric_table(&d, m, mt);
         }
     } else if (m->primary < 0 && m->cg) {
         doc_note(&d, "No benchmark accuracy in this sweep's evaluations yet.");

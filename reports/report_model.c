@@ -603,7 +603,7 @@ static int cmp_point(const void *a, const void *b) {
 
 static const char *task_group(const task_info *t) {
     if (!t->has_lambda) return "all";
-    if (t->con_min != t->con_max) return "shared";
+    if (t->con_min != t->con_max) return "shared by on and off";
     return t->con_max ? "contrastive" : "generative only";
 }
 

@@ -195,7 +195,8 @@ static int curve_fig(const report_model *m, const char *dir, int metric, const c
     cg_buf_adds(&gp, "\nset ylabel ");
     char *ylab = mt->is_acc ? cg_fmt("%s (%%)", mt->metric) : cg_strdup(mt->metric);
     gp_str(&gp, ylab);
-    cg_buf_addf(&gp, "\nset yrange [%.6g:%.6g]\n", ymin, ymax);
+    /* intervals are clamped to the plotted range: gnuplot clips filled areas badly */
+    cg_buf_addf(&gp, "\nylo = %.10g\nyhi = %.10g\nclamp(v) = v < ylo ? ylo : (v > yhi ? yhi : v)\nset yrange [ylo:yhi]\n", ymin, ymax);
     if (mt->is_acc) cg_buf_adds(&gp, "set format y '%g %%'\n");
     int logx = m->cg && m->xs[0] > 0;
     if (logx) {
@@ -211,9 +212,9 @@ static int curve_fig(const report_model *m, const char *dir, int metric, const c
         if (blk[l] < 0) continue;
         const char *c = line_color(m, l);
         int pt = m->cg && m->lines[l].lambda > 0 ? 7 : 5;
-        cg_buf_addf(&gp, "%s'%s.dat' index %d using 1:($3*%g):($4*%g) with filledcurves fc rgb '%s' notitle, \\\n",
+        cg_buf_addf(&gp, "%s'%s.dat' index %d using 1:(clamp($3*%g)):(clamp($4*%g)) with filledcurves fc rgb '%s' notitle, \\\n",
                     first ? "" : ", \\\n     ", name, blk[l], scale, scale, c);
-        cg_buf_addf(&gp, "     '' index %d using 1:($2*%g):($3*%g):($4*%g) with yerrorbars lc rgb '%s' lw 1.3 pt -1 notitle, \\\n",
+        cg_buf_addf(&gp, "     '' index %d using 1:($2*%g):(clamp($3*%g)):(clamp($4*%g)) with yerrorbars lc rgb '%s' lw 1.3 pt -1 notitle, \\\n",
                     blk[l], scale, scale, scale, c);
         cg_buf_addf(&gp, "     '' index %d using 1:($2*%g) with linespoints lc rgb '%s' lw 2.6 pt %d ps 1.5 title ",
                     blk[l], scale, c, pt);
@@ -266,7 +267,7 @@ static int loss_fig(const report_model *m, const char *dir, const char *stage, r
     gp_str(&gp, title);
     cg_buf_adds(&gp, " font 'DejaVu Sans,15'\nset xlabel 'step'\nset ylabel 'loss'\nplot ");
     int block = 0, ntasks_max = 0;
-    static const char *groups[] = {"generative only", "contrastive", "shared", "all"};
+    static const char *groups[] = {"generative only", "contrastive", "shared by on and off", "all"};
     static const char *losses[] = {"loss", "loss_gen", "loss_con"};
     for (int o = 0; o < 12; o++)   /* in legend order: group, then total / generative / contrastive */
     for (int i = 0; i < m->nseries; i++) {

@@ -7,7 +7,7 @@ report tests (schema v1 applied from db/schema.sql). Sweeps:
   generic  axes lm_pretrain.lr {1e-3,3e-3} x model.adapter {"linear","mlp2x"}, seeds {0,1}
   pending  runs queued, no evaluations yet
 The values come from random.Random with fixed seeds, so every run of this script writes the same db."""
-import json, math, random, sqlite3, sys
+import json, math, random, sqlite3, sys, zlib
 
 schema, path = sys.argv[1], sys.argv[2]
 db = sqlite3.connect(path)
@@ -89,7 +89,7 @@ def make_sweep(name, axes, points, seeds, with_evals=True):
                 p = min(0.95, base)
             else:
                 p = p_correct(lam, frac, seed)
-            r = random.Random(hash((name, rid)) & 0xffffffff)
+            r = random.Random(zlib.crc32(b"%s/%d" % (name.encode(), rid)))
             for method, delta in (("likelihood", 0.0), ("letter", -0.05)):
                 correct = []
                 for qid, cat, nopt in QUESTIONS:
