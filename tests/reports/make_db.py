@@ -6,7 +6,9 @@ report tests (schema v1 applied from db/schema.sql). Sweeps:
   cg1      the same grid with a single seed (intervals become question bootstraps)
   generic  axes lm_pretrain.lr {1e-3,3e-3} x model.adapter {"linear","mlp2x"}, seeds {0,1}
   pending  runs queued, no evaluations yet
-The values come from random.Random with fixed seeds, so every run of this script writes the same db."""
+The values come from random.Random with fixed seeds, so every run of this script writes the same db.
+`make_db.py SCHEMA DB big` writes instead one sweep "big" the size of the default CPU sweep, for timing
+`cgvlm report`: 2 lambdas x 6 fractions x 5 seeds, 600 questions, a loss logged at every step."""
 import json, math, random, sqlite3, sys, zlib
 
 schema, path = sys.argv[1], sys.argv[2]
@@ -14,7 +16,8 @@ db = sqlite3.connect(path)
 db.executescript(open(schema).read())
 db.execute("PRAGMA user_version = 1")
 
-NQ = 120
+BIG = len(sys.argv) > 3 and sys.argv[3] == "big"
+NQ = 600 if BIG else 120
 CATS = ["color", "shape", "count", "position"]
 rnd = random.Random(1234)
 QUESTIONS = [("q%03d" % i, CATS[i % len(CATS)], 2 + rnd.randrange(4)) for i in range(NQ)]  # id, category, #options
@@ -40,7 +43,7 @@ def metric_id(name):
 
 def losses(tid, steps, start, con):
     r = random.Random(tid)
-    for s in range(0, steps + 1, max(1, steps // 20)):
+    for s in range(0, steps + 1, 1 if BIG else max(1, steps // 20)):
         g = start * math.exp(-s / (steps / 2.5)) + 0.4 + 0.02 * r.random()
         db.execute("INSERT INTO metrics VALUES (?, ?, ?, ?, 0)", (tid, metric_id("loss_gen"), s, g))
         c = 0.0
@@ -61,7 +64,7 @@ def make_sweep(name, axes, points, seeds, with_evals=True):
                      (name, json.dumps(spec, sort_keys=True), json.dumps([a for a, _ in axes]))).lastrowid
     lm = task("lm_pretrain", name + "/lm")
     if with_evals:
-        losses(lm, 200, 4.0, False)
+        losses(lm, 1500 if BIG else 200, 4.0, False)
     for params in points:
         for seed in seeds:
             lam = params.get("align.lambda")
@@ -81,8 +84,8 @@ def make_sweep(name, axes, points, seeds, with_evals=True):
             if not with_evals:
                 continue
             if not db.execute("SELECT 1 FROM metrics WHERE task_id = ?", (al,)).fetchone():
-                losses(al, 100, 3.0, (lam or 0) > 0)
-            losses(ins, int(100 * (frac or 1)) + 10, 2.0, False)
+                losses(al, 600 if BIG else 100, 3.0, (lam or 0) > 0)
+            losses(ins, int((600 if BIG else 100) * (frac or 1)) + 10, 2.0, False)
             if lam is None:  # generic sweep: a score that depends on the params
                 lr = params["lm_pretrain.lr"]
                 base = 0.5 + 40 * lr + (0.05 if params["model.adapter"] == "mlp2x" else 0) + 0.01 * seed
@@ -112,6 +115,12 @@ def make_sweep(name, axes, points, seeds, with_evals=True):
                     db.execute("INSERT INTO evals VALUES (?, 'alignment', ?, '', ?, NULL)", (ev, metric, v))
 
 
+if BIG:
+    FR = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0]
+    make_sweep("big", [("align.lambda", [0, 1]), ("instruct.fraction", FR)],
+               [{"align.lambda": l, "instruct.fraction": f} for l in (0, 1) for f in FR], [0, 1, 2, 3, 4])
+    db.commit()
+    sys.exit(0)
 CG = [("align.lambda", [0, 1]), ("instruct.fraction", [0.01, 0.1, 0.5, 1.0])]
 cg_points = [{"align.lambda": l, "instruct.fraction": f} for l in (0, 1) for f in (0.01, 0.1, 0.5, 1.0)]
 make_sweep("cg3", CG, cg_points, [0, 1, 2])
