@@ -317,7 +317,8 @@ static void category_table(doc *d, const report_model *m) {
         for (int l = 0; l < m->nlines; l++) {
             char *xs = report_fmt_x(m, m->xs[k]);
             const char *lab = m->cg && !isnan(m->lines[l].lambda) ? (m->lines[l].lambda > 0 ? "on" : "off") : m->lines[l].key;
-            own[1 + k * m->nlines + l] = m->cg ? cg_fmt("%s %s", xs, lab) : cg_fmt("%s; %s", xs, lab);
+            if (m->xaxis < 0) own[1 + k * m->nlines + l] = cg_strdup(m->lines[l].label);
+            else own[1 + k * m->nlines + l] = m->cg ? cg_fmt("%s %s", xs, lab) : cg_fmt("%s; %s", xs, lab);
             head[1 + k * m->nlines + l] = own[1 + k * m->nlines + l];
             free(xs);
         }
@@ -458,7 +459,9 @@ int report_write_docs(const report_model *m, const char *dir, const report_fig *
         char *h = cg_fmt("Accuracy by category (%s, %%)", m->metrics[m->primary].metric);
         doc_h(&d, 2, h);
         free(h);
-        doc_p(&d, "Mean over seeds of the per-category accuracy, by fraction and line; intervals are in categories.csv.");
+        doc_p(&d, m->cg ? "Mean over seeds of the per-category accuracy at each fraction, generative-only (off) and "
+                           "contrastive (on); intervals are in categories.csv."
+                         : "Mean over seeds of the per-category accuracy; intervals are in categories.csv.");
         category_table(&d, m);
     }
 

@@ -5,7 +5,7 @@ from the raw tables with numpy / scipy (means, sample sds, t quantiles and t-int
 to generative-only at 100 %, paired differences, the smallest fraction at 95 %), the bootstraps
 against oracle.py (the documented scheme, exactly), the CSVs, and the figures: valid PNG (signature,
 IHDR size) and SVG (XML), and .dat files holding the expected points."""
-import csv, json, math, os, sqlite3, struct, subprocess, sys, tempfile
+import csv, json, math, os, re, sqlite3, struct, subprocess, sys, tempfile
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -301,6 +301,29 @@ if not os.path.exists(os.path.join(outg, "by_lm_pretrain_lr.png")):
 mdg = open(os.path.join(outg, "report.md")).read()
 if "Does contrastive" in mdg or "accuracy_likelihood on world" not in mdg:
     fail("generic report.md: headline present or metric tables missing")
+
+# ---------------------------------------------------------------- edge cases: no numeric axis, no axes, no baseline
+for sweep, nlines, runs in (("strings", 2, {"total": 4, "done": 4, "failed": 0, "other": 0}),
+                            ("noaxes", 1, {"total": 3, "done": 3, "failed": 0, "other": 0}),
+                            ("partial", 1, {"total": 8, "done": 7, "failed": 1, "other": 0})):
+    oute, se = report(sweep)
+    if len(se["lines"]) != nlines or se["runs"] != runs:
+        fail("%s: %d lines, runs %r" % (sweep, len(se["lines"]), se["runs"]))
+    md = open(os.path.join(oute, "report.md")).read()
+    if re.search(r"\bnan\b", md, re.I) or "Does contrastive" in md:
+        fail("%s: report.md shows nan or a headline it cannot have" % sweep)
+    for c in se["cells"]:
+        if c["metric"] == "accuracy_likelihood":
+            want = [v for (v,) in con.execute(
+                "SELECT e.value FROM evals e JOIN run_tasks rt ON rt.task_id = e.task_id JOIN runs r ON r.run_id = rt.run_id "
+                "JOIN sweeps s ON s.sweep_id = r.sweep_id WHERE s.name = ? AND e.metric = 'accuracy_likelihood' AND e.category = '' "
+                "AND (r.fraction IS NULL OR r.fraction = ?) AND r.params_json LIKE ? ORDER BY r.run_id",
+                (sweep, c["x"], "%" + se["lines"][c["line"]]["key"].split("=", 1)[-1] + "%")).fetchall()]
+            check_t_cell("%s cell" % sweep, c, [(0, 0, v) for v in want])
+partial = json.load(open(os.path.join(work, "out-partial", "summary.json")))
+one = [c for c in partial["cells"] if c["metric"] == "accuracy_likelihood" and c["x"] == 0.5]
+if len(one) != 1 or one[0]["n"] != 1 or one[0]["interval"] != "bootstrap_questions":
+    fail("partial: the cell with one run left should be a question bootstrap: %r" % one)
 
 print("check_report: %s" % ("ok" if fails == 0 else "%d failures" % fails))
 if fails == 0:
