@@ -396,6 +396,14 @@ int report_write_docs(const report_model *m, const char *dir, const report_fig *
         doc_note(&d, "Figures were not rendered: gnuplot was not found on PATH (install gnuplot-nox). "
                      "The tables, CSV files and the gnuplot scripts and data (*.gp, *.dat) are complete.");
     int cg_head = m->cg && m->primary >= 0 && m->nheads > 0 && m->base_line >= 0;
+    if (cg_head && m->xs[m->nx - 1] != 1.0) {
+        char *full = report_fmt_x(m, m->xs[m->nx - 1]);
+        char *n = cg_fmt("The largest instruction-data fraction in this sweep is %s: the baseline called "
+                         "\"generative-only at 100 %%\" below is generative-only at %s.", full, full);
+        doc_note(&d, n);
+        free(n);
+        free(full);
+    }
     if (cg_head) headline_box(&d, m);
     else if (m->cg)
         doc_note(&d, "No headline: the sweep has no generative-only (λ = 0) accuracy at the largest fraction yet.");
