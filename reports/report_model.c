@@ -560,10 +560,10 @@ static int load_chance(sqlite3 *db, report_model *m) {
 
 static int load_envs(sqlite3 *db, int64_t sweep_id, report_model *m) {
     sqlite3_stmt *st;
-    int rc = prep(db, "SELECT DISTINCT e.code_version, e.compiler, e.blas, e.cuda, e.driver, e.device, e.host, e.os, "
-                      "(SELECT COUNT(*) FROM tasks t2 WHERE t2.env_id = e.env_id) "
+    int rc = prep(db, "SELECT e.code_version, e.compiler, e.blas, e.cuda, e.driver, e.device, e.host, e.os, "
+                      "COUNT(DISTINCT t.task_id) "
                       "FROM environments e JOIN tasks t ON t.env_id = e.env_id JOIN run_tasks rt ON rt.task_id = t.task_id "
-                      "JOIN runs r ON r.run_id = rt.run_id WHERE r.sweep_id = ? ORDER BY e.env_id", &st);
+                      "JOIN runs r ON r.run_id = rt.run_id WHERE r.sweep_id = ? GROUP BY e.env_id ORDER BY e.env_id", &st);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, sweep_id);
     static const char *names[] = {"code", "compiler", "blas", "cuda", "driver", "device", "host", "os"};
