@@ -470,6 +470,8 @@ int report_write_docs(const report_model *m, const char *dir, const report_fig *
         doc_p(&d, m->cg ? "Mean over seeds of the per-category accuracy at each fraction, generative-only (off) and "
                            "contrastive (on); intervals are in categories.csv."
                          : "Mean over seeds of the per-category accuracy; intervals are in categories.csv.");
+        const report_fig *f = fig_named(figs, nfigs, "categories", 1);
+        if (f) doc_fig(&d, f);
         category_table(&d, m);
     }
 
@@ -479,6 +481,8 @@ int report_write_docs(const report_model *m, const char *dir, const report_fig *
         doc_h(&d, 2, "Alignment quality");
         doc_p(&d, "Caption perplexity, image→caption retrieval R@1 / R@5 and text-only perplexity (the LM's text ability), "
                   "mean and 95 % interval over seeds.");
+        const report_fig *f = fig_named(figs, nfigs, "alignment", 1);
+        if (f) doc_fig(&d, f);
         for (int mt = 0; mt < m->nmetrics; mt++) {
             if (strcmp(m->metrics[mt].bench, "alignment")) continue;
             doc_h(&d, 3, m->metrics[mt].metric);

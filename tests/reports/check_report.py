@@ -151,7 +151,8 @@ for r in rows:
     close("data_efficiency.csv mean", float(r["mean"]), np.mean(ref), 1e-9)
 
 # figures: PNG + SVG valid, the .dat holds the expected points
-for name in ("data_efficiency", "data_efficiency_world_accuracy_letter", "loss_align", "loss_instruct", "loss_lm_pretrain"):
+for name in ("data_efficiency", "data_efficiency_world_accuracy_letter", "loss_align", "loss_instruct", "loss_lm_pretrain",
+             "categories", "alignment"):
     png = open(os.path.join(out3, name + ".png"), "rb").read()
     if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
         fail("%s.png is not a PNG" % name)
@@ -172,7 +173,7 @@ for name in ("data_efficiency", "data_efficiency_world_accuracy_letter", "loss_a
 def dat_blocks(path):
     blocks, cur = [], None
     for line in open(path):
-        if line.startswith("# line") or line.startswith("# curve"):
+        if line.startswith("# line") or line.startswith("# curve") or line.startswith("# panel"):
             cur = {"title": line.split(":", 1)[1].strip(), "rows": []}
             blocks.append(cur)
         elif line.strip() and not line.startswith("#"):
@@ -194,6 +195,15 @@ for lam, b in zip((0, 1), blocks):
         close(".dat hi", hi, thi, 1e-8)
         if n != len(v) or has != 1:
             fail(".dat n %r has %r" % (n, has))
+cb = dat_blocks(os.path.join(out3, "categories.dat"))
+if len(cb) != 4 * 2:
+    fail("categories.dat: %d blocks, want 8" % len(cb))
+for b in cb:
+    cat, label = b["title"].split(" | ")
+    lam = 1 if label.startswith("contrastive") else 0
+    ref = values("cg3", "world", "accuracy_likelihood", cat)
+    for x, mean, lo, hi, n, has in b["rows"]:
+        close("categories.dat %s %s mean" % (cat, label), mean, np.mean([v for _, _, v in ref[(lam, x)]]), 1e-12)
 lb = dat_blocks(os.path.join(out3, "loss_align.dat"))
 titles = sorted(b["title"] for b in lb)
 want = sorted(["generative only loss (3 tasks)", "generative only loss_gen (3 tasks)", "contrastive loss (3 tasks)",
