@@ -217,7 +217,9 @@ static void headline_box(doc *d, const report_model *m) {
         char *r = pct_ci(&h->ratio);
         cg_buf_addf(&t, "%s: with %s of the instruction data, %s already reaches %s of the generative-only "
                         "accuracy at 100 %% (%.1f %%), the smallest fraction at the 95 %% target",
-                    isnan(fb) || f < fb ? "Yes, in this sweep" : "Not in this sweep", fs, m->lines[l].label, r, 100 * m->base_value);
+                    !(isnan(fb) || f < fb)               ? "Not in this sweep"
+                    : !isnan(fc) && (isnan(fb) || fc < fb) ? "Yes, in this sweep"
+                                                           : "By the point estimates, yes", fs, m->lines[l].label, r, 100 * m->base_value);
         free(r);
         free(fs);
         if (!isnan(fc)) {
@@ -227,7 +229,7 @@ static void headline_box(doc *d, const report_model *m) {
         } else {
             cg_buf_adds(&t, " (though at no fraction is the interval's lower end above 95 %)");
         }
-        if (!isnan(fb)) {
+        if (!isnan(fb) && fb < m->xs[m->nx - 1]) {
             char *s = report_fmt_x(m, fb);
             cg_buf_addf(&t, "; generative-only alignment needs %s.", s);
             free(s);
@@ -266,8 +268,12 @@ static void headline_box(doc *d, const report_model *m) {
         free(dd);
     }
     cg_buf_free(&t);   /* empties it for the next line */
-    cg_buf_addf(&t, "Primary metric: %s on %s, mean over seeds (%d per point at most)%s. Intervals are 95 %%.", pm->metric, pm->bench,
-                m->max_seeds, m->max_seeds == 1 ? "; single seed: intervals are bootstraps over benchmark questions" : "");
+    if (m->max_seeds == 1)
+        cg_buf_addf(&t, "Primary metric: %s on %s, a single seed per point; its 95 %% intervals are bootstraps over the "
+                        "benchmark questions.", pm->metric, pm->bench);
+    else
+        cg_buf_addf(&t, "Primary metric: %s on %s, mean over seeds (%d per point at most); intervals are 95 %%.", pm->metric,
+                    pm->bench, m->max_seeds);
     cg_buf_adds(&d->html, "<div class=\"fine\">");
     html_esc(&d->html, t.data);
     cg_buf_adds(&d->html, "</div></div>\n");
@@ -292,7 +298,7 @@ static void headline_table(doc *d, const report_model *m) {
         row[3] = off->n ? pct(off->ci.mean) : cg_strdup("—");
         row[4] = pct_ci(&h->ratio);
         row[5] = pp_ci(&h->diff);
-        row[6] = cg_fmt("%s; %s (%d pairs)", short_ci(h->ratio.ci), short_ci(h->diff.ci), h->diff.n);
+        row[6] = cg_fmt("%s; %s (%d pair%s)", short_ci(h->ratio.ci), short_ci(h->diff.ci), h->diff.n, h->diff.n == 1 ? "" : "s");
         if (nlines == 1) {
             free(row[0]);
             memmove(row, row + 1, 6 * sizeof *row);

@@ -36,7 +36,7 @@ static double col_num(sqlite3_stmt *st, int i) {
 const char *report_ci_name(int ci) {
     switch (ci) {
     case REPORT_CI_T: return "95 % t-interval over seeds";
-    case REPORT_CI_BOOT_Q: return "95 % bootstrap interval over benchmark questions (single seed)";
+    case REPORT_CI_BOOT_Q: return "95 % bootstrap interval over benchmark questions, single seed";
     case REPORT_CI_BOOT_SEEDS: return "95 % bootstrap interval over seeds";
     default: return "no interval (one replicate)";
     }
