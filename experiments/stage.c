@@ -81,7 +81,9 @@ static int64_t read_ckpt(const char *path) {
     return done;
 }
 
-static int write_ckpt(const char *path, int64_t done_ms) {
+static int write_ckpt(const stage_ctx *ctx, const char *path, int64_t done_ms) {
+    int rc = cg_mkdir_p(ctx->work_dir);
+    if (rc) return rc;
     char text[32];
     int n = snprintf(text, sizeof text, "%lld", (long long)done_ms);
     return cg_write_file_atomic(path, text, (size_t)n);
@@ -122,7 +124,7 @@ int stage_noop(stage_ctx *ctx) {
     int64_t start = done;
     while (done < sleep_ms) {
         if (stage_progress(ctx, (double)done / (double)sleep_ms) == STAGE_CANCELLED) {
-            rc = write_ckpt(ckpt, done);
+            rc = write_ckpt(ctx, ckpt, done);
             if (rc == CG_OK) rc = STAGE_CANCELLED;
             goto out;
         }

@@ -7,7 +7,8 @@
  *   - reads its inputs from ctx->upstream[EXP_...] (the published artifact dirs of its upstream
  *     tasks, NULL for stages that are not upstream);
  *   - keeps checkpoints in ctx->work_dir, which survives failed, crashed and cancelled attempts:
- *     on start, resume from what is there;
+ *     on start, resume from what is there; it is not created in advance (cg_mkdir_p it before the
+ *     first checkpoint) and is removed once the task is done;
  *   - writes its outputs into ctx->out_dir (staging; empty at start). After a CG_OK return the
  *     scheduler publishes it atomically as <workspace>/artifacts/<key> and records it;
  *   - logs step metrics and evaluations through ctx->metrics (core/metrics.h);
@@ -39,7 +40,7 @@ struct stage_ctx {
     const cJSON *run_config;     /* the resolved experiment config of a run using this task */
     const cJSON *stage_config;   /* the stage's canonical sub-config */
     const char *workspace;       /* the workspace root */
-    const char *work_dir;        /* persistent per task: checkpoints, resumes (created) */
+    const char *work_dir;        /* persistent per task: checkpoints, resumes (may not exist yet) */
     const char *out_dir;         /* staging output dir, published on success (created, empty) */
     const char *upstream[EXP_NSTAGES]; /* published artifact dir per upstream stage, else NULL */
     metrics_sink *metrics;       /* never NULL */

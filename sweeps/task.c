@@ -183,7 +183,11 @@ typedef struct {
 } lazy_sink;
 
 static int lazy_open(lazy_sink *l) {
-    return l->inner ? CG_OK : metrics_journal_open(l->path, &l->inner);
+    if (l->inner) return CG_OK;
+    char *dir = cg_strndup(l->path, (size_t)(strrchr(l->path, '/') - l->path));
+    int rc = cg_mkdir_p(dir);
+    free(dir);
+    return rc ? rc : metrics_journal_open(l->path, &l->inner);
 }
 static int lazy_scalar(void *ctx, const char *name, int64_t step, double value) {
     int rc = lazy_open(ctx);
@@ -357,10 +361,24 @@ out:
     return rc;
 }
 
+/* mkdir with the parents only when missing: one syscall in the common case. */
+static int make_dir(const char *path) {
+    if (mkdir(path, 0755) == 0 || errno == EEXIST) return CG_OK;
+    return cg_mkdir_p(path);
+}
+
 /* Publishes staging as artifacts/<key> by one rename. An artifact already there was published
  * complete by an earlier attempt (rename is atomic): keep it. */
 static int publish(const char *staging, const char *final) {
-    if (rename(staging, final) == 0) {
+    int ok = rename(staging, final) == 0;
+    if (!ok && errno == ENOENT) {   /* the first artifact of this workspace */
+        char *dir = cg_strndup(final, (size_t)(strrchr(final, '/') - final));
+        int rc = cg_mkdir_p(dir);
+        free(dir);
+        if (rc) return rc;
+        ok = rename(staging, final) == 0;
+    }
+    if (ok) {
         char *dir = cg_strndup(final, (size_t)(strrchr(final, '/') - final));
         cg_fsync_dir(dir);
         free(dir);
@@ -460,7 +478,7 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
     final = cg_fmt("%s/%s", arts, key);
     journal = cg_path_join(work, "metrics.jsonl");
     cg_rm_rf(staging);
-    if ((rc = cg_mkdir_p(work)) || (rc = cg_mkdir_p(staging)) || (rc = cg_mkdir_p(arts))) goto fail;
+    if ((rc = make_dir(staging))) goto fail;
     sink = lazy_journal(journal);
 
     const cJSON *sn = cJSON_GetObjectItemCaseSensitive(stage_cfg, "stage");
@@ -490,7 +508,7 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
         free(rel);
         if (rc == CG_OK) {
             result = held ? TASK_DONE : TASK_SUPERSEDED;
-            if (held) cg_rm_rf(work);   /* checkpoints are not needed once the artifact is out */
+            if (held && cg_is_dir(work)) cg_rm_rf(work);   /* checkpoints are not needed once the artifact is out */
             goto out;
         }
     }
@@ -528,13 +546,16 @@ out:
 int task_worker(const char *db_path, const char *workspace, int threads) {
     signal(SIGINT, SIG_IGN);    /* Ctrl-C reaches the tasks and the scheduler directly */
     signal(SIGTERM, SIG_IGN);
-    const char *device = getenv("CGVLM_DEVICE");
+    const char *device = getenv("CGVLM_DEVICE"), *slot = getenv("CGVLM_WORKER_SLOT");
     char *logs = cg_fmt("%s/logs", workspace);
     int rc = cg_mkdir_p(logs);
-    if (rc) {
-        free(logs);
-        return cg_report(rc);
-    }
+    char *log = cg_fmt("%s/worker-%s.log", logs, slot ? slot : "0");
+    free(logs);
+    /* one log per worker slot, a header per attempt: no file to create per task */
+    int logfd = rc ? -1 : open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (rc == CG_OK && logfd < 0) rc = cg_err(CG_EFAIL, "cannot open worker log '%s': %s", log, strerror(errno));
+    free(log);
+    if (rc) return cg_report(rc);
     char line[256];
     while (fgets(line, sizeof line, stdin)) {
         int attempt;
@@ -544,6 +565,7 @@ int task_worker(const char *db_path, const char *workspace, int threads) {
             break;
         }
         pid_t me = getpid();
+        dprintf(logfd, "== task %s attempt %d\n", key, attempt);
         fflush(stdout);
         pid_t pid = fork();
         if (pid == 0) {
@@ -551,12 +573,10 @@ int task_worker(const char *db_path, const char *workspace, int threads) {
             if (getppid() != me) _exit(TASK_CANCELLED);
             signal(SIGINT, SIG_DFL);
             signal(SIGTERM, SIG_DFL);
-            char *log = cg_fmt("%s/%s.%d.log", logs, key, attempt);
-            int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
             int nul = open("/dev/null", O_RDONLY);
             if (nul >= 0) dup2(nul, 0);
-            if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
-            free(log);
+            dup2(logfd, 1);
+            dup2(logfd, 2);
             _exit(task_main(db_path, workspace, key, attempt, threads, device));
         }
         if (pid < 0) {
@@ -570,6 +590,6 @@ int task_worker(const char *db_path, const char *workspace, int threads) {
         printf("EXIT %d %d\n", (int)pid, status);
         fflush(stdout);
     }
-    free(logs);
+    close(logfd);
     return CG_OK;
 }

@@ -7,7 +7,7 @@ DB=$TMP/r.db
 WS=$TMP/ws
 cd "$TMP"
 cat > s.json <<JSON
-{"name": "pair", "base": {"pipeline": "noop", "noop": {"sleep_ms": 400}}, "axes": {"align.lambda": [0, 1]}}
+{"name": "pair", "base": {"pipeline": "noop", "noop": {"sleep_ms": 3000, "sleep_stage": "world"}}, "axes": {"align.lambda": [0, 1]}}
 JSON
 "$BIN" sweep s.json --db "$DB" --workspace "$WS" --workers 1 > first.out 2>&1 &
 first=$!; bg_pids="$bg_pids $first"
@@ -19,7 +19,8 @@ contains "second scheduler says what to do" "cgvlm cancel --sweep pair"
 [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] || fail "refusal is not one line: $out"
 
 # cancel: the first stops, running tasks are cancelled
-wait_until 60 '[ "$(q "SELECT COUNT(*) FROM tasks WHERE state = '"'running'"'")" -ge 1 ]' || fail "no task started"
+# (a task 3 s long that has shown progress is far from its end)
+wait_until 60 '[ "$(q "SELECT COUNT(*) FROM tasks WHERE state = '"'running'"' AND progress > 0")" -ge 1 ]' || fail "no task made progress"
 expect 0 "cancel" -- "$BIN" cancel --db "$DB" --sweep pair
 contains "cancel" "asked the scheduler of sweep 'pair' (pid $first) to stop"
 wait $first; rc=$?
