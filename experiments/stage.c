@@ -66,7 +66,8 @@ int stage_world(stage_ctx *ctx) {
  *   crash_attempts, crash_mode   die (SIGKILL to itself, or abort()) on the first N attempts;
  *   fail_message    fail with that error, every attempt;
  *   output          write out_dir/noop.json (key, stage, attempt, resumed_ms: the work done by
- *                   earlier attempts, from the checkpoint);
+ *                   earlier attempts, from the checkpoint; upstream: the stages whose artifacts
+ *                   it was given);
  *   log             append "KEY STAGE ATTEMPT\n" to this file when the stage completes (the
  *                   fault tests count these lines: a task must complete once). */
 
@@ -143,8 +144,15 @@ int stage_noop(stage_ctx *ctx) {
          * leaves nothing; the noop skips the fsync a real artifact's bytes would deserve */
         char *path = cg_path_join(ctx->out_dir, "noop.json");
         FILE *fp = fopen(path, "w");
-        int ok = fp && fprintf(fp, "{\"key\":\"%s\",\"stage\":\"%s\",\"attempt\":%d,\"resumed_ms\":%lld}\n",
-                               ctx->key, exp_stage_name(ctx->stage), ctx->attempt, (long long)start) > 0;
+        cg_buf up;   /* the upstream stages whose artifacts the stage was given */
+        cg_buf_init(&up);
+        for (int u = 0; u < EXP_NSTAGES; u++)
+            if (ctx->upstream[u] && cg_is_dir(ctx->upstream[u]))
+                cg_buf_addf(&up, "%s\"%s\"", up.len ? "," : "", exp_stage_name((exp_stage)u));
+        int ok = fp && fprintf(fp, "{\"key\":\"%s\",\"stage\":\"%s\",\"attempt\":%d,\"resumed_ms\":%lld,"
+                               "\"upstream\":[%s]}\n", ctx->key, exp_stage_name(ctx->stage), ctx->attempt,
+                               (long long)start, up.data ? up.data : "") > 0;
+        cg_buf_free(&up);
         if (fp && fclose(fp) != 0) ok = 0;
         if (!ok) rc = cg_err(CG_EFAIL, "cannot write '%s': %s", path, strerror(errno));
         free(path);

@@ -242,6 +242,13 @@ static void heartbeat(void *arg, double fraction) {
     free(sql);
 }
 
+/* The config's device unless "auto", else the worker slot's ("cuda" on a GPU slot, else "cpu"). */
+static const char *run_device(const cJSON *run_cfg, const char *slot_device) {
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(run_cfg, "device");
+    if (cJSON_IsString(d) && strcmp(d->valuestring, "auto")) return d->valuestring;
+    return slot_device && *slot_device ? slot_device : "cpu";
+}
+
 /* Claims for standalone use (attempt 0): the same transition as the scheduler's sched_claim. */
 static int self_claim(sqlite3 *db, int64_t id, int *attempt) {
     char *sql = cg_fmt("UPDATE tasks SET state = 'running', attempts = attempts + 1, host = '%s', pid = %d, started_at = %.3f, "
@@ -446,8 +453,11 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
     if (!run_cfg) run_cfg = cJSON_CreateObject();
 
     /* upstream artifacts, by the stage they are */
-    if (sqlite3_prepare_v2(db, "SELECT t.kind, t.key, t.config_json, t.state FROM task_deps d JOIN tasks t ON t.task_id = d.dep_id "
-                               "WHERE d.task_id = ?", -1, &st, NULL) != SQLITE_OK) {
+    /* every ancestor, not only the direct deps: instruct needs the world and the pretrained LM too */
+    if (sqlite3_prepare_v2(db, "WITH RECURSIVE anc(id) AS (SELECT dep_id FROM task_deps WHERE task_id = ?1 "
+                               "UNION SELECT d.dep_id FROM task_deps d JOIN anc ON d.task_id = anc.id) "
+                               "SELECT t.kind, t.key, t.config_json, t.state FROM tasks t JOIN anc ON t.task_id = anc.id",
+                           -1, &st, NULL) != SQLITE_OK) {
         rc = cg_err(CG_EFAIL, "results db: %s", sqlite3_errmsg(db));
         goto fail;
     }
@@ -490,7 +500,7 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
         .run_config = run_cfg, .stage_config = stage_cfg, .workspace = workspace,
         .work_dir = work, .out_dir = staging, .metrics = sink, .cancel = &task_cancel,
         .progress = heartbeat, .progress_arg = &beat, .attempt = attempt,
-        .threads = threads > 0 ? threads : 1, .device = device ? device : "cpu",
+        .threads = threads > 0 ? threads : 1, .device = run_device(run_cfg, device),
     };
     for (int s = 0; s < EXP_NSTAGES; s++) ctx.upstream[s] = up[s];
     rc = stage_execute(&ctx);
