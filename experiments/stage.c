@@ -68,6 +68,8 @@ int stage_world(stage_ctx *ctx) {
  *   output          write out_dir/noop.json (key, stage, attempt, resumed_ms: the work done by
  *                   earlier attempts, from the checkpoint; upstream: the stages whose artifacts
  *                   it was given);
+ *   metrics         log the scalar "noop_ms" (step = ms done) every slice and the eval
+ *                   noop/attempts at the end (tests of metric ingestion across resumes);
  *   log             append "KEY STAGE ATTEMPT\n" to this file when the stage completes (the
  *                   fault tests count these lines: a task must complete once). */
 
@@ -104,12 +106,13 @@ static int append_line(const char *path, const char *line) {
 int stage_noop(stage_ctx *ctx) {
     const cJSON *knobs = cJSON_GetObjectItemCaseSensitive(ctx->stage_config, "noop");
     int64_t sleep_ms = 0, crash_attempts = 0;
-    int output = 1;
+    int output = 1, metrics = 0;
     const char *log = "", *fail = NULL, *crash_mode = "kill";
     int rc = CG_OK;
     if (knobs && ((rc = cg_json_get_int(knobs, "sleep_ms", 0, &sleep_ms)) ||
                   (rc = cg_json_get_int(knobs, "crash_attempts", 0, &crash_attempts)) ||
                   (rc = cg_json_get_bool(knobs, "output", 0, &output)) ||
+                  (rc = cg_json_get_bool(knobs, "metrics", 0, &metrics)) ||
                   (rc = cg_json_get_str(knobs, "log", 0, &log)) ||
                   (rc = cg_json_get_str(knobs, "fail_message", 0, &fail)) ||
                   (rc = cg_json_get_str(knobs, "crash_mode", 0, &crash_mode))))
@@ -129,6 +132,7 @@ int stage_noop(stage_ctx *ctx) {
             if (rc == CG_OK) rc = STAGE_CANCELLED;
             goto out;
         }
+        if (metrics && (rc = metrics_scalar(ctx->metrics, "noop_ms", done, (double)done))) goto out;
         int64_t slice = sleep_ms - done < 10 ? sleep_ms - done : 10;
         struct timespec ts = {(time_t)(slice / 1000), (long)(slice % 1000) * 1000000L};
         nanosleep(&ts, NULL);
@@ -139,6 +143,9 @@ int stage_noop(stage_ctx *ctx) {
         rc = cg_err(CG_EFAIL, "%s", fail);
         goto out;
     }
+    if (metrics && ((rc = metrics_scalar(ctx->metrics, "noop_ms", done, (double)done)) ||
+                    (rc = metrics_eval(ctx->metrics, "noop", "attempts", "", ctx->attempt, 1))))
+        goto out;
     if (output) {
         /* a plain write: the scheduler publishes out_dir by one rename, so a crash before that
          * leaves nothing; the noop skips the fsync a real artifact's bytes would deserve */

@@ -89,7 +89,9 @@ static int artifact_digest(const char *dir, int64_t *size, char hex[65]) {
 typedef struct {
     sqlite3 *db;
     long long task_id;
-    sqlite3_stmt *name_ins, *name_id, *metric, *eval, *pred;
+    sqlite3_stmt *name_ins, *name_id, *metric, *eval, *pred, *rewind;
+    int nseen;
+    int64_t seen_id[64], seen_step[64];   /* the last step ingested per metric name */
 } ingest_sink;
 
 static int ing_step(ingest_sink *s, sqlite3_stmt *st) {
@@ -106,6 +108,18 @@ static int ing_scalar(void *ctx, const char *name, int64_t step, double value) {
     sqlite3_bind_text(s->name_id, 1, name, -1, SQLITE_TRANSIENT);
     int64_t id = sqlite3_step(s->name_id) == SQLITE_ROW ? sqlite3_column_int64(s->name_id, 0) : 0;
     sqlite3_reset(s->name_id);
+    /* a resumed attempt logs again from its checkpoint's step: its records replace the later
+     * records of the attempt it resumed (the journal is in time order) */
+    int k = 0;
+    while (k < s->nseen && s->seen_id[k] != id) k++;
+    if (k < s->nseen && step <= s->seen_step[k]) {
+        sqlite3_bind_int64(s->rewind, 1, s->task_id);
+        sqlite3_bind_int64(s->rewind, 2, id);
+        sqlite3_bind_int64(s->rewind, 3, step);
+        if ((rc = ing_step(s, s->rewind))) return rc;
+    }
+    if (k == s->nseen && k < 64) s->seen_id[s->nseen++] = id;
+    if (k < 64) s->seen_step[k] = step;
     sqlite3_bind_int64(s->metric, 1, s->task_id);
     sqlite3_bind_int64(s->metric, 2, id);
     sqlite3_bind_int64(s->metric, 3, step);
@@ -156,6 +170,7 @@ int task_ingest_journal(void *sqlite_db, long long task_id, const char *journal)
     if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO metric_names (name) VALUES (?)", -1, &s.name_ins, NULL) ||
         sqlite3_prepare_v2(db, "SELECT name_id FROM metric_names WHERE name = ?", -1, &s.name_id, NULL) ||
         sqlite3_prepare_v2(db, "INSERT INTO metrics (task_id, name_id, step, value, wall) VALUES (?,?,?,?,?)", -1, &s.metric, NULL) ||
+        sqlite3_prepare_v2(db, "DELETE FROM metrics WHERE task_id = ? AND name_id = ? AND step >= ?", -1, &s.rewind, NULL) ||
         sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO evals (task_id, benchmark, metric, category, value, n) VALUES (?,?,?,?,?,?)", -1, &s.eval, NULL) ||
         sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO predictions (task_id, benchmark, method, question_id, category, skill, "
                                "chosen, answer, correct, scores_json) VALUES (?,?,?,?,?,?,?,?,?,?)", -1, &s.pred, NULL))
@@ -169,6 +184,7 @@ int task_ingest_journal(void *sqlite_db, long long task_id, const char *journal)
     sqlite3_finalize(s.metric);
     sqlite3_finalize(s.eval);
     sqlite3_finalize(s.pred);
+    sqlite3_finalize(s.rewind);
     return rc;
 }
 
@@ -343,6 +359,7 @@ static int finish(sqlite3 *db, int64_t id, int attempt, const char *state, const
         sqlite3_finalize(st);
         st = NULL;
     }
+    if (rc == CG_OK && journal) rc = task_ingest_journal(db, id, journal);   /* every outcome keeps its metrics */
     if (rc == CG_OK && done) {
         if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO artifacts (key, task_id, path, size, sha256, created_at) "
                                    "VALUES (?,?,?,?,?,?)", -1, &st, NULL) == SQLITE_OK) {
@@ -356,7 +373,6 @@ static int finish(sqlite3 *db, int64_t id, int attempt, const char *state, const
             sqlite3_finalize(st);
             st = NULL;
         }
-        if (rc == CG_OK) rc = task_ingest_journal(db, id, journal);
     }
 out:
     sqlite3_finalize(st);
@@ -524,7 +540,7 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
     }
     if (rc == STAGE_CANCELLED) {
         rc = finish(db, id, attempt, "cancelled", "cancelled; its checkpoint is kept for the next attempt",
-                    TASK_CANCELLED, key, NULL, 0, NULL, NULL, &held);
+                    TASK_CANCELLED, key, NULL, 0, NULL, journal, &held);
         result = TASK_CANCELLED;
         cg_rm_rf(staging);
         goto out;
@@ -532,7 +548,7 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
 fail:
     if (id >= 0 && held) {
         char *err = cg_strdup(cg_errmsg()[0] ? cg_errmsg() : "failed");
-        finish(db, id, attempt, "failed", err, TASK_FAILED, key, NULL, 0, NULL, NULL, &held);
+        finish(db, id, attempt, "failed", err, TASK_FAILED, key, NULL, 0, NULL, journal, &held);
         fprintf(stderr, "cgvlm task %.12s: %s\n", key, err);
         free(err);
     }

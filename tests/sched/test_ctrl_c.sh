@@ -8,7 +8,7 @@ WS=$TMP/ws
 LOG=$TMP/completions.log
 cd "$TMP"
 cat > s.json <<JSON
-{"name": "ctrlc", "base": {"pipeline": "noop", "noop": {"sleep_ms": 1500, "log": "$LOG"}}, "axes": {"align.lambda": [0, 1]}}
+{"name": "ctrlc", "base": {"pipeline": "noop", "noop": {"sleep_ms": 1500, "log": "$LOG", "metrics": true}}, "axes": {"align.lambda": [0, 1]}}
 JSON
 setsid "$BIN" sweep s.json --db "$DB" --workspace "$WS" --workers 2 > first.out 2>&1 &
 sp=$!; bg_pids="$bg_pids $sp"
@@ -30,4 +30,8 @@ grep -q '"resumed_ms":[1-9]' "$WS/artifacts/$canc/noop.json" || fail "task $canc
 [ "$(wc -l < "$LOG")" = 9 ] || fail "completion log: $(wc -l < "$LOG") lines, want 9"
 [ -z "$(cut -d' ' -f1 "$LOG" | sort | uniq -d)" ] || fail "a task completed twice"
 [ -z "$(ls "$WS/work")" ] || fail "work dirs left after completion: $(ls "$WS/work")"
+# metrics of the interrupted and resumed tasks: one value per step, up to the end, no duplicates
+[ "$(q "SELECT COUNT(*) FROM (SELECT task_id, step FROM v_metrics WHERE metric = 'noop_ms' GROUP BY 1, 2 HAVING COUNT(*) > 1)")" = 0 ] || fail "duplicate metric steps after resume"
+[ "$(q "SELECT COUNT(*) FROM (SELECT task_id FROM v_metrics WHERE metric = 'noop_ms' GROUP BY 1 HAVING MAX(step) = 1500)")" = 9 ] || fail "metrics do not reach the end for every task"
+[ "$(q "SELECT COUNT(*) FROM evals WHERE benchmark = 'noop' AND metric = 'attempts' AND value = 2")" -ge 1 ] || fail "no eval from a resumed (second) attempt"
 finish test_ctrl_c
