@@ -66,7 +66,10 @@ int stage_world(stage_ctx *ctx) {
  *   crash_attempts, crash_mode   die (SIGKILL to itself, or abort()) on the first N attempts;
  *   fail_message    fail with that error, every attempt;
  *   output          write out_dir/noop.json (key, stage, attempt, resumed_ms: the work done by
- *                   earlier attempts, from the checkpoint);
+ *                   earlier attempts, from the checkpoint; upstream: the stages whose artifacts
+ *                   it was given);
+ *   metrics         log the scalar "noop_ms" (step = ms done) every slice and the eval
+ *                   noop/attempts at the end (tests of metric ingestion across resumes);
  *   log             append "KEY STAGE ATTEMPT\n" to this file when the stage completes (the
  *                   fault tests count these lines: a task must complete once). */
 
@@ -81,7 +84,9 @@ static int64_t read_ckpt(const char *path) {
     return done;
 }
 
-static int write_ckpt(const char *path, int64_t done_ms) {
+static int write_ckpt(const stage_ctx *ctx, const char *path, int64_t done_ms) {
+    int rc = cg_mkdir_p(ctx->work_dir);
+    if (rc) return rc;
     char text[32];
     int n = snprintf(text, sizeof text, "%lld", (long long)done_ms);
     return cg_write_file_atomic(path, text, (size_t)n);
@@ -101,12 +106,13 @@ static int append_line(const char *path, const char *line) {
 int stage_noop(stage_ctx *ctx) {
     const cJSON *knobs = cJSON_GetObjectItemCaseSensitive(ctx->stage_config, "noop");
     int64_t sleep_ms = 0, crash_attempts = 0;
-    int output = 1;
+    int output = 1, metrics = 0;
     const char *log = "", *fail = NULL, *crash_mode = "kill";
     int rc = CG_OK;
     if (knobs && ((rc = cg_json_get_int(knobs, "sleep_ms", 0, &sleep_ms)) ||
                   (rc = cg_json_get_int(knobs, "crash_attempts", 0, &crash_attempts)) ||
                   (rc = cg_json_get_bool(knobs, "output", 0, &output)) ||
+                  (rc = cg_json_get_bool(knobs, "metrics", 0, &metrics)) ||
                   (rc = cg_json_get_str(knobs, "log", 0, &log)) ||
                   (rc = cg_json_get_str(knobs, "fail_message", 0, &fail)) ||
                   (rc = cg_json_get_str(knobs, "crash_mode", 0, &crash_mode))))
@@ -122,10 +128,11 @@ int stage_noop(stage_ctx *ctx) {
     int64_t start = done;
     while (done < sleep_ms) {
         if (stage_progress(ctx, (double)done / (double)sleep_ms) == STAGE_CANCELLED) {
-            rc = write_ckpt(ckpt, done);
+            rc = write_ckpt(ctx, ckpt, done);
             if (rc == CG_OK) rc = STAGE_CANCELLED;
             goto out;
         }
+        if (metrics && (rc = metrics_scalar(ctx->metrics, "noop_ms", done, (double)done))) goto out;
         int64_t slice = sleep_ms - done < 10 ? sleep_ms - done : 10;
         struct timespec ts = {(time_t)(slice / 1000), (long)(slice % 1000) * 1000000L};
         nanosleep(&ts, NULL);
@@ -136,13 +143,23 @@ int stage_noop(stage_ctx *ctx) {
         rc = cg_err(CG_EFAIL, "%s", fail);
         goto out;
     }
+    if (metrics && ((rc = metrics_scalar(ctx->metrics, "noop_ms", done, (double)done)) ||
+                    (rc = metrics_eval(ctx->metrics, "noop", "attempts", "", ctx->attempt, 1))))
+        goto out;
     if (output) {
         /* a plain write: the scheduler publishes out_dir by one rename, so a crash before that
          * leaves nothing; the noop skips the fsync a real artifact's bytes would deserve */
         char *path = cg_path_join(ctx->out_dir, "noop.json");
         FILE *fp = fopen(path, "w");
-        int ok = fp && fprintf(fp, "{\"key\":\"%s\",\"stage\":\"%s\",\"attempt\":%d,\"resumed_ms\":%lld}\n",
-                               ctx->key, exp_stage_name(ctx->stage), ctx->attempt, (long long)start) > 0;
+        cg_buf up;   /* the upstream stages whose artifacts the stage was given */
+        cg_buf_init(&up);
+        for (int u = 0; u < EXP_NSTAGES; u++)
+            if (ctx->upstream[u] && cg_is_dir(ctx->upstream[u]))
+                cg_buf_addf(&up, "%s\"%s\"", up.len ? "," : "", exp_stage_name((exp_stage)u));
+        int ok = fp && fprintf(fp, "{\"key\":\"%s\",\"stage\":\"%s\",\"attempt\":%d,\"resumed_ms\":%lld,"
+                               "\"upstream\":[%s]}\n", ctx->key, exp_stage_name(ctx->stage), ctx->attempt,
+                               (long long)start, up.data ? up.data : "") > 0;
+        cg_buf_free(&up);
         if (fp && fclose(fp) != 0) ok = 0;
         if (!ok) rc = cg_err(CG_EFAIL, "cannot write '%s': %s", path, strerror(errno));
         free(path);

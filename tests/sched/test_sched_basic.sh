@@ -28,6 +28,11 @@ expect 0 "noop sweep" -- "$BIN" sweep ok.json --db "$DB" --workspace "$WS" --wor
 [ -z "$(ls "$WS/staging")" ] || fail "staging dirs left behind: $(ls "$WS/staging")"
 k=$(q "SELECT key FROM tasks WHERE kind = 'noop' LIMIT 1")
 grep -q "\"key\":\"$k\"" "$WS/artifacts/$k/noop.json" || fail "artifact content of $k"
+# a stage gets every ancestor's artifact (eval: all five upstream stages)
+e=$(q "SELECT key FROM tasks WHERE config_json LIKE '%\"stage\":\"eval\"%' LIMIT 1")
+grep -q '"upstream":\["world","lm_pretrain","vit_pretrain","align","instruct"\]' "$WS/artifacts/$e/noop.json" || fail "eval's upstream: $(cat "$WS/artifacts/$e/noop.json")"
+w=$(q "SELECT key FROM tasks WHERE config_json LIKE '%\"stage\":\"world\"%' LIMIT 1")
+grep -q '"upstream":\[\]' "$WS/artifacts/$w/noop.json" || fail "world's upstream: $(cat "$WS/artifacts/$w/noop.json")"
 [ "$(q "SELECT owner_pid IS NULL FROM sweeps WHERE name = 'ok'")" = 1 ] || fail "ownership not released"
 # deps are respected: every task started after its deps ended
 [ "$(q "SELECT COUNT(*) FROM task_deps d JOIN tasks t ON t.task_id = d.task_id JOIN tasks u ON u.task_id = d.dep_id WHERE t.started_at < u.ended_at")" = 0 ] || fail "a task started before its dependency ended"
