@@ -401,6 +401,9 @@ static int job_ended(slurm_backend *sb, sjob *j, const char *state, const char *
                       j->upstream_failed, &end);
         int applied;
         rc = slurm_ingest(sb->db, j->task_id, j->attempt, j->key, journal, &end, &oc, &applied);
+        char *staging = cg_fmt("%s/staging/%s.%d", sb->ws, j->key, j->attempt);
+        cg_rm_rf(staging);   /* what a killed attempt left */
+        free(staging);
         if (rc == CG_OK && applied && !strcmp(end.state, "done")) {
             char *work = cg_fmt("%s/work/%s", sb->ws, j->key);
             cg_rm_rf(work);   /* journal ingested, checkpoints no longer needed */
@@ -512,7 +515,7 @@ static int slurm_adopt(sched_backend *b, const sched_job *job, int *attempt, int
     int rc = CG_OK;
     if (!id[0]) {   /* killed between sbatch and recording its id: find the job by its name */
         char *name = cg_fmt("cgvlm.%s.%d", job->key, att), *out = NULL;
-        char *argv[] = {"squeue", "-h", "-t", "all", "-n", name, "-o", "%i", NULL};
+        char *argv[] = {"squeue", "-h", "-t", "all", "-n", name, "-o", "%i", "--sort=-i", NULL};
         int status;
         if (run_cmd(argv, &out, NULL, &status) == CG_OK && status == 0) sscanf(out, "%31s", id);
         free(name), free(out);

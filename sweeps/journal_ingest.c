@@ -5,7 +5,8 @@
  * Ingestion is idempotent: the outcome is applied only while the task is still 'running' with
  * that attempt (a second ingestion changes nothing), metrics replace the task's earlier ones
  * wholesale (task_ingest_journal), and once a done task is recorded its work dir, journal
- * included, is removed, as with the local backend. */
+ * included, is removed, as with the local backend. A job cancelled before it started because
+ * its upstream attempt failed is no attempt: its row goes and the task is queued again. */
 #define _GNU_SOURCE
 #include "sweeps/backend_slurm.h"
 #include "db/store.h"
@@ -166,11 +167,20 @@ int slurm_ingest(void *sqlite_db, int64_t task_id, int attempt, const char *key,
     if ((rc = step_done(db, st)) || sqlite3_changes(db) == 0) goto out;
     *applied = 1;
     sqlite3_finalize(st);
+    st = NULL;
+    if (requeue) {   /* the job never started: not an attempt; the next claim reuses its number */
+        char *sql = cg_fmt("UPDATE tasks SET attempts = attempts - 1, job_id = NULL WHERE task_id = %lld; "
+                           "DELETE FROM task_attempts WHERE task_id = %lld AND attempt = %d",
+                           (long long)task_id, (long long)task_id, attempt);
+        rc = store_exec(db, sql, "cannot requeue the task");
+        free(sql);
+        goto out;
+    }
     if ((rc = prep(db, "UPDATE task_attempts SET state = ?, ended_at = ?, exit_status = ?, error = ?, "
                        "host = COALESCE(?, host), started_at = COALESCE(?, started_at) WHERE task_id = ? AND attempt = ?",
                    &st)))
         goto out;
-    sqlite3_bind_text(st, 1, requeue ? "cancelled" : end->state, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, end->state, -1, SQLITE_STATIC);
     sqlite3_bind_double(st, 2, oc && oc->present && oc->ended > 0 ? oc->ended : now);
     if (end->exit_status >= 0) sqlite3_bind_int(st, 3, end->exit_status);
     else sqlite3_bind_null(st, 3);
