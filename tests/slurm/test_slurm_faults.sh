@@ -12,7 +12,7 @@ cd "$TMP"
 DB=$TMP/r.db
 sweep_file() { # NAME STAGE SLEEP_MS [extra noop knobs]
     cat > "$1.json" <<JSON
-{"name": "$1", "base": {"pipeline": "noop", "noop": {"sleep_ms": $3, "sleep_stage": "$2"$4}}, "seeds": [0], "max_attempts": 2}
+{"name": "$1", "base": {"pipeline": "noop", "noop": {"sleep_ms": $3, "sleep_stage": "$2"${4:-}}}, "seeds": [0], "max_attempts": 2}
 JSON
 }
 key_of() { q "SELECT t.key FROM tasks t JOIN run_tasks USING (task_id) JOIN runs r USING (run_id) JOIN sweeps s USING (sweep_id) WHERE s.name = '$1' AND json_extract(t.config_json, '$.stage') = '$2'"; }
