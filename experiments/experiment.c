@@ -38,6 +38,7 @@ static const exp_key keys[] = {
     {"world.n_align", K_INT, 1, BIG, 0, "8000", NULL},
     {"world.n_instruct", K_INT, 1, BIG, 0, "10000", NULL},
     {"world.n_corpus", K_INT, 1, BIG, 0, "20000", NULL},
+    {"world.n_corpus_heldout", K_INT, 0, BIG, 0, "1000", NULL},
     {"world.n_bench", K_INT, 1, BIG, 0, "600", NULL},
     {"world.n_heldout", K_INT, 0, BIG, 0, "500", NULL},
 

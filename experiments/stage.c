@@ -51,12 +51,40 @@ int stage_progress(stage_ctx *ctx, double fraction) {
 
 /* ---------------------------------------------------------------- world */
 
+#if __has_include("experiments/world.h")
+#include "experiments/world.h"
+
+/* The world stage: world_generate into the staging dir, from the stage's "world" section. */
 int stage_world(stage_ctx *ctx) {
-    /* Wired by the lead once experiments/world.h lands: world_generate(ctx->stage_config's
-     * "world" section, ctx->out_dir, ctx->threads, ...). */
-    return cg_err(CG_EFAIL, "stage 'world' is not wired yet: the world generator "
-                            "(experiments/world.h) has not been merged");
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(ctx->stage_config, "world");
+    world_options o;
+    world_options_default(&o);
+    int64_t seed = 0, v[7];
+    static const char *const counts[] = {"image_size", "n_align", "n_instruct", "n_corpus",
+                                         "n_corpus_heldout", "n_bench", "n_heldout"};
+    int rc = cg_json_get_int(w, "seed", 1, &seed);
+    for (size_t i = 0; i < CG_ARRAY_LEN(counts) && rc == CG_OK; i++) rc = cg_json_get_int(w, counts[i], 1, &v[i]);
+    if (rc) return cg_err_wrap(rc, "world stage config");
+    o.seed = (uint64_t)seed;
+    o.image_size = (int)v[0], o.n_align = (int)v[1], o.n_instruct = (int)v[2], o.n_corpus = (int)v[3];
+    o.n_corpus_heldout = (int)v[4], o.n_bench = (int)v[5], o.n_heldout = (int)v[6];
+    if (stage_progress(ctx, 0) == STAGE_CANCELLED) return STAGE_CANCELLED;
+    /* world_generate takes SIGINT/SIGTERM itself while it runs (and stops cleanly): a stop
+     * request then surfaces as its error, which is a cancellation here (it restarts from zero) */
+    rc = world_generate(ctx->out_dir, &o, 1, NULL);
+    if (rc && strstr(cg_errmsg(), "interrupted by signal")) {
+        *ctx->cancel = 1;
+        return STAGE_CANCELLED;
+    }
+    if (rc == CG_OK) stage_progress(ctx, 1);
+    return rc;
 }
+#else
+int stage_world(stage_ctx *ctx) {
+    return cg_err(CG_EFAIL, "stage 'world' is not available: this build has no world generator "
+                            "(experiments/world.h)");
+}
+#endif
 
 /* ---------------------------------------------------------------- noop */
 
