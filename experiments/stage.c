@@ -81,7 +81,7 @@ int stage_world(stage_ctx *ctx) {
 }
 #else
 int stage_world(stage_ctx *ctx) {
-    return cg_err(CG_EFAIL, "stage 'world' is not available: this build has no world generator "
+    return cg_err(CG_EUSER, "stage 'world' is not available: this build has no world generator "
                             "(experiments/world.h)");
 }
 #endif
@@ -92,7 +92,8 @@ int stage_world(stage_ctx *ctx) {
  *   sleep_ms        work for that long, in 10 ms slices, checkpointing the time done in
  *                   work_dir/noop.ckpt: a cancelled or crashed attempt resumes where it was;
  *   crash_attempts, crash_mode   die (SIGKILL to itself, or abort()) on the first N attempts;
- *   fail_message    fail with that error, every attempt;
+ *   fail_message    fail with that error, every attempt (fail_input: as an input error, which
+ *                   the scheduler does not retry);
  *   output          write out_dir/noop.json (key, stage, attempt, resumed_ms: the work done by
  *                   earlier attempts, from the checkpoint; upstream: the stages whose artifacts
  *                   it was given);
@@ -134,13 +135,14 @@ static int append_line(const char *path, const char *line) {
 int stage_noop(stage_ctx *ctx) {
     const cJSON *knobs = cJSON_GetObjectItemCaseSensitive(ctx->stage_config, "noop");
     int64_t sleep_ms = 0, crash_attempts = 0;
-    int output = 1, metrics = 0;
+    int output = 1, metrics = 0, fail_input = 0;
     const char *log = "", *fail = NULL, *crash_mode = "kill";
     int rc = CG_OK;
     if (knobs && ((rc = cg_json_get_int(knobs, "sleep_ms", 0, &sleep_ms)) ||
                   (rc = cg_json_get_int(knobs, "crash_attempts", 0, &crash_attempts)) ||
                   (rc = cg_json_get_bool(knobs, "output", 0, &output)) ||
                   (rc = cg_json_get_bool(knobs, "metrics", 0, &metrics)) ||
+                  (rc = cg_json_get_bool(knobs, "fail_input", 0, &fail_input)) ||
                   (rc = cg_json_get_str(knobs, "log", 0, &log)) ||
                   (rc = cg_json_get_str(knobs, "fail_message", 0, &fail)) ||
                   (rc = cg_json_get_str(knobs, "crash_mode", 0, &crash_mode))))
@@ -168,7 +170,7 @@ int stage_noop(stage_ctx *ctx) {
         if (done > sleep_ms) done = sleep_ms;
     }
     if (fail) {
-        rc = cg_err(CG_EFAIL, "%s", fail);
+        rc = cg_err(fail_input ? CG_EUSER : CG_EFAIL, "%s", fail);
         goto out;
     }
     if (metrics && ((rc = metrics_scalar(ctx->metrics, "noop_ms", done, (double)done)) ||

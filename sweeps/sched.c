@@ -2,6 +2,7 @@
  * lifecycle and the retry rules). */
 #define _GNU_SOURCE
 #include "sweeps/sched.h"
+#include "sweeps/task.h"
 #include "db/store.h"
 #include "experiments/stage.h"
 #include "util/json.h"
@@ -568,6 +569,9 @@ static int reap(runner *r, const sched_exit *ev) {
         free(err);
     }
     t->state = state;
+    /* a failure in the task's input (exit status 2) would fail every attempt: no retry */
+    int permanent = state == 'f' && ev->wstatus >= 0 && WIFEXITED(ev->wstatus) && WEXITSTATUS(ev->wstatus) == TASK_BAD_INPUT;
+    if (permanent) t->fails = r->o->max_attempts;
     if (state == 'f' || state == 'c') {
         t->fails++;
         if (t->fails < r->o->max_attempts && !r->stopping && rc == CG_OK) {
@@ -726,7 +730,6 @@ out:
     if (rc == CG_OK && lost) rc = cg_err(CG_EFAIL, "another scheduler took the sweep over");
     if (rc == CG_OK && r.stopping) rc = STAGE_CANCELLED;
     if (rc == CG_OK && out->done < out->tasks)
-        rc = cg_err(CG_EFAIL, "%d task(s) failed after %d attempt(s), %d blocked by them",
-                    out->failed, o->max_attempts, out->blocked);
+        rc = cg_err(CG_EFAIL, "%d task(s) failed, %d blocked by them", out->failed, out->blocked);
     return rc;
 }

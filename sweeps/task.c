@@ -561,16 +561,18 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
         goto out;
     }
 fail:
+    /* an error in the task's input (CG_EUSER: a bad setting, a kind not implemented) fails the
+     * same way every time: exit status 2 tells the scheduler not to retry it */
+    result = rc == CG_EUSER ? TASK_BAD_INPUT : TASK_FAILED;
     if (id >= 0 && held) {
         char *err = cg_strdup(cg_errmsg()[0] ? cg_errmsg() : "failed");
-        finish(db, id, attempt, "failed", err, TASK_FAILED, key, NULL, 0, NULL, journal, &held);
+        finish(db, id, attempt, "failed", err, result, key, NULL, 0, NULL, journal, &held);
         fprintf(stderr, "cgvlm task %.12s: %s\n", key, err);
         free(err);
     }
     if (staging) cg_rm_rf(staging);
-    result = TASK_FAILED;
 out:
-    if (rc && result != TASK_FAILED && result != TASK_CANCELLED) cg_report(rc);
+    if (rc && result != TASK_FAILED && result != TASK_BAD_INPUT && result != TASK_CANCELLED) cg_report(rc);
     metrics_close(tee_sink);
     metrics_close(live_sink);
     metrics_close(journal_sink);
