@@ -316,6 +316,7 @@ typedef struct {
     int mine;          /* running here */
     int attempt;
     int timed_out;
+    int suspect;       /* running elsewhere with no live process: to recover */
     double started, limit;
     int ndeps, *deps;  /* indices */
 } stask;
@@ -447,13 +448,21 @@ static int refresh(runner *r) {
     while (sqlite3_step(st) == SQLITE_ROW) {
         int i = find_task(r, sqlite3_column_int64(st, 0));
         if (i < 0 || r->t[i].mine) continue;
-        r->t[i].state = state_char((const char *)sqlite3_column_text(st, 1));
-        orphans |= r->t[i].state == 'r';
+        stask *t = &r->t[i];
+        t->state = state_char((const char *)sqlite3_column_text(st, 1));
+        t->suspect = 0;
+        if (t->state == 'r') {   /* running elsewhere: is its process still there? */
+            const char *host = (const char *)sqlite3_column_text(st, 2);
+            int64_t pid = sqlite3_column_type(st, 3) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 3);
+            t->suspect = (host && !strcmp(host, sched_hostname())) ? !sched_proc_alive(pid)
+                                                                   : cg_wall_time() - sqlite3_column_double(st, 4) > SCHED_STALE_S;
+            orphans |= t->suspect;
+        }
     }
     sqlite3_reset(st);
     int rc = CG_OK;
     for (int i = 0; orphans && i < r->n && rc == CG_OK; i++)
-        if (!r->t[i].mine && r->t[i].state == 'r') rc = recover(r, &r->t[i]);
+        if (r->t[i].suspect) rc = recover(r, &r->t[i]);   /* re-checked inside the write lock */
     return rc;
 }
 
@@ -614,8 +623,8 @@ int sched_run(sqlite3 *db, int64_t sweep_id, sched_backend *be, const sched_opts
                            "VALUES (?,?,'running',?,?,?)", &r.attempt_ins)) ||
         (rc = sql_prep(db, "SELECT state, attempts, error FROM tasks WHERE task_id = ?", &r.state_of)) ||
         (rc = sql_prep(db, "UPDATE tasks SET state = 'queued' WHERE task_id = ? AND state IN ('failed','crashed')", &r.requeue)) ||
-        (rc = sql_prep(db, "SELECT DISTINCT t.task_id, t.state FROM runs JOIN run_tasks USING (run_id) JOIN tasks t USING (task_id) "
-                           "WHERE runs.sweep_id = ?", &r.refresh)) ||
+        (rc = sql_prep(db, "SELECT DISTINCT t.task_id, t.state, t.host, t.pid, t.heartbeat_at FROM runs JOIN run_tasks USING (run_id) "
+                           "JOIN tasks t USING (task_id) WHERE runs.sweep_id = ?", &r.refresh)) ||
         (rc = load_tasks(&r)) || (rc = refresh(&r)))
         goto out;
 
