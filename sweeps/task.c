@@ -463,6 +463,20 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
         goto out;
     }
 
+#if STORE_SCHEMA_VERSION >= 2   /* db/ with store_env_record (db/record.c) */
+    /* the environment the attempt runs in (reports show it); not for noop stand-ins, because
+     * describing the GPU initialises CUDA */
+    if (strcmp(kind, "noop")) {
+        int64_t env_id;
+        if (store_env_record(db, &env_id) == CG_OK) {
+            char *sql = cg_fmt("UPDATE tasks SET env_id = %lld WHERE task_id = %lld", (long long)env_id, (long long)id);
+            store_exec(db, sql, "cannot record the task's environment");
+            free(sql);
+        }
+        cg_err_clear();   /* a missing environment row is not worth failing the task */
+    }
+#endif
+
     /* the config of a run using this task (runs sharing it agree on everything it may read) */
     if (sqlite3_prepare_v2(db, "SELECT r.config_json FROM run_tasks rt JOIN runs r USING (run_id) WHERE rt.task_id = ? "
                                "ORDER BY r.run_id LIMIT 1", -1, &st, NULL) == SQLITE_OK) {
