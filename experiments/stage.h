@@ -12,7 +12,8 @@
  *   - writes its outputs into ctx->out_dir (staging; empty at start). After a CG_OK return the
  *     scheduler publishes it atomically as <workspace>/artifacts/<key> and records it;
  *   - logs step metrics and evaluations through ctx->metrics (core/metrics.h);
- *   - calls stage_progress() regularly (heartbeat + progress for `cgvlm status`); when it returns
+ *   - calls stage_progress() regularly, at least once a minute (it is the task's heartbeat, and
+ *     the progress `cgvlm status` shows); when it returns
  *     STAGE_CANCELLED (Ctrl-C, `cgvlm cancel`, the scheduler gone), it writes a checkpoint and
  *     returns STAGE_CANCELLED promptly;
  *   - returns CG_OK, STAGE_CANCELLED, or an error rc with cg_err() text (kept as the task's error).

@@ -419,7 +419,9 @@ static int job_ended(slurm_backend *sb, sjob *j, const char *state, const char *
                     }
             }
         }
-        ev[*nev] = (sched_exit){j->task_id, j->attempt, sig ? sig : (code & 0xff) << 8};
+        /* the wait status the scheduler reads (exit status 2: bad input, not retried) */
+        int wstatus = oc.present ? (oc.exit_status & 0xff) << 8 : sig ? sig : (code & 0xff) << 8;
+        ev[*nev] = (sched_exit){j->task_id, j->attempt, wstatus};
         (*nev)++;
         free(end.error);
     }

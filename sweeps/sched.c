@@ -2,6 +2,7 @@
  * lifecycle and the retry rules). */
 #define _GNU_SOURCE
 #include "sweeps/sched.h"
+#include "sweeps/task.h"
 #include "db/store.h"
 #include "experiments/stage.h"
 #include "util/json.h"
@@ -315,6 +316,7 @@ typedef struct {
     int mine;          /* running here */
     int attempt;
     int timed_out;
+    int suspect;       /* running elsewhere with no live process: to recover */
     double started, limit;
     int ndeps, *deps;  /* indices */
 } stask;
@@ -463,13 +465,21 @@ static int refresh(runner *r) {
     while (sqlite3_step(st) == SQLITE_ROW) {
         int i = find_task(r, sqlite3_column_int64(st, 0));
         if (i < 0 || r->t[i].mine) continue;
-        r->t[i].state = state_char((const char *)sqlite3_column_text(st, 1));
-        orphans |= r->t[i].state == 'r';
+        stask *t = &r->t[i];
+        t->state = state_char((const char *)sqlite3_column_text(st, 1));
+        t->suspect = 0;
+        if (t->state == 'r') {   /* running elsewhere: is its process still there? */
+            const char *host = (const char *)sqlite3_column_text(st, 2);
+            int64_t pid = sqlite3_column_type(st, 3) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 3);
+            t->suspect = (host && !strcmp(host, sched_hostname())) ? !sched_proc_alive(pid)
+                                                                   : cg_wall_time() - sqlite3_column_double(st, 4) > SCHED_STALE_S;
+            orphans |= t->suspect;
+        }
     }
     sqlite3_reset(st);
     int rc = CG_OK;
     for (int i = 0; orphans && i < r->n && rc == CG_OK; i++)
-        if (!r->t[i].mine && r->t[i].state == 'r') rc = recover(r, &r->t[i]);
+        if (r->t[i].suspect) rc = recover(r, &r->t[i]);   /* re-checked inside the write lock */
     return rc;
 }
 
@@ -587,6 +597,9 @@ static int reap(runner *r, const sched_exit *ev) {
         free(err);
     }
     t->state = state;
+    /* a failure in the task's input (exit status 2) would fail every attempt: no retry */
+    int permanent = state == 'f' && ev->wstatus >= 0 && WIFEXITED(ev->wstatus) && WEXITSTATUS(ev->wstatus) == TASK_BAD_INPUT;
+    if (permanent) t->fails = r->o->max_attempts;
     if (state == 'f' || state == 'c') {
         t->fails++;
         if (t->fails < r->o->max_attempts && !r->stopping && rc == CG_OK) {
@@ -629,8 +642,8 @@ int sched_run(sqlite3 *db, int64_t sweep_id, sched_backend *be, const sched_opts
                            "VALUES (?,?,'running',?,?,?)", &r.attempt_ins)) ||
         (rc = sql_prep(db, "SELECT state, attempts, error FROM tasks WHERE task_id = ?", &r.state_of)) ||
         (rc = sql_prep(db, "UPDATE tasks SET state = 'queued' WHERE task_id = ? AND state IN ('failed','crashed')", &r.requeue)) ||
-        (rc = sql_prep(db, "SELECT DISTINCT t.task_id, t.state FROM runs JOIN run_tasks USING (run_id) JOIN tasks t USING (task_id) "
-                           "WHERE runs.sweep_id = ?", &r.refresh)) ||
+        (rc = sql_prep(db, "SELECT DISTINCT t.task_id, t.state, t.host, t.pid, t.heartbeat_at FROM runs JOIN run_tasks USING (run_id) "
+                           "JOIN tasks t USING (task_id) WHERE runs.sweep_id = ?", &r.refresh)) ||
         (rc = load_tasks(&r)) || (rc = adopt(&r)) || (rc = refresh(&r)))
         goto out;
 
@@ -745,7 +758,6 @@ out:
     if (rc == CG_OK && lost) rc = cg_err(CG_EFAIL, "another scheduler took the sweep over");
     if (rc == CG_OK && r.stopping) rc = STAGE_CANCELLED;
     if (rc == CG_OK && out->done < out->tasks)
-        rc = cg_err(CG_EFAIL, "%d task(s) failed after %d attempt(s), %d blocked by them",
-                    out->failed, o->max_attempts, out->blocked);
+        rc = cg_err(CG_EFAIL, "%d task(s) failed, %d blocked by them", out->failed, out->blocked);
     return rc;
 }

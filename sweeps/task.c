@@ -11,6 +11,13 @@
 #include "util/sha256.h"
 #include "util/util.h"
 
+/* The results-store sink (db/sink.h), when this tree has it: metrics also reach the db while a
+ * task runs, for people watching; the journal stays the record ingested at the end. */
+#if __has_include("db/sink.h")
+#include "db/sink.h"
+#define TASK_LIVE_SINK 1
+#endif
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -427,7 +434,7 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
     cJSON *stage_cfg = NULL, *run_cfg = NULL;
     char *kind = NULL, *work = NULL, *staging = NULL, *final = NULL, *journal = NULL, *arts = NULL;
     char *up[EXP_NSTAGES] = {0};
-    metrics_sink *sink = NULL;
+    metrics_sink *sink = NULL, *journal_sink = NULL, *live_sink = NULL, *tee_sink = NULL;
     int64_t id = -1;
     int rc = store_open(db_path, 0, &db), result = TASK_FAILED, held = 0;
     if (rc) goto out;
@@ -455,6 +462,20 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
         result = TASK_SUPERSEDED;   /* recovered or cancelled before we started: do nothing */
         goto out;
     }
+
+#if STORE_SCHEMA_VERSION >= 2   /* db/ with store_env_record (db/record.c) */
+    /* the environment the attempt runs in (reports show it); not for noop stand-ins, because
+     * describing the GPU initialises CUDA */
+    if (strcmp(kind, "noop")) {
+        int64_t env_id;
+        if (store_env_record(db, &env_id) == CG_OK) {
+            char *sql = cg_fmt("UPDATE tasks SET env_id = %lld WHERE task_id = %lld", (long long)env_id, (long long)id);
+            store_exec(db, sql, "cannot record the task's environment");
+            free(sql);
+        }
+        cg_err_clear();   /* a missing environment row is not worth failing the task */
+    }
+#endif
 
     /* the config of a run using this task (runs sharing it agree on everything it may read) */
     if (sqlite3_prepare_v2(db, "SELECT r.config_json FROM run_tasks rt JOIN runs r USING (run_id) WHERE rt.task_id = ? "
@@ -505,7 +526,12 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
     journal = cg_path_join(work, "metrics.jsonl");
     cg_rm_rf(staging);
     if ((rc = make_dir(staging))) goto fail;
-    sink = lazy_journal(journal);
+    journal_sink = lazy_journal(journal);
+    sink = journal_sink;
+#ifdef TASK_LIVE_SINK
+    if (store_sink_open(db, id, &live_sink) == CG_OK) sink = tee_sink = metrics_tee(journal_sink, live_sink);
+    else cg_err_clear();
+#endif
 
     const cJSON *sn = cJSON_GetObjectItemCaseSensitive(stage_cfg, "stage");
     int stage = exp_stage_from_name(kind);
@@ -520,9 +546,12 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
     };
     for (int s = 0; s < EXP_NSTAGES; s++) ctx.upstream[s] = up[s];
     rc = stage_execute(&ctx);
-    int frc = metrics_flush(sink);
-    metrics_close(sink);
-    sink = NULL;
+    int frc = metrics_flush(journal_sink);   /* the live sink's flush may fail: the journal counts */
+    if (tee_sink && metrics_flush(live_sink) != CG_OK) cg_err_clear();
+    metrics_close(tee_sink);
+    metrics_close(live_sink);
+    metrics_close(journal_sink);
+    sink = tee_sink = live_sink = journal_sink = NULL;
     if (rc == CG_OK) rc = frc;
 
     if (rc == CG_OK) {
@@ -546,17 +575,21 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
         goto out;
     }
 fail:
+    /* an error in the task's input (CG_EUSER: a bad setting, a kind not implemented) fails the
+     * same way every time: exit status 2 tells the scheduler not to retry it */
+    result = rc == CG_EUSER ? TASK_BAD_INPUT : TASK_FAILED;
     if (id >= 0 && held) {
         char *err = cg_strdup(cg_errmsg()[0] ? cg_errmsg() : "failed");
-        finish(db, id, attempt, "failed", err, TASK_FAILED, key, NULL, 0, NULL, journal, &held);
+        finish(db, id, attempt, "failed", err, result, key, NULL, 0, NULL, journal, &held);
         fprintf(stderr, "cgvlm task %.12s: %s\n", key, err);
         free(err);
     }
     if (staging) cg_rm_rf(staging);
-    result = TASK_FAILED;
 out:
-    if (rc && result != TASK_FAILED && result != TASK_CANCELLED) cg_report(rc);
-    if (sink) metrics_close(sink);
+    if (rc && result != TASK_FAILED && result != TASK_BAD_INPUT && result != TASK_CANCELLED) cg_report(rc);
+    metrics_close(tee_sink);
+    metrics_close(live_sink);
+    metrics_close(journal_sink);
     sqlite3_finalize(st);
     store_close(db);
     cJSON_Delete(stage_cfg);

@@ -186,11 +186,12 @@ fail:
     {
         char *err = cg_strdup(cg_errmsg()[0] ? cg_errmsg() : "failed");
         fprintf(stderr, "cgvlm task %.12s: %s\n", key, err);
-        if (write_outcome(journal, attempt, "failed", err, TASK_FAILED, started, NULL, 0, NULL)) cg_report(CG_EFAIL);
+        /* an error in the task's input fails every attempt the same way: exit status 2, no retry */
+        result = rc == CG_EUSER ? TASK_BAD_INPUT : TASK_FAILED;
+        if (write_outcome(journal, attempt, "failed", err, result, started, NULL, 0, NULL)) cg_report(CG_EFAIL);
         free(err);
     }
     cg_rm_rf(staging);
-    result = TASK_FAILED;
 out:
     free(work), free(staging), free(final), free(rel);
     cJSON_Delete(spec);

@@ -85,7 +85,7 @@ cat > fail.json <<JSON
  "axes": {"noop.fail_stage": ["", "instruct"]}, "seeds": [0], "max_attempts": 3}
 JSON
 expect 1 "failing sweep" -- "$BIN" sweep fail.json --db "$DB" --workspace "$WS"
-contains "failing sweep" "1 task(s) failed after 3 attempt(s), 1 blocked"
+contains "failing sweep" "1 task(s) failed, 1 blocked"
 [ "$(q "SELECT state || ' ' || attempts || ' ' || error FROM tasks WHERE config_json LIKE '%the noop says no%'")" = "failed 3 the noop says no" ] \
     || fail "failing task row: $(q "SELECT state, attempts, error FROM tasks WHERE config_json LIKE '%the noop says no%'")"
 [ "$(q "SELECT state FROM v_runs WHERE sweep = 'fail' ORDER BY run")" = "$(printf 'done\nfailed')" ] || fail "runs of the failing sweep: $(q "SELECT run, state FROM v_runs WHERE sweep = 'fail'")"
@@ -97,6 +97,15 @@ contains "status lists sweeps" "sweep crash: not running"
 # re-running retries the failed task (a fresh budget)
 expect 1 "failing sweep re-run" -- "$BIN" sweep fail.json --db "$DB" --workspace "$WS" --max-attempts 1
 [ "$(q "SELECT attempts FROM tasks WHERE config_json LIKE '%the noop says no%'")" = 4 ] || fail "re-run did not retry the failed task"
+
+# an error in the task's input fails at once: no retry
+cat > input.json <<JSON
+{"name": "input", "base": {"pipeline": "noop", "world": {"seed": 5}, "noop": {"fail_stage": "align", "fail_input": true, "fail_message": "bad setting"}}, "max_attempts": 3}
+JSON
+expect 1 "input error" -- "$BIN" sweep input.json --db "$DB" --workspace "$WS"
+[ "$(q "SELECT state || ' ' || attempts || ' ' || error FROM tasks WHERE config_json LIKE '%bad setting%'")" = "failed 1 bad setting" ] \
+    || fail "input error retried: $(q "SELECT state, attempts, error FROM tasks WHERE config_json LIKE '%bad setting%'")"
+[ "$(q "SELECT exit_status FROM task_attempts JOIN tasks USING (task_id) WHERE config_json LIKE '%bad setting%'")" = 2 ] || fail "input error: exit status not 2"
 
 # a time limit kills and fails the attempt
 cat > limit.json <<JSON
