@@ -251,6 +251,21 @@ out:
     return rc;
 }
 
+/* A refused submission: the claimed attempt is recorded failed with Slurm's message, not left
+ * 'running' behind the scheduler that stops on it. */
+static void record_refusal(slurm_backend *sb, const sjob *j, const char *msg) {
+    slurm_end end = {"failed", (char *)msg, -1};
+    slurm_outcome none = {0};
+    int applied;
+    char *journal = cg_fmt("%s/work/%s/metrics.jsonl", sb->ws, j->key);
+    char *keep = cg_strdup(msg);
+    end.error = keep;
+    slurm_ingest(sb->db, j->task_id, j->attempt, j->key, journal, &end, &none, &applied);
+    cg_err(CG_EUSER, "%s", keep);   /* the refusal stays the error reported */
+    free(keep);
+    free(journal);
+}
+
 static int slurm_submit(sched_backend *b, const sched_job *job, int64_t *pid) {
     slurm_backend *sb = b->impl;
     *pid = 0;
@@ -319,6 +334,7 @@ static int slurm_submit(sched_backend *b, const sched_job *job, int64_t *pid) {
         }
         rc = cg_err(CG_EUSER, "sbatch refused task %s %.12s: %s", j->kind, j->key,
                     err[0] ? err : "(no message; exit status nonzero)");
+        record_refusal(sb, j, cg_errmsg());
         goto out;
     }
     char *semi = strpbrk(out, ";\n");

@@ -205,6 +205,8 @@ int cmd_sweep(int argc, char **argv) {
         }
         if (rc) return cg_report(rc);
     }
+    if (!sched_slurm.enabled && (sched_slurm.partition || sched_slurm.account || sched_slurm.nargs))
+        return cg_report(cg_err(CG_EUSER, "sweep: --partition, --account and --slurm-arg need --backend slurm"));
     if (optind != argc - 1)
         return cg_report(cg_err(CG_EUSER, "sweep: give exactly one sweep file; see 'cgvlm sweep --help'"));
     sweep sw;
