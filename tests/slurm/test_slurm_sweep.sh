@@ -10,10 +10,12 @@ cd "$TMP"
 cat > s.json <<JSON
 {"name": "s", "base": {"pipeline": "noop",
   "noop": {"sleep_ms": 100, "metrics": true, "crash_stage": "lm_pretrain"}},
- "axes": {"align.lambda": [0, 1], "instruct.fraction": [0.5, 1]}, "seeds": [0]}
+ "axes": {"align.lambda": [0, 1], "instruct.fraction": [0.5, 1]}, "seeds": [0],
+ "resources": {"noop": {"cpus": 1, "mem": "64M", "time": "0:10:00"}}}
 JSON
 DB=$TMP/slurm.db
-expect 0 "slurm sweep" -- "$BIN" sweep s.json --db slurm.db --workspace ws-slurm --backend slurm --partition debug
+expect 0 "slurm sweep" -- "$BIN" sweep s.json --db slurm.db --workspace ws-slurm --backend slurm --partition debug \
+    --slurm-arg=--comment=cgvlm-test
 contains "slurm sweep" "all 13 tasks done"
 expect 0 "local sweep" -- "$BIN" sweep s.json --db local.db --workspace ws-local --workers 2
 
@@ -25,6 +27,12 @@ expect 0 "local sweep" -- "$BIN" sweep s.json --db local.db --workspace ws-local
 ran=$(squeue -h -t all -o '%j %T' | grep -v CANCELLED)
 [ "$(echo "$ran" | wc -l)" = "$(q "SELECT SUM(attempts) FROM tasks")" ] || fail "Slurm ran $(echo "$ran" | wc -l) jobs for $(q "SELECT SUM(attempts) FROM tasks") attempts: $ran"
 [ -z "$(echo "$ran" | cut -d' ' -f1 | sort | uniq -d)" ] || fail "an attempt ran twice"
+# the kind's resources and the extra arguments reached sbatch
+job=$(q "SELECT job_id FROM tasks LIMIT 1")
+info=$(scontrol -o show job "$job")
+for want in TimeLimit=00:10:00 MinMemoryNode=64M CPUs/Task=1 Comment=cgvlm-test Partition=debug; do
+    case "$info" in *" $want "*) ;; *) fail "job $job lacks $want: $info";; esac
+done
 # the crash of lm_pretrain's first attempt (SIGKILL to itself) was read from Slurm and retried
 lm=$(q "SELECT task_id FROM tasks WHERE json_extract(config_json, '$.stage') = 'lm_pretrain'")
 [ "$(q "SELECT state FROM task_attempts WHERE task_id = $lm AND attempt = 1")" = crashed ] || fail "lm attempt 1: $(q "SELECT * FROM task_attempts WHERE task_id = $lm")"
