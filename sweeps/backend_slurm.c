@@ -16,6 +16,7 @@
 #include "sweeps/backend_slurm.h"
 #include "db/store.h"
 #include "experiments/experiment.h"
+#include "sweeps/sched.h"
 #include "sweeps/task.h"
 #include "util/fs.h"
 #include "util/json.h"
@@ -596,4 +597,43 @@ int backend_slurm_open(const char *db_path, const char *workspace, const sweep *
                                slurm_adopt, 1, 1};
     *out = &sb->self;
     return CG_OK;
+}
+
+int slurm_cancel_orphans(void *sqlite_db, const char *name, int *ncancelled) {
+    sqlite3 *db = sqlite_db;
+    sqlite3_stmt *st;
+    *ncancelled = 0;
+    /* only a sweep whose scheduler is gone from this host, or that has none */
+    if (sqlite3_prepare_v2(db, "SELECT owner_host, owner_pid FROM sweeps WHERE name = ?", -1, &st, NULL) != SQLITE_OK)
+        return cg_err(CG_EFAIL, "results db: %s", sqlite3_errmsg(db));
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int orphaned = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *host = (const char *)sqlite3_column_text(st, 0);
+        orphaned = sqlite3_column_type(st, 1) == SQLITE_NULL ||
+                   (host && !strcmp(host, sched_hostname()) && !sched_proc_alive(sqlite3_column_int64(st, 1)));
+    }
+    sqlite3_finalize(st);
+    if (!orphaned || !on_path("scancel")) return CG_OK;
+    if (sqlite3_prepare_v2(db, "SELECT DISTINCT t.job_id FROM runs JOIN run_tasks USING (run_id) JOIN tasks t USING (task_id) "
+                               "JOIN sweeps s USING (sweep_id) WHERE s.name = ? AND t.state = 'running' AND t.job_id IS NOT NULL",
+                           -1, &st, NULL) != SQLITE_OK)
+        return cg_err(CG_EFAIL, "results db: %s", sqlite3_errmsg(db));
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    char *argv[4096 + 2];
+    int na = 0;
+    argv[na++] = "scancel";
+    while (sqlite3_step(st) == SQLITE_ROW && na < 4096) argv[na++] = cg_strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    argv[na] = NULL;
+    int rc = CG_OK, status;
+    char *err = NULL;
+    if (na > 1) {
+        rc = run_cmd(argv, NULL, &err, &status);
+        if (rc == CG_OK && status != 0) rc = cg_err(CG_EFAIL, "scancel of the jobs of sweep '%s' failed: %s", name, err);
+        if (rc == CG_OK) *ncancelled = na - 1;
+    }
+    for (int i = 1; i < na; i++) free(argv[i]);
+    free(err);
+    return rc;
 }

@@ -34,6 +34,10 @@ extern slurm_opts sched_slurm;
 int backend_slurm_open(const char *db_path, const char *workspace, const sweep *sw, double time_limit,
                        sched_backend **out);
 
+/* `cgvlm cancel` of a sweep whose scheduler is gone: scancels the Slurm jobs of its running tasks
+ * (*ncancelled of them); the next run of the sweep records them cancelled and resumes. */
+int slurm_cancel_orphans(void *sqlite_db, const char *name, int *ncancelled);
+
 /* The job's side: runs the attempt described by the spec file; exit status TASK_* (task.h). */
 int task_spec_main(const char *spec_path);
 

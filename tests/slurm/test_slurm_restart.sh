@@ -42,4 +42,20 @@ names=$(squeue -h -t all -o %j)
 [ "$(q "SELECT COUNT(DISTINCT job_id) FROM task_attempts")" = 13 ] || fail "attempt job ids: $(q "SELECT task_id, attempt, job_id FROM task_attempts")"
 # the metrics of tasks whose jobs ended while no scheduler ran were ingested too
 [ "$(q "SELECT COUNT(DISTINCT task_id) FROM metrics")" = 13 ] || fail "metrics of $(q "SELECT COUNT(DISTINCT task_id) FROM metrics") tasks, want 13"
+
+# cgvlm cancel with no scheduler alive: its jobs are scancelled, the next run resumes
+cat > o.json <<JSON
+{"name": "o", "base": {"pipeline": "noop", "noop": {"sleep_ms": 3000, "sleep_stage": "world"}}, "seeds": [0]}
+JSON
+"$BIN" sweep o.json --db "$DB" --workspace ws --backend slurm > o.out 2>&1 &
+sched=$!; bg_pids="$bg_pids $sched"
+wait_until 30 '[ "$(squeue -h -t running -o %i | wc -l)" -ge 1 ]' || fail "o: no job ran"
+kill -9 $sched; wait $sched 2>/dev/null
+expect 0 "cancel orphans" -- "$BIN" cancel --sweep o --db "$DB"
+contains "cancel orphans" "cancelled its 6 Slurm job(s)"
+wait_until 20 '[ -z "$(squeue -h -o %i)" ]' || fail "jobs left after cgvlm cancel: $(squeue)"
+expect 0 "resume after cancel" -- "$BIN" sweep o.json --db "$DB" --workspace ws --backend slurm
+w=$(q "SELECT t.task_id FROM tasks t JOIN run_tasks USING (task_id) JOIN runs USING (run_id) JOIN sweeps s USING (sweep_id) WHERE s.name = 'o' AND json_extract(t.config_json, '$.stage') = 'world'")
+[ "$(q "SELECT state FROM task_attempts WHERE task_id = $w AND attempt = 1")" = cancelled ] || fail "o: world's first attempt: $(q "SELECT * FROM task_attempts WHERE task_id = $w")"
+[ "$(q "SELECT state FROM tasks WHERE task_id = $w")" = done ] || fail "o: world not done after the resume"
 finish slurm_restart
