@@ -115,4 +115,6 @@ expect 1 "time limit" -- "$BIN" sweep limit.json --db "$DB" --workspace "$WS"
 [ "$(q "SELECT error FROM tasks WHERE config_json LIKE '%\"seed\":4%' AND state = 'failed'")" = "time limit of 0.5 s exceeded" ] || fail "time limit not recorded: $(q "SELECT state, error FROM tasks WHERE config_json LIKE '%\"seed\":4%'")"
 
 [ "$(q "PRAGMA integrity_check")" = ok ] || fail "integrity_check"
+# task processes write to the worker logs: no sanitizer report may be there (ASan builds)
+! grep -l "AddressSanitizer\|runtime error:" "$WS"/logs/*.log 2>/dev/null || fail "sanitizer reports in the task logs"
 finish test_sched_basic
