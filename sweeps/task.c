@@ -603,6 +603,7 @@ out:
 /* ---------------------------------------------------------------- the worker (fork server) */
 
 int task_worker(const char *db_path, const char *workspace, int threads) {
+    prctl(PR_SET_NAME, "cgvlm-worker");   /* in ps/top, instead of "exe" */
     signal(SIGINT, SIG_IGN);    /* Ctrl-C reaches the tasks and the scheduler directly */
     signal(SIGTERM, SIG_IGN);
     const char *device = getenv("CGVLM_DEVICE"), *slot = getenv("CGVLM_WORKER_SLOT");
@@ -629,6 +630,7 @@ int task_worker(const char *db_path, const char *workspace, int threads) {
         pid_t pid = fork();
         if (pid == 0) {
             prctl(PR_SET_PDEATHSIG, SIGTERM);
+            prctl(PR_SET_NAME, "cgvlm-task");
             if (getppid() != me) _exit(TASK_CANCELLED);
             signal(SIGINT, SIG_DFL);
             signal(SIGTERM, SIG_DFL);
