@@ -83,7 +83,10 @@ int sched_execute(const sweep *sw, const char *db_path, const char *workspace, i
         workers = gpus > 0 ? gpus : ncores();
     }
     int threads = ncores() / workers > 0 ? ncores() / workers : 1;
-    if ((rc = backend_local_open(db_path, ws, workers, gpus, threads, &be))) goto out;
+    char *db_abs = realpath(db_path, NULL);   /* workers get absolute paths */
+    rc = backend_local_open(db_abs ? db_abs : db_path, ws, workers, gpus, threads, &be);
+    free(db_abs);
+    if (rc) goto out;
     if (progress)
         cg_info("sweep %s: %d runs on %d %s worker(s), %d thread(s) each; workspace %s", sw->name, sw->nruns,
                 workers, gpus ? "GPU" : "CPU", threads, ws);
