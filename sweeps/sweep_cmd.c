@@ -225,6 +225,14 @@ static int status_sweep(sqlite3 *db, int64_t id, const char *name, int *active) 
     printf("\n");
     sqlite3_finalize(st);
 
+    /* the mean task time over all stages: the guess for stages with no finished task yet */
+    double overall = -1;
+    if (sqlite3_prepare_v2(db, "SELECT AVG(ended_at - started_at) FROM tasks WHERE state = 'done' AND task_id IN " SWEEP_TASKS,
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, id);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) overall = sqlite3_column_double(st, 0);
+        sqlite3_finalize(st);
+    }
     /* per stage: counts by state, mean duration of done tasks, remaining work */
     if (sqlite3_prepare_v2(db,
                            "SELECT " STAGE_EXPR " AS stage, COUNT(*), SUM(state = 'done'), SUM(state = 'running'), "
@@ -248,8 +256,11 @@ static int status_sweep(sqlite3 *db, int64_t id, const char *name, int *active) 
                sqlite3_column_int(st, 4), sqlite3_column_int(st, 5), sqlite3_column_int(st, 6),
                sqlite3_column_int(st, 7), mean < 0 ? "-" : a);
         running += r, all += n, done += d;
-        if (mean < 0 && (left || r)) unknown = 1;
-        else if (mean >= 0) remaining += mean * (left + sqlite3_column_double(st, 9));
+        if (mean < 0 && (left || r)) {
+            unknown = 1;
+            mean = overall;
+        }
+        if (mean >= 0) remaining += mean * (left + sqlite3_column_double(st, 9));
     }
     sqlite3_finalize(st);
     if (done < all && !*active && running == 0) {
@@ -257,7 +268,11 @@ static int status_sweep(sqlite3 *db, int64_t id, const char *name, int *active) 
     } else if (done < all) {
         double eta = remaining / (running > 0 ? running : 1);
         fmt_secs(a, sizeof a, eta);
-        printf("  %d/%d tasks done; ETA %s%s\n", done, all, unknown ? "at least " : "", a);
+        if (unknown && overall < 0)
+            printf("  %d/%d tasks done; ETA unknown until a task finishes\n", done, all);
+        else
+            printf("  %d/%d tasks done; ETA %s%s\n", done, all, a,
+                   unknown ? " (rough: stages without a finished task are guessed from the others)" : "");
     } else {
         printf("  all %d tasks done\n", all);
     }
