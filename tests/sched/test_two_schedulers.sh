@@ -39,6 +39,13 @@ contains "takeover" "taking over from a scheduler that is gone"
 [ "$(q "SELECT COUNT(*) FROM tasks WHERE state = 'done'")" = 9 ] || fail "resume did not complete: $(q "SELECT state, COUNT(*) FROM tasks GROUP BY 1")"
 [ "$(q "SELECT COUNT(*) FROM task_attempts WHERE state = 'cancelled'")" -ge 1 ] || fail "cancelled attempts not kept in the history"
 [ "$(q "PRAGMA integrity_check")" = ok ] || fail "integrity_check"
+# an owner pid recycled by another program (not cgvlm) is not a live scheduler
+sleep 60 & other=$!; bg_pids="$bg_pids $other"
+q "UPDATE sweeps SET owner_host = '$(hostname)', owner_pid = $other, owner_heartbeat = 0 WHERE name = 'pair'"
+expect 0 "owner pid recycled" -- "$BIN" sweep s.json --db "$DB" --workspace "$WS"
+contains "owner pid recycled" "taking over"
+kill $other 2>/dev/null
+
 # two schedulers on two sweeps that share tasks, at the same time: each shared task runs once
 cat > a.json <<JSON
 {"name": "a", "base": {"pipeline": "noop", "world": {"seed": 5}, "noop": {"sleep_ms": 200, "log": "$TMP/shared.log"}}, "axes": {"align.lambda": [0, 1]}}
