@@ -40,15 +40,17 @@ static int ncores(void) {
 
 /* ---------------------------------------------------------------- dry run */
 
+static int cmp_key(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
 static void print_plan(const sweep *sw) {
     int counts[EXP_NSTAGES] = {0}, total = 0;
-    for (int s = 0; s < EXP_NSTAGES; s++)
-        for (int i = 0; i < sw->nruns; i++) {
-            int seen = 0;
-            for (int j = 0; j < i && !seen; j++)
-                seen = !strcmp(sw->runs[j].plan.task[s].key, sw->runs[i].plan.task[s].key);
-            if (!seen) counts[s]++;
-        }
+    const char **keys = cg_calloc((size_t)sw->nruns, sizeof *keys);
+    for (int s = 0; s < EXP_NSTAGES; s++) {   /* distinct keys: sort, count changes */
+        for (int i = 0; i < sw->nruns; i++) keys[i] = sw->runs[i].plan.task[s].key;
+        qsort(keys, (size_t)sw->nruns, sizeof *keys, cmp_key);
+        for (int i = 0; i < sw->nruns; i++) counts[s] += i == 0 || strcmp(keys[i], keys[i - 1]) != 0;
+    }
+    free(keys);
     for (int s = 0; s < EXP_NSTAGES; s++) total += counts[s];
     printf("sweep %s: %d runs, %d distinct tasks (%d stage executions without sharing)\n", sw->name,
            sw->nruns, total, sw->nruns * EXP_NSTAGES);
