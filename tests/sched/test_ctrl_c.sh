@@ -34,4 +34,6 @@ grep -q '"resumed_ms":[1-9]' "$WS/artifacts/$canc/noop.json" || fail "task $canc
 [ "$(q "SELECT COUNT(*) FROM (SELECT task_id, step FROM v_metrics WHERE metric = 'noop_ms' GROUP BY 1, 2 HAVING COUNT(*) > 1)")" = 0 ] || fail "duplicate metric steps after resume"
 [ "$(q "SELECT COUNT(*) FROM (SELECT task_id FROM v_metrics WHERE metric = 'noop_ms' GROUP BY 1 HAVING MAX(step) = 1500)")" = 9 ] || fail "metrics do not reach the end for every task"
 [ "$(q "SELECT COUNT(*) FROM evals WHERE benchmark = 'noop' AND metric = 'attempts' AND value = 2")" -ge 1 ] || fail "no eval from a resumed (second) attempt"
+# task processes write to the worker logs: no sanitizer report may be there (ASan builds)
+! grep -l "AddressSanitizer\|runtime error:" "$WS"/logs/*.log 2>/dev/null || fail "sanitizer reports in the task logs"
 finish test_ctrl_c
