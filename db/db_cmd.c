@@ -5,4 +5,3 @@ int cmd_query(int argc, char **argv) { return cg_not_yet(argc, argv, "cgvlm quer
 int cmd_runs(int argc, char **argv) { return cg_not_yet(argc, argv, "cgvlm runs", "issue 4"); }
 int cmd_show(int argc, char **argv) { return cg_not_yet(argc, argv, "cgvlm show", "issue 4"); }
 int cmd_compare(int argc, char **argv) { return cg_not_yet(argc, argv, "cgvlm compare", "issue 4"); }
-int bench_db(int argc, char **argv) { return cg_not_yet(argc, argv, "cgvlm bench db", "issue 4"); }

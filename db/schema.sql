@@ -209,3 +209,6 @@ CREATE VIEW IF NOT EXISTS v_tasks AS
 SELECT task_id, key, kind, state, attempts, max_attempts, host, pid, job_id,
        started_at, ended_at, ended_at - started_at AS seconds, progress, error
 FROM tasks;
+
+-- Later schema versions are migrations in db/store.c (`migrations[]`), applied in order:
+--   2: index evals_by_category (task_id, category, metric, value, n, benchmark) for the views.

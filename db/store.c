@@ -3,8 +3,10 @@
 #include "util/fs.h"
 #include "util/util.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 extern const char db_schema_sql[];  /* generated from db/schema.sql */
 
@@ -23,8 +25,30 @@ int store_exec(sqlite3 *db, const char *sql, const char *what) {
     return CG_OK;
 }
 
-int store_begin(sqlite3 *db) { return store_exec(db, "BEGIN IMMEDIATE", "cannot begin a transaction"); }
-int store_commit(sqlite3 *db) { return store_exec(db, "COMMIT", "cannot commit"); }
+/* The busy handler (sqlite3_busy_timeout) covers most waits, but SQLite returns SQLITE_BUSY
+ * without calling it in some cases (WAL recovery by another connection, a snapshot that went
+ * stale, a deadlock it detects). Those are retried here with backoff, up to STORE_BUSY_MS. */
+int store_exec_retry(sqlite3 *db, const char *sql, const char *what) {
+    double deadline = cg_mono_time() + STORE_BUSY_MS / 1000.0;
+    int delay_us = 1000;
+    for (;;) {
+        char *msg = NULL;
+        int src = sqlite3_exec(db, sql, NULL, NULL, &msg);
+        if (src == SQLITE_OK) return CG_OK;
+        int busy = (src & 0xff) == SQLITE_BUSY || (src & 0xff) == SQLITE_LOCKED;
+        if (!busy || cg_mono_time() > deadline) {
+            int rc = cg_err(CG_EFAIL, "%s: %s", what, msg ? msg : sqlite3_errmsg(db));
+            sqlite3_free(msg);
+            return rc;
+        }
+        sqlite3_free(msg);
+        usleep((useconds_t)delay_us);
+        if (delay_us < 100000) delay_us *= 2;
+    }
+}
+
+int store_begin(sqlite3 *db) { return store_exec_retry(db, "BEGIN IMMEDIATE", "cannot begin a transaction"); }
+int store_commit(sqlite3 *db) { return store_exec_retry(db, "COMMIT", "cannot commit"); }
 void store_rollback(sqlite3 *db) { sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL); }
 
 static int user_version(sqlite3 *db, int *v) {
@@ -37,11 +61,26 @@ static int user_version(sqlite3 *db, int *v) {
     return rc;
 }
 
+static int count_schema_objects(sqlite3 *db, int *n) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM sqlite_schema", -1, &st, NULL) != SQLITE_OK)
+        return CG_EFAIL;
+    int rc = sqlite3_step(st) == SQLITE_ROW ? CG_OK : CG_EFAIL;
+    if (rc == CG_OK) *n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* Migrations: migrations[i] takes a database from version i to i+1. Version 0 -> 1 is the
  * initial schema. Add new steps at the end; never edit a released one. */
 static const char *const migrations[] = {
     db_schema_sql,
+    /* 1 -> 2: a covering index for the views that pick evaluation rows by category
+     * (v_data_efficiency: 10 000 runs x 50 evals in a few ms instead of a scan of every row). */
+    "CREATE INDEX IF NOT EXISTS evals_by_category ON evals (task_id, category, metric, value, n, benchmark);",
 };
+
+static_assert(CG_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION, "one migration per schema version");
 
 static int migrate(sqlite3 *db, const char *path, int from) {
     int rc = store_begin(db);
@@ -76,7 +115,7 @@ int store_open(const char *path, int flags, sqlite3 **out) {
         rc = cg_err(CG_EUSER, "cannot open results db '%s': %s", path, db ? sqlite3_errmsg(db) : "out of memory");
         goto out;
     }
-    sqlite3_busy_timeout(db, 60000);
+    sqlite3_busy_timeout(db, STORE_BUSY_MS);
     sqlite3_extended_result_codes(db, 1);
     /* Reading the version is the first access: a non-SQLite file fails here, untouched. */
     int version = 0;
@@ -92,6 +131,20 @@ int store_open(const char *path, int flags, sqlite3 **out) {
                     path, version, STORE_SCHEMA_VERSION);
         goto out;
     }
+    /* Reading the schema catches a damaged file, and a version-0 file that already holds
+     * tables is some other program's database: neither is touched. */
+    int n_objects = 0;
+    if (count_schema_objects(db, &n_objects) != CG_OK) {
+        rc = cg_err(CG_EUSER, "results db '%s' is damaged or unreadable (%s); the file was not changed",
+                    path, sqlite3_errmsg(db));
+        goto out;
+    }
+    if (version == 0 && n_objects > 0) {
+        rc = cg_err(CG_EUSER,
+                    "'%s' is an SQLite database of another program (no cgvlm schema version); "
+                    "pass another --db (the file was not changed)", path);
+        goto out;
+    }
     if (readonly) {
         if (version < STORE_SCHEMA_VERSION) {
             rc = cg_err(CG_EUSER, "results db '%s' has schema version %d; open it once with a writing command to migrate it", path, version);
@@ -100,8 +153,9 @@ int store_open(const char *path, int flags, sqlite3 **out) {
         rc = store_exec(db, "PRAGMA foreign_keys = ON; PRAGMA query_only = ON", "cannot configure results db");
         goto out;
     }
-    rc = store_exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON",
-                    "cannot configure results db");
+    rc = store_exec_retry(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; "
+                          "PRAGMA cache_size = -32768",
+                          "cannot configure results db");
     if (rc) {
         rc = cg_err_wrap(CG_EUSER, "'%s'", path);
         goto out;

@@ -1,0 +1,31 @@
+/* sink.h: the results-store sink: a metrics_sink (core/metrics.h) that writes one task's step
+ * metrics, evaluations, predictions and artifacts into the results db.
+ *
+ * Calls only append to memory; rows reach the database in one BEGIN IMMEDIATE transaction per
+ * flush (metrics_flush, at checkpoints and at the end) or whenever batch_rows rows are waiting,
+ * with prepared statements reused across flushes. Metric names are interned in metric_names
+ * and cached in memory. A flush that finds the database busy waits (busy timeout, then
+ * retries with backoff), so other writers never make it fail with "database is locked".
+ * A failed flush rolls back and keeps its rows buffered; the next flush tries them again. */
+#ifndef CG_SINK_H
+#define CG_SINK_H
+
+#include "core/metrics.h"
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+#define STORE_SINK_BATCH_ROWS 65536
+
+typedef struct {
+    int batch_rows;       /* rows (of any kind) buffered before a flush happens by itself; 0 = default */
+    int64_t *committed;   /* when set, incremented by the number of rows each successful flush committed */
+} store_sink_opts;
+
+/* A sink writing into db for task_id (which must exist in tasks). The db handle stays owned by
+ * the caller and must outlive the sink; one sink per handle at a time (it owns the transaction). */
+int store_sink_open(sqlite3 *db, int64_t task_id, metrics_sink **out);
+int store_sink_open_opts(sqlite3 *db, int64_t task_id, const store_sink_opts *opts,
+                         metrics_sink **out);
+
+#endif

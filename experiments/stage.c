@@ -1,0 +1,159 @@
+/* stage.c: the stage dispatch table, the noop stage (tests, benchmarks) and the world stage's
+ * entry (see stage.h). */
+#include "experiments/stage.h"
+#include "util/fs.h"
+#include "util/json.h"
+#include "util/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef int (*stage_fn)(stage_ctx *ctx);
+
+/* Every kind the scheduler knows. NULL = not implemented yet: put the function here. */
+static const struct {
+    const char *kind;
+    stage_fn fn;
+} stage_table[] = {
+    {"noop", stage_noop},
+    {"world", stage_world},
+    {"lm_pretrain", NULL},
+    {"vit_pretrain", NULL},
+    {"align", NULL},
+    {"instruct", NULL},
+    {"eval", NULL},
+};
+
+int stage_kind_known(const char *kind) {
+    for (size_t i = 0; i < CG_ARRAY_LEN(stage_table); i++)
+        if (!strcmp(stage_table[i].kind, kind)) return 1;
+    return 0;
+}
+
+int stage_execute(stage_ctx *ctx) {
+    for (size_t i = 0; i < CG_ARRAY_LEN(stage_table); i++) {
+        if (strcmp(stage_table[i].kind, ctx->kind)) continue;
+        if (!stage_table[i].fn)
+            return cg_err(CG_EUSER, "stage kind '%s' is not implemented yet", ctx->kind);
+        return stage_table[i].fn(ctx);
+    }
+    return cg_err(CG_EUSER, "unknown stage kind '%s'", ctx->kind);
+}
+
+int stage_progress(stage_ctx *ctx, double fraction) {
+    if (ctx->progress) ctx->progress(ctx->progress_arg, fraction);
+    return stage_cancelled(ctx) ? STAGE_CANCELLED : CG_OK;
+}
+
+/* ---------------------------------------------------------------- world */
+
+int stage_world(stage_ctx *ctx) {
+    /* Wired by the lead once experiments/world.h lands: world_generate(ctx->stage_config's
+     * "world" section, ctx->out_dir, ctx->threads, ...). */
+    return cg_err(CG_EFAIL, "stage 'world' is not wired yet: the world generator "
+                            "(experiments/world.h) has not been merged");
+}
+
+/* ---------------------------------------------------------------- noop */
+
+/* The noop stage stands in for any stage of the graph. Its knobs (config "noop" object):
+ *   sleep_ms        work for that long, in 10 ms slices, checkpointing the time done in
+ *                   work_dir/noop.ckpt: a cancelled or crashed attempt resumes where it was;
+ *   crash_attempts, crash_mode   die (SIGKILL to itself, or abort()) on the first N attempts;
+ *   fail_message    fail with that error, every attempt;
+ *   output          write out_dir/noop.json;
+ *   log             append "KEY STAGE ATTEMPT\n" to this file when the stage completes (the
+ *                   fault tests count these lines: a task must complete once). */
+
+static int64_t read_ckpt(const char *path) {
+    char *text = NULL;
+    int64_t done = 0;
+    if (cg_read_file(path, &text, NULL) == CG_OK) {
+        if (cg_parse_i64(text, "noop checkpoint", 0, INT64_MAX, &done) != CG_OK) done = 0;
+        free(text);
+    }
+    cg_err_clear();
+    return done;
+}
+
+static int write_ckpt(const char *path, int64_t done_ms) {
+    char text[32];
+    int n = snprintf(text, sizeof text, "%lld", (long long)done_ms);
+    return cg_write_file_atomic(path, text, (size_t)n);
+}
+
+static int append_line(const char *path, const char *line) {
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return cg_err(CG_EFAIL, "cannot open noop log '%s': %s", path, strerror(errno));
+    size_t n = strlen(line);
+    ssize_t w = write(fd, line, n);   /* one write with O_APPEND: lines never interleave */
+    int rc = (w == (ssize_t)n && fsync(fd) == 0) ? CG_OK
+             : cg_err(CG_EFAIL, "cannot append to noop log '%s': %s", path, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+int stage_noop(stage_ctx *ctx) {
+    const cJSON *knobs = cJSON_GetObjectItemCaseSensitive(ctx->stage_config, "noop");
+    int64_t sleep_ms = 0, crash_attempts = 0;
+    int output = 1;
+    const char *log = "", *fail = NULL, *crash_mode = "kill";
+    int rc = CG_OK;
+    if (knobs && ((rc = cg_json_get_int(knobs, "sleep_ms", 0, &sleep_ms)) ||
+                  (rc = cg_json_get_int(knobs, "crash_attempts", 0, &crash_attempts)) ||
+                  (rc = cg_json_get_bool(knobs, "output", 0, &output)) ||
+                  (rc = cg_json_get_str(knobs, "log", 0, &log)) ||
+                  (rc = cg_json_get_str(knobs, "fail_message", 0, &fail)) ||
+                  (rc = cg_json_get_str(knobs, "crash_mode", 0, &crash_mode))))
+        return cg_err_wrap(rc, "noop stage config");
+
+    char *ckpt = cg_path_join(ctx->work_dir, "noop.ckpt");
+    int64_t done = read_ckpt(ckpt);
+    if (ctx->attempt <= crash_attempts) {
+        if (!strcmp(crash_mode, "abort")) abort();
+        kill(getpid(), SIGKILL);
+    }
+    double t0 = cg_mono_time();
+    int64_t start = done;
+    while (done < sleep_ms) {
+        if (stage_progress(ctx, (double)done / (double)sleep_ms) == STAGE_CANCELLED) {
+            rc = write_ckpt(ckpt, done);
+            if (rc == CG_OK) rc = STAGE_CANCELLED;
+            goto out;
+        }
+        int64_t slice = sleep_ms - done < 10 ? sleep_ms - done : 10;
+        struct timespec ts = {(time_t)(slice / 1000), (long)(slice % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        done = start + (int64_t)((cg_mono_time() - t0) * 1000.0);
+        if (done > sleep_ms) done = sleep_ms;
+    }
+    if (fail) {
+        rc = cg_err(CG_EFAIL, "%s", fail);
+        goto out;
+    }
+    metrics_scalar(ctx->metrics, "noop_ms", 0, (double)sleep_ms);
+    if (output) {
+        char *path = cg_path_join(ctx->out_dir, "noop.json");
+        char *text = cg_fmt("{\"key\":\"%s\",\"stage\":\"%s\",\"attempt\":%d}\n", ctx->key,
+                            exp_stage_name(ctx->stage), ctx->attempt);
+        rc = cg_write_file_atomic(path, text, strlen(text));
+        free(path), free(text);
+        if (rc) goto out;
+    }
+    if (stage_cancelled(ctx)) {  /* last chance to stop before completing */
+        rc = STAGE_CANCELLED;
+        goto out;
+    }
+    if (*log) {
+        char *line = cg_fmt("%s %s %d\n", ctx->key, exp_stage_name(ctx->stage), ctx->attempt);
+        rc = append_line(log, line);
+        free(line);
+    }
+out:
+    free(ckpt);
+    return rc;
+}

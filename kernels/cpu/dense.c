@@ -1,0 +1,201 @@
+/* dense.c: CPU kernels for the dense layers (matmul via OpenBLAS sgemm, layernorm, GELU,
+ * residual, encoder, patchify). See kernels/kernels.h for the conventions. */
+#include "kernels/kernels.h"
+#include "kernels/cpu/cpu_internal.h"
+
+#include <assert.h>
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
+                    int C, int OC) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 0.0f,
+                out, OC);
+    if (!bias) return;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *o = out + (long)n * OC;
+        for (int j = 0; j < OC; j++) o[j] += bias[j];
+    }
+}
+
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int N, int C, int OC) {
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C,
+                    1.0f, dinp, C);
+    if (dweight)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
+                    dweight, C);
+    if (dbias) {
+        /* each thread owns a range of output channels and sums over rows in order */
+#pragma omp parallel
+        {
+            long lo, hi;
+            thread_range(OC, &lo, &hi);
+            for (int n = 0; n < N; n++) {
+                const float *d = dout + (long)n * OC;
+                for (long j = lo; j < hi; j++) dbias[j] += d[j];
+            }
+        }
+    }
+}
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                       const float *bias, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (long)n * C;
+        float m = 0.0f;
+#pragma omp simd reduction(+ : m)
+        for (int i = 0; i < C; i++) m += x[i];
+        m /= C;
+        float v = 0.0f;
+#pragma omp simd reduction(+ : v)
+        for (int i = 0; i < C; i++) {
+            float d = x[i] - m;
+            v += d * d;
+        }
+        v /= C;
+        float s = 1.0f / sqrtf(v + 1e-5f);
+        float *o = out + (long)n * C;
+        for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * weight[i] + bias[i];
+        mean[n] = m;
+        rstd[n] = s;
+    }
+}
+
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, const float *mean, const float *rstd,
+                        int N, int C) {
+    if (dinp) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (long)n * C, *d = dout + (long)n * C;
+            float m = mean[n], s = rstd[n];
+            float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+#pragma omp simd reduction(+ : dnorm_mean, dnorm_norm_mean)
+            for (int i = 0; i < C; i++) {
+                float norm = (x[i] - m) * s, dnorm = weight[i] * d[i];
+                dnorm_mean += dnorm;
+                dnorm_norm_mean += dnorm * norm;
+            }
+            dnorm_mean /= C;
+            dnorm_norm_mean /= C;
+            float *di = dinp + (long)n * C;
+            for (int i = 0; i < C; i++) {
+                float norm = (x[i] - m) * s, dnorm = weight[i] * d[i];
+                di[i] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
+            }
+        }
+    }
+    if (dweight || dbias) {
+#pragma omp parallel
+        {
+            long lo, hi;
+            thread_range(C, &lo, &hi);
+            for (int n = 0; n < N; n++) {
+                const float *x = inp + (long)n * C, *d = dout + (long)n * C;
+                float m = mean[n], s = rstd[n];
+                for (long i = lo; i < hi; i++) {
+                    if (dweight) dweight[i] += (x[i] - m) * s * d[i];
+                    if (dbias) dbias[i] += d[i];
+                }
+            }
+        }
+    }
+}
+
+#define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
+
+void gelu_forward(float *out, const float *inp, int N) {
+#pragma omp parallel for simd schedule(static)
+    for (int i = 0; i < N; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+    }
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, int N) {
+#pragma omp parallel for simd schedule(static)
+    for (int i = 0; i < N; i++) {
+        float x = inp[i];
+        float u = GELU_SCALE * (x + 0.044715f * x * x * x);
+        float th = tanhf(u);
+        float sech2 = 1.0f - th * th;
+        float g = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] += g * dout[i];
+    }
+}
+
+void residual_forward(float *out, const float *a, const float *b, int N) {
+#pragma omp parallel for simd schedule(static)
+    for (int i = 0; i < N; i++) out[i] = a[i] + b[i];
+}
+
+void encoder_forward(float *out, const float *vis, const int *tokens, const float *wte,
+                     const float *wpe, int B, int T, int P, int C) {
+    assert(P == 0 || vis);
+    assert(P == T || (tokens && wte));
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            float *o = out + ((long)b * T + t) * C;
+            const float *src = t < P ? vis + ((long)b * P + t) * C
+                                     : wte + (long)tokens[(long)b * (T - P) + (t - P)] * C;
+            const float *pos = wpe + (long)t * C;
+            for (int i = 0; i < C; i++) o[i] = src[i] + pos[i];
+        }
+}
+
+void encoder_backward(float *dvis, float *dwte, float *dwpe, const float *dout, const int *tokens,
+                      int B, int T, int P, int C) {
+    if (dvis) {
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < P; t++) {
+                float *dv = dvis + ((long)b * P + t) * C;
+                const float *d = dout + ((long)b * T + t) * C;
+                for (int i = 0; i < C; i++) dv[i] += d[i];
+            }
+    }
+    if (!dwte && !dwpe) return;
+    /* scatter-adds: each thread owns a channel range and visits rows in order (deterministic) */
+#pragma omp parallel
+    {
+        long lo, hi;
+        thread_range(C, &lo, &hi);
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) {
+                const float *d = dout + ((long)b * T + t) * C;
+                if (dwpe) {
+                    float *dp = dwpe + (long)t * C;
+                    for (long i = lo; i < hi; i++) dp[i] += d[i];
+                }
+                if (dwte && t >= P) {
+                    float *dw = dwte + (long)tokens[(long)b * (T - P) + (t - P)] * C;
+                    for (long i = lo; i < hi; i++) dw[i] += d[i];
+                }
+            }
+    }
+}
+
+void patchify_forward(float *out, const uint8_t *img_u8, const float *img_f32, int B, int S, int p) {
+    assert((img_u8 != NULL) != (img_f32 != NULL));
+    int g = S / p, P = g * g, K = p * p * 3;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int q = 0; q < P; q++) {
+            int gy = q / g, gx = q % g;
+            float *o = out + ((long)b * P + q) * K;
+            for (int y = 0; y < p; y++) {
+                long src = (((long)b * S + gy * p + y) * S + gx * p) * 3;
+                float *row = o + y * p * 3;
+                if (img_u8)
+                    for (int i = 0; i < p * 3; i++) row[i] = img_u8[src + i] * (1.0f / 255.0f) - 0.5f;
+                else
+                    memcpy(row, img_f32 + src, sizeof(float) * p * 3);
+            }
+        }
+}
