@@ -1,6 +1,7 @@
 /* stage.c: the stage dispatch table, the noop stage (tests, benchmarks) and the world stage's
  * entry (see stage.h). */
 #include "experiments/stage.h"
+#include "experiments/stage_train.h"
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/util.h"
@@ -20,11 +21,11 @@ static const struct {
     stage_fn fn;
 } stage_table[] = {
     {"noop", stage_noop},
-    {"world", stage_world},
-    {"lm_pretrain", NULL},
-    {"vit_pretrain", NULL},
-    {"align", NULL},
-    {"instruct", NULL},
+    {"world", stage_world_generate},
+    {"lm_pretrain", stage_lm_pretrain},
+    {"vit_pretrain", stage_vit_pretrain},
+    {"align", stage_align},
+    {"instruct", stage_instruct},
     {"eval", NULL},
 };
 
