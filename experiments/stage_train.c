@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "experiments/stage_train.h"
 #include "core/checkpoint.h"
+#include "kernels/kernels.h"
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/util.h"
@@ -362,6 +363,16 @@ static int64_t batch_tokens(const model_batch *b, int mode, int P) {
     return n;
 }
 
+/* Σ w² over the trained parameters (non-finite when one of them is). */
+static double trained_sumsq(model *m, int mode) {
+    double s = 0;
+    for (int i = 0; i < model_num_params(m); i++) {
+        const model_param *p = model_param_at(m, i);
+        if (model_mode_trains(mode, p->group)) s += sumsq(p->data, p->numel);
+    }
+    return s;
+}
+
 /* A non-finite loss or gradient: stop before the update reaches the weights. */
 static int diverged(const stage_train_opts *o, int64_t step, const char *what, float value,
                     int64_t last_ckpt) {
@@ -430,6 +441,9 @@ int stage_train_loop(stage_ctx *ctx, model *m, batch_set *data, const stage_trai
         metrics_scalar(ctx->metrics, "grad_norm", step, gnorm);
         progress_line(o, step, start, L.loss, tok_s, now - t0, tty);
         if ((step + 1) % every == 0 || step + 1 == o->steps) {
+            /* the update may have overflowed a weight without the loss showing it yet */
+            double w2 = trained_sumsq(m, o->mode);
+            if (!isfinite(w2)) return diverged(o, step, "weights' norm", (float)w2, last_ckpt);
             rc = save_checkpoint(ctx, m, o, step + 1);
             if (rc) return rc;
             last_ckpt = step + 1;
