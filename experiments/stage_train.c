@@ -9,6 +9,8 @@
 #include "util/util.h"
 
 #include <assert.h>
+#include <cblas.h>
+#include <omp.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +108,12 @@ void stage_train_opts_from(const cJSON *cfg, const char *section, stage_train_op
         GET(steps, "steps", stage_cfg_int);
     }
 #undef GET
+}
+
+void stage_use_threads(const stage_ctx *ctx) {
+    if (ctx->threads <= 0) return;
+    omp_set_num_threads(ctx->threads);
+    openblas_set_num_threads(ctx->threads);
 }
 
 /* ---------------------------------------------------------------- the world */
@@ -390,6 +398,7 @@ int stage_train_loop(stage_ctx *ctx, model *m, batch_set *data, const stage_trai
     int rc = load_checkpoint(ctx, m, o, &start);
     if (rc) return rc;
     if (start >= o->steps) return CG_OK;
+    stage_use_threads(ctx);
     int64_t every = stage_cfg_int(ctx->run_config, "checkpoint_every");
     adamw_params hp = {.beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = (float)o->weight_decay};
     batch_prepare(data, o->batch, o->seed);

@@ -33,6 +33,10 @@ double stage_cfg_num(const cJSON *cfg, const char *path);
 const char *stage_cfg_str(const cJSON *cfg, const char *path);
 int stage_cfg_bool(const cJSON *cfg, const char *path);
 
+/* Sets the OpenMP and OpenBLAS thread counts to ctx->threads (when > 0). Results are bitwise
+ * reproducible for a given thread count. */
+void stage_use_threads(const stage_ctx *ctx);
+
 /* The model configuration of the vision-language model of a run (model.* and align.*). */
 void stage_vlm_config(const cJSON *cfg, model_config *mc);
 
