@@ -9,7 +9,6 @@
 #include "util/rng.h"
 #include "util/util.h"
 
-#include <cblas.h>
 #include <getopt.h>
 #include <omp.h>
 #include <stdio.h>
@@ -88,7 +87,6 @@ int bench_train(int argc, char **argv) {
     model_config cfg;
     if ((rc = model_config_preset(&cfg, size)) || (rc = parse_stage(stage, &mode))) goto out;
     omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
     if ((rc = model_init(&m, &cfg, 1))) goto out;
 
     int B = cfg.batch, P = model_num_patches(&m), T = mode == MODE_LM ? cfg.ctx : cfg.ctx - P;

@@ -89,8 +89,10 @@ int store_env_record(sqlite3 *db, int64_t *env_id) {
     char *device = cg_strdup(gpu.data ? gpu.data : "");
     for (char *p = device; *p; p++)
         if (*p == '\n') *p = p[1] ? ';' : 0;
-    char *driver = field_after(device, "driver ");
-    char *runtime = field_after(device, "runtime ");
+    /* "0: NAME, sm_90, ..., driver 13.0, runtime 12.8, cuBLAS ..." or "no GPU (WHY; CUDA runtime 13.0)" */
+    char *driver = field_after(device, ", driver ");
+    char *runtime = field_after(device, ", runtime ");
+    if (!runtime) runtime = field_after(device, "; CUDA runtime ");
     char *cuda = runtime ? cg_fmt("%s %s", cg_gpu_built() ? "built, runtime" : "not built", runtime)
                          : cg_strdup(cg_gpu_built() ? "built" : "not built");
     const char *blas = openblas_get_config();
@@ -123,7 +125,7 @@ static int write_params(sqlite3 *db, int64_t run_id, const char *params_json) {
     for (cJSON *p = params->child; p && rc == CG_OK; p = p->next) {
         char *value = cg_json_canonical(p);
         double num = cJSON_IsNumber(p) ? p->valuedouble : cJSON_IsBool(p) ? cJSON_IsTrue(p) : NAN;
-        EXEC("isd",
+        EXEC("issd",
              "INSERT INTO run_params (run_id, path, value_json, value_num) VALUES (?,?,?,?) "
              "ON CONFLICT (run_id, path) DO UPDATE SET value_json = excluded.value_json, "
              "value_num = excluded.value_num",
@@ -146,7 +148,7 @@ int store_run_create(sqlite3 *db, int64_t sweep_id, const char *name, const char
         SELECT_ID(run_id, "ss", "SELECT run_id FROM runs WHERE sweep_id IS NULL AND name = ? AND config_json = ?",
                   name, config_json);
     if (!rc && !*run_id) {
-        EXEC("issiddsd",
+        EXEC("isssiddsd",
              "INSERT INTO runs (sweep_id, name, config_json, params_json, seed, lambda, fraction, size, "
              "created_at) VALUES (NULLIF(?, 0),?,?,?,?,?,?,?,?)",
              sweep_id, name, config_json, params_json, seed, lambda, fraction, size, cg_wall_time());
@@ -191,7 +193,7 @@ int store_task_begin(sqlite3 *db, int64_t task_id, int64_t env_id) {
          "env_id = NULLIF(?3, 0), started_at = ?4, ended_at = NULL, heartbeat_at = ?4, "
          "error = NULL WHERE task_id = ?5",
          host, pid, env_id, now, task_id);
-    EXEC("isid",
+    EXEC("sidi",
          "INSERT OR REPLACE INTO task_attempts (task_id, attempt, state, host, pid, started_at) "
          "SELECT task_id, attempts, 'running', ?, ?, ? FROM tasks WHERE task_id = ?",
          host, pid, now, task_id);

@@ -2,11 +2,12 @@
  * metrics, evaluations, predictions and artifacts into the results db.
  *
  * Calls only append to memory; rows reach the database in one BEGIN IMMEDIATE transaction per
- * flush (metrics_flush, at checkpoints and at the end) or whenever batch_rows rows are waiting,
- * with prepared statements reused across flushes. Metric names are interned in metric_names
+ * flush (metrics_flush, at checkpoints and at the end), whenever batch_rows rows are waiting,
+ * or when the oldest waiting row is flush_seconds old; prepared statements are reused. Metric names are interned in metric_names
  * and cached in memory. A flush that finds the database busy waits (busy timeout, then
  * retries with backoff), so other writers never make it fail with "database is locked".
- * A failed flush rolls back and keeps its rows buffered; the next flush tries them again. */
+ * A failed flush rolls back and keeps its rows buffered; the next flush tries them again.
+ * A sink is not thread-safe: one thread logs through it. */
 #ifndef CG_SINK_H
 #define CG_SINK_H
 
@@ -17,8 +18,12 @@
 
 #define STORE_SINK_BATCH_ROWS 65536
 
+#define STORE_SINK_FLUSH_SECONDS 10.0
+
 typedef struct {
     int batch_rows;       /* rows (of any kind) buffered before a flush happens by itself; 0 = default */
+    double flush_seconds; /* also flush when the oldest buffered row is this old (so that people
+                             watching a long run see it move); 0 = default, < 0 = never */
     int64_t *committed;   /* when set, incremented by the number of rows each successful flush committed */
 } store_sink_opts;
 

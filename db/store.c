@@ -15,10 +15,25 @@ const char *store_default_path(void) {
     return p && *p ? p : "results.db";
 }
 
+const char *store_errmsg(sqlite3 *db) {
+    static _Thread_local char buf[512];
+    int e = sqlite3_system_errno(db);
+    int code = sqlite3_errcode(db) & 0xff;
+    if (e && (code == SQLITE_IOERR || code == SQLITE_FULL || code == SQLITE_CANTOPEN ||
+              code == SQLITE_READONLY))
+        snprintf(buf, sizeof buf, "%s (%s)", sqlite3_errmsg(db), strerror(e));
+    else if (code == SQLITE_FULL || sqlite3_extended_errcode(db) == SQLITE_IOERR_WRITE)
+        /* the reason is not always kept (a failed commit rolls back first) */
+        snprintf(buf, sizeof buf, "%s (is the disk full, or a file size limit reached?)", sqlite3_errmsg(db));
+    else
+        snprintf(buf, sizeof buf, "%s", sqlite3_errmsg(db));
+    return buf;
+}
+
 int store_exec(sqlite3 *db, const char *sql, const char *what) {
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        int rc = cg_err(CG_EFAIL, "%s: %s", what, msg ? msg : sqlite3_errmsg(db));
+        int rc = cg_err(CG_EFAIL, "%s: %s", what, store_errmsg(db));
         sqlite3_free(msg);
         return rc;
     }
@@ -37,7 +52,7 @@ int store_exec_retry(sqlite3 *db, const char *sql, const char *what) {
         if (src == SQLITE_OK) return CG_OK;
         int busy = (src & 0xff) == SQLITE_BUSY || (src & 0xff) == SQLITE_LOCKED;
         if (!busy || cg_mono_time() > deadline) {
-            int rc = cg_err(CG_EFAIL, "%s: %s", what, msg ? msg : sqlite3_errmsg(db));
+            int rc = cg_err(CG_EFAIL, "%s: %s", what, store_errmsg(db));
             sqlite3_free(msg);
             return rc;
         }
@@ -112,16 +127,22 @@ int store_open(const char *path, int flags, sqlite3 **out) {
         return cg_err(CG_EUSER, "results db '%s' does not exist; run a sweep or 'cgvlm run' first, or pass --db PATH", path);
     int oflags = readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     if (sqlite3_open_v2(path, &db, oflags | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
-        rc = cg_err(CG_EUSER, "cannot open results db '%s': %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        rc = cg_err(CG_EUSER, "cannot open results db '%s': %s", path, db ? store_errmsg(db) : "out of memory");
         goto out;
     }
     sqlite3_busy_timeout(db, STORE_BUSY_MS);
     sqlite3_extended_result_codes(db, 1);
     /* Reading the version is the first access: a non-SQLite file fails here, untouched. */
+    /* The version and the schema are read in one read transaction: a process creating the db
+     * at the same moment is seen either not at all or completely. */
     int version = 0;
-    if (user_version(db, &version) != CG_OK) {
-        rc = cg_err(CG_EUSER, "'%s' is not a cgvlm results database (%s); pass another --db", path,
-                    sqlite3_errmsg(db));
+    if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK || user_version(db, &version) != CG_OK) {
+        int code = sqlite3_errcode(db) & 0xff;
+        if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT)
+            rc = cg_err(CG_EUSER, "'%s' is not a cgvlm results database (%s); pass another --db", path,
+                        sqlite3_errmsg(db));
+        else
+            rc = cg_err(CG_EFAIL, "cannot read results db '%s': %s", path, store_errmsg(db));
         goto out;
     }
     if (version > STORE_SCHEMA_VERSION) {
@@ -145,6 +166,7 @@ int store_open(const char *path, int flags, sqlite3 **out) {
                     "pass another --db (the file was not changed)", path);
         goto out;
     }
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL); /* closing after a refusal rolls back */
     if (readonly) {
         if (version < STORE_SCHEMA_VERSION) {
             rc = cg_err(CG_EUSER, "results db '%s' has schema version %d; open it once with a writing command to migrate it", path, version);

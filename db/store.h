@@ -27,6 +27,9 @@ const char *store_default_path(void);
 
 /* Runs SQL without results; CG_EFAIL with the SQLite message wrapped with `what`. */
 int store_exec(sqlite3 *db, const char *sql, const char *what);
+/* sqlite3_errmsg, with the operating system's reason when there is one ("disk I/O error (File
+ * too large)"); in thread-local storage, valid until the next call. */
+const char *store_errmsg(sqlite3 *db);
 /* store_exec, retried with backoff while SQLite answers SQLITE_BUSY/LOCKED (up to STORE_BUSY_MS). */
 int store_exec_retry(sqlite3 *db, const char *sql, const char *what);
 /* BEGIN IMMEDIATE / COMMIT (both retried while busy) / ROLLBACK helpers. */

@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,8 +121,14 @@ void world_render(const world_scene *s, int S, cg_rng *r, uint8_t *rgb) {
     /* light noise: a per-scene grey level with a faint tint, and per-pixel noise */
     int base = 212 + (int)cg_rng_below(r, 32), tint[3];
     for (int c = 0; c < 3; c++) tint[c] = (int)cg_rng_below(r, 13) - 6;
-    for (int i = 0; i < S * S; i++)
-        for (int c = 0; c < 3; c++) rgb[3 * i + c] = clamp_u8(base + tint[c] + (int)cg_rng_below(r, 21) - 10);
+    /* per-pixel noise in -10..10: each byte b of a 64-bit draw gives (21 b) >> 8 */
+    uint64_t bits = 0;
+    for (int i = 0, left = 0; i < S * S * 3; i++, left--) {
+        if (!left) bits = cg_rng_u64(r), left = 8;
+        int noise = (int)(((bits & 0xff) * 21) >> 8) - 10;
+        bits >>= 8;
+        rgb[i] = clamp_u8(base + tint[i % 3] + noise);
+    }
     for (int k = 0; k < s->n; k++) {
         const world_object *o = &s->obj[k];
         int col[3];
@@ -430,7 +437,8 @@ static int out_record(world_out *w, const char *rel) {
     cJSON_AddStringToObject(f, "sha256", hex);
     cJSON_AddNumberToObject(f, "size", (double)size);
     cJSON_AddItemToArray(w->files, f);
-    if (!strncmp(rel, "benchmark/", 10)) {
+    if (!strncmp(rel, "benchmark/", 10) && strcmp(rel, "benchmark/manifest.json")) {
+        assert(w->bench_files);
         cJSON *b = cJSON_CreateObject();
         cJSON_AddStringToObject(b, "path", rel + 10);
         cJSON_AddStringToObject(b, "url", rel + 10);  /* relative to the manifest */
@@ -497,6 +505,7 @@ static int count_tokens(const world_out *w, const char *text) {
     int n, unk;
     data_encode(&w->vocab, text, NULL, 0, &n, &unk);
     assert(unk == 0 && "the world wrote a word that is not in its vocabulary");
+    (void)unk;
     return n;
 }
 
@@ -517,16 +526,48 @@ static char *fit_mc_prompt(const world_out *w, world_qa *qa, const char *hint) {
     }
 }
 
-static const char *mc_letter_str(int k) { return data_mc_letter(k); }
-
 static char *image_name(const char *split, int i) { return cg_fmt("%s/%06d", split, i); }
+
+/* A set of strings (open addressing), for unique held-out captions. */
+typedef struct {
+    char **slot;
+    size_t cap;
+} str_set;
+
+static void set_init(str_set *st, int n) {
+    st->cap = 16;
+    while (st->cap < 2 * (size_t)n) st->cap *= 2;
+    st->slot = cg_calloc(st->cap, sizeof *st->slot);
+}
+
+/* Adds s (taking ownership; freed when already present); returns 1 if it was added. */
+static int set_add(str_set *st, char *s) {
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = s; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+    for (size_t i = h & (st->cap - 1);; i = (i + 1) & (st->cap - 1)) {
+        if (!st->slot[i]) {
+            st->slot[i] = s;
+            return 1;
+        }
+        if (!strcmp(st->slot[i], s)) {
+            free(s);
+            return 0;
+        }
+    }
+}
+
+static void set_free(str_set *st) {
+    for (size_t i = 0; i < st->cap; i++) free(st->slot[i]);
+    free(st->slot);
+}
 
 /* Images + captions (.jsonl) of the align and heldout splits. Held-out captions are made
  * unique within their split (retrieval needs one right answer per query). */
 static int gen_captioned(world_out *w, const char *split, int st, uint64_t seed, int n, int unique) {
     size_t isz = (size_t)w->S * w->S * 3;
     uint8_t *rgb = cg_malloc(isz * (size_t)n);
-    char **seen = unique ? cg_calloc((size_t)n, sizeof *seen) : NULL;
+    str_set seen = {0};
+    if (unique) set_init(&seen, n);
     cg_buf lines;
     cg_buf_init(&lines);
     for (int i = 0; i < n; i++) {
@@ -534,13 +575,11 @@ static int gen_captioned(world_out *w, const char *split, int st, uint64_t seed,
         item_rng(&r, seed, st, i);
         world_scene s;
         char *cap = NULL;
-        for (int attempt = 0;; attempt++) {
+        for (int attempt = 0;; attempt++) {  /* redraw a duplicate (a bounded number of times) */
             world_scene_sample(&r, &s);
             free(cap);
             cap = caption_str(&s);
-            int dup = 0;
-            for (int j = 0; unique && j < i && !dup; j++) dup = !strcmp(seen[j], cap);
-            if (!dup || attempt >= 1000) break;
+            if (!unique || attempt >= 1000 || set_add(&seen, cg_strdup(cap))) break;
         }
         count_tokens(w, cap);
         world_render(&s, w->S, &r, rgb + isz * (size_t)i);
@@ -552,16 +591,14 @@ static int gen_captioned(world_out *w, const char *split, int st, uint64_t seed,
         add_json_line(&lines, j, "", "\n");
         cJSON_Delete(j);
         free(name);
-        if (unique) seen[i] = cap;
-        else free(cap);
+        free(cap);
     }
     char *npy = cg_fmt("images/%s.npy", split), *jsonl = cg_fmt("captions/%s.jsonl", split);
     int rc = out_npy(w, npy, rgb, n);
     if (rc == CG_OK) rc = out_put(w, jsonl, lines.data, lines.len);
     free(npy);
     free(jsonl);
-    for (int i = 0; unique && i < n; i++) free(seen[i]);
-    free(seen);
+    if (unique) set_free(&seen);
     free(rgb);
     cg_buf_free(&lines);
     return rc;
@@ -619,7 +656,7 @@ static void corpus_doc(const world_out *w, const world_scene *s, cg_rng *r, cg_b
         while (qa.n_choices == 0);
         char *p = fit_mc_prompt(w, &qa, cap);
         if (p) {
-            cg_buf_addf(out, "%s %s\n", p, mc_letter_str(qa.correct));
+            cg_buf_addf(out, "%s %s\n", p, data_mc_letter(qa.correct));
             free(p);
             free(cap);
             return;
@@ -740,6 +777,7 @@ static int gen_bench(world_out *w, uint64_t seed, int n) {
     cJSON_AddItemToObject(splits, "val", val);
     cJSON_AddItemToObject(splits, "test", test);
     cJSON_AddItemToObject(splits, "trainval", cJSON_Duplicate(val, 1));
+    cJSON_AddItemToObject(splits, "minitrain", cJSON_CreateArray());
     cJSON_AddItemToObject(splits, "minival", mv);
     cJSON_AddItemToObject(splits, "minitest", mt);
     char *st = cJSON_PrintUnformatted(splits);
@@ -861,6 +899,17 @@ static int publish(const char *tmp, const char *dir, int force) {
     return CG_OK;
 }
 
+/* SIGINT/SIGTERM/SIGHUP during generation: stop after the current phase and remove the
+ * temporary directory, so an interrupted run leaves nothing behind. */
+static volatile sig_atomic_t world_stop;
+static void on_stop(int sig) { world_stop = sig; }
+
+static int phase_done(int rc) {
+    if (rc == CG_OK && world_stop)
+        return cg_err(CG_EFAIL, "interrupted by signal %d; nothing was written", (int)world_stop);
+    return rc;
+}
+
 int world_generate(const char *dir, const world_options *o, int force, double *seconds) {
     double t0 = cg_mono_time();
     int rc = check_target(dir, force);
@@ -875,6 +924,13 @@ int world_generate(const char *dir, const world_options *o, int force, double *s
         return rc;
     }
     chmod(tmp, 0755);
+    static const int stop_signals[3] = {SIGINT, SIGTERM, SIGHUP};
+    struct sigaction act, old_act[3];
+    memset(&act, 0, sizeof act);
+    act.sa_handler = on_stop;
+    sigemptyset(&act.sa_mask);
+    world_stop = 0;
+    for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &act, &old_act[i]);
     world_out w = {.root = tmp, .files = cJSON_CreateArray(), .bench_files = cJSON_CreateArray(), .S = o->image_size};
     int nv;
     const char *const *words = world_vocab_words(&nv);
@@ -885,14 +941,15 @@ int world_generate(const char *dir, const world_options *o, int force, double *s
     for (int i = 0; i < nv; i++) cg_buf_addf(&vb, "%s\n", words[i]);
     rc = out_put(&w, "vocab.txt", vb.data, vb.len);
     cg_buf_free(&vb);
-    if (rc == CG_OK) rc = gen_captioned(&w, "align", ST_ALIGN, o->seed, o->n_align, 0);
-    if (rc == CG_OK) rc = gen_captioned(&w, "heldout", ST_HELDOUT, o->seed, o->n_heldout, 1);
-    if (rc == CG_OK) rc = gen_instruct(&w, o->seed, o->n_instruct);
-    if (rc == CG_OK) rc = gen_corpus(&w, "corpus/train.txt", ST_CORPUS, o->seed, o->n_corpus);
-    if (rc == CG_OK) rc = gen_corpus(&w, "corpus/heldout.txt", ST_CORPUS_HELDOUT, o->seed, o->n_corpus_heldout);
-    if (rc == CG_OK) rc = gen_bench(&w, o->seed, o->n_bench);
+    if (rc == CG_OK) rc = phase_done(gen_captioned(&w, "align", ST_ALIGN, o->seed, o->n_align, 0));
+    if (rc == CG_OK) rc = phase_done(gen_captioned(&w, "heldout", ST_HELDOUT, o->seed, o->n_heldout, 1));
+    if (rc == CG_OK) rc = phase_done(gen_instruct(&w, o->seed, o->n_instruct));
+    if (rc == CG_OK) rc = phase_done(gen_corpus(&w, "corpus/train.txt", ST_CORPUS, o->seed, o->n_corpus));
+    if (rc == CG_OK)
+        rc = phase_done(gen_corpus(&w, "corpus/heldout.txt", ST_CORPUS_HELDOUT, o->seed, o->n_corpus_heldout));
+    if (rc == CG_OK) rc = phase_done(gen_bench(&w, o->seed, o->n_bench));
     if (rc == CG_OK) rc = write_manifest(&w, o);
-    if (rc == CG_OK) rc = write_world_json(&w, o);
+    if (rc == CG_OK) rc = phase_done(write_world_json(&w, o));
     if (rc == CG_OK) {
         int fd = open(tmp, O_RDONLY | O_DIRECTORY);
         if (fd >= 0) {
@@ -907,6 +964,7 @@ int world_generate(const char *dir, const world_options *o, int force, double *s
         }
     }
     if (rc) cg_rm_rf(tmp);
+    for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &old_act[i], NULL);
     cJSON_Delete(w.files);
     cJSON_Delete(w.bench_files);
     data_vocab_free(&w.vocab);

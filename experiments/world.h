@@ -19,7 +19,7 @@
  *   corpus/heldout.txt         held-out text (text perplexity)
  *   benchmark/manifest.json    {"name","version","format":"scienceqa","files":[...]}
  *   benchmark/problems.json    ScienceQA problems (pid -> problem)
- *   benchmark/pid_splits.json  {"train":[],"val":[...],"test":[...],"trainval","minival","minitest"}
+ *   benchmark/pid_splits.json  {"train":[],"val","test","trainval","minitrain","minival","minitest"}
  *   benchmark/images/PID/image.png
  */
 #ifndef CG_WORLD_H

@@ -20,6 +20,15 @@
 
 /* ---- dense layers (kernels/cpu/dense.c) ---- */
 
+/* C (M,N) = op(A)·op(B) + beta·C, row-major, op = transpose when trans_*: the one matrix product
+ * every kernel uses. On the CPU the M rows are split over the OpenMP threads and each part is a
+ * single-threaded OpenBLAS sgemm: one thread pool, not two (OpenBLAS's own threads and OpenMP's
+ * spin against each other on small machines), and deterministic for a given thread count. It sets
+ * OpenBLAS to one thread on first use. */
+void gemm(int trans_a, int trans_b, int M, int N, int K, const float *A /* op(A): (M,K) */,
+          int lda, const float *B /* op(B): (K,N) */, int ldb, float beta, float *C /* (M,N) */,
+          int ldc);
+
 /* out = inp · weightᵀ + bias (bias may be NULL). */
 void matmul_forward(float *out /* (N,OC) */, const float *inp /* (N,C) */,
                     const float *weight /* (OC,C) */, const float *bias /* (OC) or NULL */,

@@ -1,8 +1,494 @@
-/* sweep_cmd.c: sweep commands (placeholder until the scheduler lands). */
+/* sweep_cmd.c: `cgvlm sweep`, `cgvlm status`, `cgvlm cancel`, `cgvlm task` (internal) and
+ * `cgvlm bench sched`; sched_execute, which `cgvlm run` shares. */
+#define _GNU_SOURCE
 #include "cli/commands.h"
+#include "db/store.h"
+#include "experiments/stage.h"
+#include "kernels/gpu.h"
+#include "sweeps/sched.h"
+#include "sweeps/sweep.h"
+#include "sweeps/task.h"
+#include "util/fs.h"
+#include "util/json.h"
+#include "util/util.h"
+#include "version.h"
 
-int cmd_sweep(int argc, char **argv) { return cg_not_yet(argc, argv, "cgvlm sweep", "issue 5"); }
-int cmd_status(int argc, char **argv) { return cg_not_yet(argc, argv, "cgvlm status", "issue 5"); }
-int cmd_cancel(int argc, char **argv) { return cg_not_yet(argc, argv, "cgvlm cancel", "issue 5"); }
-int cmd_task(int argc, char **argv) { return cg_not_yet(argc, argv, "cgvlm task", "issue 5"); }
-int bench_sched(int argc, char **argv) { return cg_not_yet(argc, argv, "cgvlm bench sched", "issue 5"); }
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t sweep_stop = 0;
+
+static void on_stop(int sig) {
+    (void)sig;
+    if (sweep_stop < 2) sweep_stop++;
+}
+
+static const char *default_workspace(void) {
+    const char *w = getenv("CGVLM_WORKSPACE");
+    return w && *w ? w : "workspace";
+}
+
+static int ncores(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* ---------------------------------------------------------------- dry run */
+
+static void print_plan(const sweep *sw) {
+    int counts[EXP_NSTAGES] = {0}, total = 0;
+    for (int s = 0; s < EXP_NSTAGES; s++)
+        for (int i = 0; i < sw->nruns; i++) {
+            int seen = 0;
+            for (int j = 0; j < i && !seen; j++)
+                seen = !strcmp(sw->runs[j].plan.task[s].key, sw->runs[i].plan.task[s].key);
+            if (!seen) counts[s]++;
+        }
+    for (int s = 0; s < EXP_NSTAGES; s++) total += counts[s];
+    printf("sweep %s: %d runs, %d distinct tasks (%d stage executions without sharing)\n", sw->name,
+           sw->nruns, total, sw->nruns * EXP_NSTAGES);
+    printf("runs:\n");
+    for (int i = 0; i < sw->nruns; i++) printf("  %s\n", sw->runs[i].name);
+    printf("tasks per stage:\n");
+    for (int s = 0; s < EXP_NSTAGES; s++)
+        printf("  %-13s %d%s\n", exp_stage_name((exp_stage)s), counts[s],
+               strcmp(sw->runs[0].plan.task[s].kind, "noop") ? "" : "  (noop)");
+}
+
+/* ---------------------------------------------------------------- execution */
+
+int sched_execute(const sweep *sw, const char *db_path, const char *workspace, int workers,
+                  int max_attempts, double time_limit, int progress) {
+    sqlite3 *db = NULL;
+    sched_backend *be = NULL;
+    int64_t sweep_id = -1;
+    char *ws = NULL;
+    int rc = cg_mkdir_p(workspace);
+    if (rc) return rc;
+    ws = realpath(workspace, NULL);   /* workers may run elsewhere: absolute paths */
+    if (!ws) return cg_err(CG_EFAIL, "cannot resolve workspace '%s'", workspace);
+    if ((rc = store_open(db_path, STORE_CREATE, &db))) goto out;
+    if ((rc = sched_record(db, sw, CGVLM_GIT, &sweep_id))) goto out;
+
+    int noop = 1;
+    for (int i = 0; i < sw->nruns && noop; i++) noop = !strcmp(sw->runs[i].plan.task[0].kind, "noop");
+    int gpus = 0;
+    if (workers <= 0) {
+        gpus = noop ? 0 : cg_gpu_count();
+        workers = gpus > 0 ? gpus : ncores();
+    }
+    int threads = ncores() / workers > 0 ? ncores() / workers : 1;
+    if ((rc = backend_local_open(db_path, ws, workers, gpus, threads, &be))) goto out;
+    if (progress)
+        cg_info("sweep %s: %d runs on %d %s worker(s), %d thread(s) each; workspace %s", sw->name, sw->nruns,
+                workers, gpus ? "GPU" : "CPU", threads, ws);
+
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;   /* no SA_RESTART: poll() returns at once */
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    sweep_stop = 0;
+    sched_opts o = {db_path, ws, max_attempts > 0 ? max_attempts : sw->max_attempts, time_limit, sw, progress, &sweep_stop};
+    sched_summary sum;
+    rc = sched_run(db, sweep_id, be, &o, &sum);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (rc == CG_OK && progress)
+        cg_info("sweep %s: all %d tasks done (%d run now, the rest reused) in %.1f s", sw->name, sum.tasks,
+                sum.launched, sum.wall_s);
+    if (rc == STAGE_CANCELLED)
+        cg_info("sweep %s stopped: %d task(s) cancelled; run the same command again to resume", sw->name,
+                sum.cancelled);
+    if (rc && rc != STAGE_CANCELLED) {
+        char *msg = cg_strdup(cg_errmsg());
+        cg_err(rc, "sweep '%s': %s; see 'cgvlm status --sweep %s'", sw->name, msg, sw->name);
+        free(msg);
+    }
+out:
+    if (be) be->close(be);
+    if (db && sweep_id >= 0) sched_release(db, sweep_id);
+    store_close(db);
+    free(ws);
+    return rc;
+}
+
+enum { OPT_DRY = 1000, OPT_DB, OPT_WS, OPT_WORKERS, OPT_BACKEND, OPT_ATTEMPTS, OPT_LIMIT, OPT_SWEEP,
+       OPT_WATCH, OPT_KEY, OPT_ATTEMPT, OPT_THREADS, OPT_WORKER, OPT_JSON, OPT_TASKS, OPT_SLEEP,
+       OPT_INTERVAL, OPT_HELP };
+
+static const char sweep_usage[] =
+    "usage: cgvlm sweep SWEEP.json [--dry-run] [--db PATH] [--workspace DIR] [--workers N]\n"
+    "                   [--backend local] [--max-attempts N] [--time-limit S]\n"
+    "\n"
+    "expands the sweep (grid of axes x seeds), refuses it whole if anything is wrong, records runs\n"
+    "and their deduplicated tasks in the results db and runs the tasks in dependency order, each\n"
+    "in its own process. Re-running the command resumes: done tasks are skipped (also those done\n"
+    "by other sweeps), failed, crashed and cancelled ones run again. Ctrl-C stops gracefully.\n"
+    "\n"
+    "  --dry-run          print the runs and the distinct tasks per stage; touch nothing\n"
+    "  --db PATH          results db (default $CGVLM_DB or results.db)\n"
+    "  --workspace DIR    artifacts, checkpoints, logs (default $CGVLM_WORKSPACE or workspace)\n"
+    "  --workers N        tasks at once (default: one per GPU, else one per CPU core)\n"
+    "  --backend local    where tasks run (only local for now)\n"
+    "  --max-attempts N   failures allowed per task (default: the sweep's max_attempts, else 3)\n"
+    "  --time-limit S     seconds per task attempt, for every kind (default: the sweep's)\n"
+    "see docs/SWEEPS.md for the sweep file format.\n";
+
+int cmd_sweep(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"dry-run", no_argument, NULL, OPT_DRY},       {"db", required_argument, NULL, OPT_DB},
+        {"workspace", required_argument, NULL, OPT_WS}, {"workers", required_argument, NULL, OPT_WORKERS},
+        {"backend", required_argument, NULL, OPT_BACKEND},
+        {"max-attempts", required_argument, NULL, OPT_ATTEMPTS},
+        {"time-limit", required_argument, NULL, OPT_LIMIT}, {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0}};
+    int dry = 0, workers = 0, attempts = 0, rc = CG_OK;
+    double limit = 0;
+    const char *db = store_default_path(), *ws = default_workspace();
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_DRY: dry = 1; break;
+        case OPT_DB: db = optarg; break;
+        case OPT_WS: ws = optarg; break;
+        case OPT_WORKERS: rc = cg_parse_int(optarg, "--workers", 1, 1024, &workers); break;
+        case OPT_ATTEMPTS: rc = cg_parse_int(optarg, "--max-attempts", 1, 1000, &attempts); break;
+        case OPT_LIMIT:
+            rc = cg_parse_double(optarg, "--time-limit", &limit);
+            if (rc == CG_OK && !(limit > 0)) rc = cg_err(CG_EUSER, "--time-limit must be > 0 seconds");
+            break;
+        case OPT_BACKEND:
+            if (strcmp(optarg, "local"))
+                rc = cg_err(CG_EUSER, "--backend '%s' is not available; use 'local' (slurm comes later)", optarg);
+            break;
+        case OPT_HELP: case 'h': fputs(sweep_usage, stdout); return CG_OK;
+        default:
+            return cg_report(cg_err(CG_EUSER, "sweep: unknown option '%s'; see 'cgvlm sweep --help'", argv[optind - 1]));
+        }
+        if (rc) return cg_report(rc);
+    }
+    if (optind != argc - 1)
+        return cg_report(cg_err(CG_EUSER, "sweep: give exactly one sweep file; see 'cgvlm sweep --help'"));
+    sweep sw;
+    if ((rc = sweep_load(argv[optind], CGVLM_GIT, &sw))) return cg_report(rc);
+    if (dry) print_plan(&sw);
+    else rc = sched_execute(&sw, db, ws, workers, attempts, limit, 1);
+    sweep_free(&sw);
+    if (rc == STAGE_CANCELLED) return 130;
+    return cg_report(rc);
+}
+
+/* ---------------------------------------------------------------- status */
+
+static void fmt_secs(char *out, size_t n, double s) {
+    if (s < 0 || !isfinite(s)) snprintf(out, n, "?");
+    else if (s < 60) snprintf(out, n, "%.0fs", s);
+    else if (s < 3600) snprintf(out, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(out, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+#define SWEEP_TASKS "(SELECT DISTINCT task_id FROM runs JOIN run_tasks USING (run_id) WHERE runs.sweep_id = ?1)"
+#define STAGE_EXPR "CASE WHEN kind = 'noop' THEN 'noop:' || json_extract(config_json, '$.stage') ELSE kind END"
+
+/* One sweep's status; *active = a live scheduler owns it or tasks run. */
+static int status_sweep(sqlite3 *db, int64_t id, const char *name, int *active) {
+    sqlite3_stmt *st;
+    char a[32], b[32];
+    *active = 0;
+    if (sqlite3_prepare_v2(db, "SELECT owner_host, owner_pid, owner_heartbeat, created_at FROM sweeps WHERE sweep_id = ?", -1, &st, NULL))
+        return cg_err(CG_EFAIL, "results db: %s", sqlite3_errmsg(db));
+    sqlite3_bind_int64(st, 1, id);
+    printf("sweep %s", name);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 1) != SQLITE_NULL) {
+        const char *host = (const char *)sqlite3_column_text(st, 0);
+        int64_t pid = sqlite3_column_int64(st, 1);
+        int local = host && !strcmp(host, sched_hostname());
+        int alive = local ? sched_proc_alive(pid) : cg_wall_time() - sqlite3_column_double(st, 2) < 120;
+        printf(": %s by pid %lld on %s (heartbeat %.0f s ago)", alive ? "running" : "scheduler gone",
+               (long long)pid, host ? host : "?", cg_wall_time() - sqlite3_column_double(st, 2));
+        *active = alive;
+    } else {
+        printf(": not running");
+    }
+    printf("\n");
+    sqlite3_finalize(st);
+
+    /* per stage: counts by state, mean duration of done tasks, remaining work */
+    if (sqlite3_prepare_v2(db,
+                           "SELECT " STAGE_EXPR " AS stage, COUNT(*), SUM(state = 'done'), SUM(state = 'running'), "
+                           "SUM(state = 'queued'), SUM(state = 'failed'), SUM(state = 'crashed'), SUM(state = 'cancelled'), "
+                           "AVG(CASE WHEN state = 'done' THEN ended_at - started_at END), "
+                           "SUM(CASE WHEN state = 'running' THEN 1 - COALESCE(progress, 0) ELSE 0 END), MIN(task_id) "
+                           "FROM tasks WHERE task_id IN " SWEEP_TASKS " GROUP BY stage ORDER BY MIN(task_id)",
+                           -1, &st, NULL))
+        return cg_err(CG_EFAIL, "results db: %s", sqlite3_errmsg(db));
+    sqlite3_bind_int64(st, 1, id);
+    printf("  %-18s %5s %5s %5s %6s %5s %7s %9s %8s\n", "stage", "tasks", "done", "run", "queued", "fail",
+           "crashed", "cancelled", "mean");
+    double remaining = 0;
+    int running = 0, unknown = 0, all = 0, done = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int n = sqlite3_column_int(st, 1), d = sqlite3_column_int(st, 2), r = sqlite3_column_int(st, 3);
+        int left = n - d - r;
+        double mean = sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : sqlite3_column_double(st, 8);
+        fmt_secs(a, sizeof a, mean);
+        printf("  %-18s %5d %5d %5d %6d %5d %7d %9d %8s\n", (const char *)sqlite3_column_text(st, 0), n, d, r,
+               sqlite3_column_int(st, 4), sqlite3_column_int(st, 5), sqlite3_column_int(st, 6),
+               sqlite3_column_int(st, 7), mean < 0 ? "-" : a);
+        running += r, all += n, done += d;
+        if (mean < 0 && (left || r)) unknown = 1;
+        else if (mean >= 0) remaining += mean * (left + sqlite3_column_double(st, 9));
+    }
+    sqlite3_finalize(st);
+    if (done < all) {
+        double eta = remaining / (running > 0 ? running : 1);
+        fmt_secs(a, sizeof a, eta);
+        printf("  %d/%d tasks done; ETA %s%s\n", done, all, unknown ? "at least " : "", a);
+    } else {
+        printf("  all %d tasks done\n", all);
+    }
+    *active |= running > 0;
+
+    /* runs */
+    if (sqlite3_prepare_v2(db, "SELECT run, state, n_done, n_tasks FROM v_runs WHERE sweep = ? ORDER BY run_id", -1, &st, NULL))
+        return cg_err(CG_EFAIL, "results db: %s", sqlite3_errmsg(db));
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    printf("  runs:\n");
+    while (sqlite3_step(st) == SQLITE_ROW)
+        printf("    %-11s %d/%d  %s\n", (const char *)sqlite3_column_text(st, 1), sqlite3_column_int(st, 2),
+               sqlite3_column_int(st, 3), (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+
+    /* failures */
+    if (sqlite3_prepare_v2(db, "SELECT " STAGE_EXPR ", key, state, attempts, max_attempts, error, ended_at - started_at FROM tasks "
+                               "WHERE task_id IN " SWEEP_TASKS " AND state IN ('failed','crashed') ORDER BY task_id", -1, &st, NULL))
+        return cg_err(CG_EFAIL, "results db: %s", sqlite3_errmsg(db));
+    sqlite3_bind_int64(st, 1, id);
+    int nf = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (!nf++) printf("  failures:\n");
+        fmt_secs(b, sizeof b, sqlite3_column_double(st, 6));
+        printf("    %-7s %s %.12s after %d attempt(s) (%s): %s\n", (const char *)sqlite3_column_text(st, 2),
+               (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+               sqlite3_column_int(st, 3), b,
+               sqlite3_column_text(st, 5) ? (const char *)sqlite3_column_text(st, 5) : "(no error text)");
+    }
+    sqlite3_finalize(st);
+    return CG_OK;
+}
+
+static int status_once(const char *db_path, const char *only, int *active) {
+    sqlite3 *db;
+    int rc = store_open(db_path, STORE_READONLY, &db);
+    if (rc) return rc;
+    sqlite3_stmt *st;
+    *active = 0;
+    if (sqlite3_prepare_v2(db, "SELECT sweep_id, name FROM sweeps WHERE ?1 IS NULL OR name = ?1 ORDER BY sweep_id", -1, &st, NULL)) {
+        rc = cg_err(CG_EFAIL, "results db: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    if (only) sqlite3_bind_text(st, 1, only, -1, SQLITE_STATIC);
+    int n = 0;
+    while (rc == CG_OK && sqlite3_step(st) == SQLITE_ROW) {
+        int act;
+        if (n++) printf("\n");
+        rc = status_sweep(db, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1), &act);
+        *active |= act;
+    }
+    sqlite3_finalize(st);
+    if (rc == CG_OK && n == 0)
+        rc = only ? cg_err(CG_EUSER, "there is no sweep named '%s' in results db '%s'", only, db_path)
+                  : (printf("no sweeps in results db '%s'\n", db_path), CG_OK);
+out:
+    store_close(db);
+    return rc;
+}
+
+int cmd_status(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"db", required_argument, NULL, OPT_DB}, {"sweep", required_argument, NULL, OPT_SWEEP},
+        {"watch", no_argument, NULL, OPT_WATCH}, {"interval", required_argument, NULL, OPT_INTERVAL},
+        {"help", no_argument, NULL, OPT_HELP}, {NULL, 0, NULL, 0}};
+    const char *db = store_default_path(), *only = NULL;
+    int watch = 0, rc = CG_OK;
+    double interval = 2;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_DB: db = optarg; break;
+        case OPT_SWEEP: only = optarg; break;
+        case OPT_WATCH: watch = 1; break;
+        case OPT_INTERVAL:
+            rc = cg_parse_double(optarg, "--interval", &interval);
+            if (rc == CG_OK && !(interval >= 0.1)) rc = cg_err(CG_EUSER, "--interval must be at least 0.1 s");
+            break;
+        case OPT_HELP: case 'h':
+            printf("usage: cgvlm status [--db PATH] [--sweep NAME] [--watch [--interval S]]\n\n"
+                   "progress of every sweep (or one): tasks per stage and state, mean task time, ETA, every\n"
+                   "run's state, and the failed or crashed tasks with their error text. --watch redraws\n"
+                   "until the sweep stops.\n");
+            return CG_OK;
+        default:
+            return cg_report(cg_err(CG_EUSER, "status: unknown option '%s'; see 'cgvlm status --help'", argv[optind - 1]));
+        }
+        if (rc) return cg_report(rc);
+    }
+    if (optind != argc) return cg_report(cg_err(CG_EUSER, "status: unexpected argument '%s'", argv[optind]));
+    int active = 0;
+    do {
+        if (watch && isatty(1)) printf("\033[H\033[2J");
+        rc = status_once(db, only, &active);
+        fflush(stdout);
+        if (rc || !watch || !active) break;
+        struct timespec ts = {(time_t)interval, (long)((interval - floor(interval)) * 1e9)};
+        nanosleep(&ts, NULL);
+    } while (1);
+    return cg_report(rc);
+}
+
+/* ---------------------------------------------------------------- cancel */
+
+int cmd_cancel(int argc, char **argv) {
+    static const struct option opts[] = {{"db", required_argument, NULL, OPT_DB},
+                                         {"sweep", required_argument, NULL, OPT_SWEEP},
+                                         {"help", no_argument, NULL, OPT_HELP}, {NULL, 0, NULL, 0}};
+    const char *db_path = store_default_path(), *name = NULL;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_DB: db_path = optarg; break;
+        case OPT_SWEEP: name = optarg; break;
+        case OPT_HELP: case 'h':
+            printf("usage: cgvlm cancel --sweep NAME [--db PATH]\n\n"
+                   "asks the scheduler running the sweep to stop: its running tasks checkpoint and are\n"
+                   "marked cancelled; re-running the sweep resumes them.\n");
+            return CG_OK;
+        default:
+            return cg_report(cg_err(CG_EUSER, "cancel: unknown option '%s'; see 'cgvlm cancel --help'", argv[optind - 1]));
+        }
+    }
+    if (!name || optind != argc) return cg_report(cg_err(CG_EUSER, "cancel: give --sweep NAME; see 'cgvlm cancel --help'"));
+    sqlite3 *db;
+    int rc = store_open(db_path, STORE_READONLY, &db);
+    if (rc == CG_OK) rc = sched_cancel_sweep(db, name);
+    store_close(db);
+    return cg_report(rc);
+}
+
+/* ---------------------------------------------------------------- task (internal) */
+
+int cmd_task(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"db", required_argument, NULL, OPT_DB},           {"workspace", required_argument, NULL, OPT_WS},
+        {"key", required_argument, NULL, OPT_KEY},         {"attempt", required_argument, NULL, OPT_ATTEMPT},
+        {"threads", required_argument, NULL, OPT_THREADS}, {"worker", no_argument, NULL, OPT_WORKER},
+        {"help", no_argument, NULL, OPT_HELP},             {NULL, 0, NULL, 0}};
+    const char *db = store_default_path(), *ws = default_workspace(), *key = NULL;
+    int attempt = 0, threads = ncores(), worker = 0, rc = CG_OK;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_DB: db = optarg; break;
+        case OPT_WS: ws = optarg; break;
+        case OPT_KEY: key = optarg; break;
+        case OPT_ATTEMPT: rc = cg_parse_int(optarg, "--attempt", 1, 1 << 30, &attempt); break;
+        case OPT_THREADS: rc = cg_parse_int(optarg, "--threads", 1, 4096, &threads); break;
+        case OPT_WORKER: worker = 1; break;
+        case OPT_HELP: case 'h':
+            printf("usage: cgvlm task --key KEY [--db PATH] [--workspace DIR] [--attempt N] [--threads N]\n"
+                   "       cgvlm task --worker --db PATH --workspace DIR   (the local backend's worker)\n\n"
+                   "(internal) runs one attempt of one task of the results db: what the scheduler's workers\n"
+                   "and Slurm jobs execute. Without --attempt the task is claimed first.\n");
+            return CG_OK;
+        default:
+            return cg_report(cg_err(CG_EUSER, "task: unknown option '%s'; see 'cgvlm task --help'", argv[optind - 1]));
+        }
+        if (rc) return cg_report(rc);
+    }
+    if (worker) return task_worker(db, ws, threads);
+    if (!key || optind != argc) return cg_report(cg_err(CG_EUSER, "task: give --key KEY; see 'cgvlm task --help'"));
+    const char *dev = getenv("CGVLM_DEVICE");
+    return task_main(db, ws, key, attempt, threads, dev ? dev : "cpu");
+}
+
+/* ---------------------------------------------------------------- bench sched */
+
+int bench_sched(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, OPT_JSON},       {"tasks", required_argument, NULL, OPT_TASKS},
+        {"workers", required_argument, NULL, OPT_WORKERS}, {"sleep-ms", required_argument, NULL, OPT_SLEEP},
+        {"help", no_argument, NULL, OPT_HELP},       {NULL, 0, NULL, 0}};
+    int json = 0, ntasks = 1000, workers = ncores(), sleep_ms = 0, rc = CG_OK;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_JSON: json = 1; break;
+        case OPT_TASKS: rc = cg_parse_int(optarg, "--tasks", 6, 1000000, &ntasks); break;
+        case OPT_WORKERS: rc = cg_parse_int(optarg, "--workers", 1, 1024, &workers); break;
+        case OPT_SLEEP: rc = cg_parse_int(optarg, "--sleep-ms", 0, 60000, &sleep_ms); break;
+        case OPT_HELP: case 'h':
+            printf("usage: cgvlm bench sched [--json] [--tasks N] [--workers N] [--sleep-ms MS]\n\n"
+                   "runs a noop sweep of about N tasks (chains of 6 stages, default 1000, each sleeping MS)\n"
+                   "through the whole scheduler (expansion, recording, claims, worker processes, artifact\n"
+                   "publication) in a temporary workspace and reports the overhead per task:\n"
+                   "(wall - tasks x sleep / workers) / tasks.\n");
+            return CG_OK;
+        default:
+            return cg_report(cg_err(CG_EUSER, "bench sched: unknown option '%s'", argv[optind - 1]));
+        }
+        if (rc) return cg_report(rc);
+    }
+    char tmpl[] = "/tmp/cgvlm-bench-sched-XXXXXX";
+    if (!mkdtemp(tmpl)) return cg_report(cg_err(CG_EFAIL, "cannot create a temporary directory"));
+    char *db_path = cg_fmt("%s/results.db", tmpl), *ws = cg_fmt("%s/ws", tmpl);
+    int nruns = (ntasks + EXP_NSTAGES - 1) / EXP_NSTAGES;
+    cJSON *spec = cJSON_CreateObject();
+    cJSON_AddStringToObject(spec, "name", "bench-sched");
+    cJSON *base = cJSON_AddObjectToObject(spec, "base");
+    cJSON_AddStringToObject(base, "pipeline", "noop");
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(base, "noop"), "sleep_ms", sleep_ms);
+    cJSON *axis = cJSON_AddArrayToObject(cJSON_AddObjectToObject(spec, "axes"), "world.seed");
+    for (int i = 0; i < nruns; i++) cJSON_AddItemToArray(axis, cJSON_CreateNumber(i));
+    sweep sw;
+    double t0 = cg_mono_time();
+    rc = sweep_from_spec(spec, NULL, "bench", CGVLM_GIT, &sw);
+    cJSON_Delete(spec);
+    if (rc == CG_OK) {
+        int q = cg_quiet;
+        cg_quiet = 1;
+        rc = sched_execute(&sw, db_path, ws, workers, 1, 0, 0);
+        cg_quiet = q;
+        sweep_free(&sw);
+    }
+    double wall = cg_mono_time() - t0;
+    int tasks = nruns * EXP_NSTAGES;
+    double ideal = tasks * sleep_ms / 1000.0 / workers;
+    double over = (wall - ideal) / tasks * 1000.0;
+    cg_rm_rf(tmpl);
+    free(db_path), free(ws);
+    if (rc) return cg_report(cg_err_wrap(rc, "bench sched"));
+    if (json)
+        printf("{\"bench\":\"sched\",\"tasks\":%d,\"workers\":%d,\"sleep_ms\":%d,\"wall_s\":%.3f,\"ideal_s\":%.3f,"
+               "\"overhead_ms_per_task\":%.3f,\"target_ms\":5,\"cores\":%d}\n",
+               tasks, workers, sleep_ms, wall, ideal, over, ncores());
+    else
+        printf("sched: %d noop tasks (%d runs x 6 stages), %d workers, %d ms each: wall %.2f s, ideal %.2f s, "
+               "overhead %.2f ms per task (target <= 5)\n", tasks, nruns, workers, sleep_ms, wall, ideal, over);
+    return CG_OK;
+}

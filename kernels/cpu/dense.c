@@ -8,10 +8,27 @@
 #include <math.h>
 #include <string.h>
 
+void gemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B,
+          int ldb, float beta, float *C, int ldc) {
+    static int blas_single_threaded;
+    if (!blas_single_threaded) {
+        openblas_set_num_threads(1);
+        blas_single_threaded = 1;
+    }
+#pragma omp parallel
+    {
+        long lo, hi;
+        thread_range(M, &lo, &hi);
+        if (hi > lo)
+            cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                        trans_b ? CblasTrans : CblasNoTrans, (int)(hi - lo), N, K, 1.0f,
+                        trans_a ? A + lo : A + lo * lda, lda, B, ldb, beta, C + lo * ldc, ldc);
+    }
+}
+
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
                     int C, int OC) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 0.0f,
-                out, OC);
+    gemm(0, 1, N, OC, C, inp, C, weight, C, 0.0f, out, OC);
     if (!bias) return;
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
@@ -22,12 +39,8 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
 
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int N, int C, int OC) {
-    if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C,
-                    1.0f, dinp, C);
-    if (dweight)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
-                    dweight, C);
+    if (dinp) gemm(0, 0, N, C, OC, dout, OC, weight, C, 1.0f, dinp, C);
+    if (dweight) gemm(1, 0, OC, C, N, dout, OC, inp, C, 1.0f, dweight, C);
     if (dbias) {
         /* each thread owns a range of output channels and sums over rows in order */
 #pragma omp parallel
@@ -113,7 +126,7 @@ void gelu_forward(float *out, const float *inp, int N) {
 #pragma omp parallel for simd schedule(static)
     for (int i = 0; i < N; i++) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+        out[i] = 0.5f * x * (1.0f + tanh_fast(GELU_SCALE * (x + 0.044715f * x * x * x)));
     }
 }
 
@@ -122,7 +135,7 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, int N) {
     for (int i = 0; i < N; i++) {
         float x = inp[i];
         float u = GELU_SCALE * (x + 0.044715f * x * x * x);
-        float th = tanhf(u);
+        float th = tanh_fast(u);
         float sech2 = 1.0f - th * th;
         float g = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
         dinp[i] += g * dout[i];

@@ -5,14 +5,13 @@
 #include "kernels/kernels.h"
 
 #include <assert.h>
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
 void classifier_forward(float *losses, float *probs, const float *x, const float *wte,
                         const int *targets, int N, int C, int V) {
     if (N == 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, V, C, 1.0f, x, C, wte, C, 0.0f, probs, V);
+    gemm(0, 1, N, V, C, x, C, wte, C, 0.0f, probs, V);
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *p = probs + (long)n * V;
@@ -39,12 +38,8 @@ void classifier_backward(float *dx, float *dwte, float *probs, const float *x, c
         p[targets[n]] -= 1.0f;
         for (int j = 0; j < V; j++) p[j] *= scale;
     }
-    if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, V, 1.0f, probs, V, wte, C, 1.0f,
-                    dx, C);
-    if (dwte)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, N, 1.0f, probs, V, x, C, 1.0f,
-                    dwte, C);
+    if (dx) gemm(0, 0, N, C, V, probs, V, wte, C, 1.0f, dx, C);
+    if (dwte) gemm(1, 0, V, C, N, probs, V, x, C, 1.0f, dwte, C);
 }
 
 void avgpool_forward(float *out, const float *inp, int B, int gh, int gw, int k, int C) {

@@ -1,0 +1,30 @@
+/* task.h: the task process: one attempt of one task, from the db row to the published artifact.
+ *
+ *   fence in   UPDATE the task's pid WHERE state = 'running' AND attempts = ATTEMPT: a process
+ *              whose attempt was taken over (recovered, cancelled) does nothing;
+ *   run        build the stage_ctx (stage.h) and call stage_execute;
+ *   finish     task_finish: on success publish staging -> <workspace>/artifacts/<key> by one
+ *              rename, then in one transaction (fenced again): state done, the artifacts row, the
+ *              attempt row and the task's metrics journal; else failed/cancelled with the error.
+ * A crash at any point leaves either no artifact or a complete one (rename is atomic), and the
+ * task 'running' until the scheduler reaps or recovers it.
+ */
+#ifndef CG_TASK_H
+#define CG_TASK_H
+
+/* Exit codes of a task process. */
+enum { TASK_DONE = 0, TASK_FAILED = 1, TASK_CANCELLED = 3, TASK_SUPERSEDED = 4 };
+
+/* Runs one attempt. attempt 0: claim the task first (standalone use: `cgvlm task --key K`, Slurm
+ * jobs). device: "cpu" / "cuda" (from the worker slot); threads: CPU threads for the stage. */
+int task_main(const char *db_path, const char *workspace, const char *key, int attempt, int threads,
+              const char *device);
+
+/* The local backend's fork server on stdin/stdout (see backend_local.c). */
+int task_worker(const char *db_path, const char *workspace, int threads);
+
+/* Ingests a task's metrics journal into the db inside the caller's transaction (a minimal SQL sink
+ * until db/'s store sink lands). */
+int task_ingest_journal(void *sqlite_db, long long task_id, const char *journal);
+
+#endif
