@@ -26,7 +26,7 @@ static const struct {
     {"vit_pretrain", stage_vit_pretrain},
     {"align", stage_align},
     {"instruct", stage_instruct},
-    {"eval", NULL},
+    {"eval", stage_eval},
 };
 
 int stage_kind_known(const char *kind) {
