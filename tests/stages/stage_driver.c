@@ -5,7 +5,7 @@
  *
  * Task dirs: WORKSPACE/artifacts/KEY (published outputs; a task whose artifact exists is
  * skipped), WORKSPACE/work/KEY (checkpoints), WORKSPACE/staging/KEY, and every metric in the
- * journal WORKSPACE/journal/STAGE.jsonl (appended). SIGINT/SIGTERM set the cancel flag: the
+ * journal WORKSPACE/journal/STAGE-KEY12.jsonl (appended; KEY12 = the key's first 12 characters). SIGINT/SIGTERM set the cancel flag: the
  * running stage checkpoints and the driver exits with STAGE_CANCELLED (3). */
 #include "core/metrics.h"
 #include "experiments/experiment.h"
@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
         exp_task *t = &plan.task[s];
         char *a = cg_fmt("%s/artifacts/%s", ws, t->key), *w = cg_fmt("%s/work/%s", ws, t->key);
         char *st = cg_fmt("%s/staging/%s", ws, t->key);
-        char *jp = cg_fmt("%s/%s.jsonl", jdir, exp_stage_name(t->stage));
+        char *jp = cg_fmt("%s/%s-%.12s.jsonl", jdir, exp_stage_name(t->stage), t->key);
         art[s] = a;
         if (cg_is_dir(a) || (only >= 0 && s != only)) {
             free(w), free(st), free(jp);

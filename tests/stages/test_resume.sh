@@ -43,11 +43,11 @@ for sig in KILL INT; do
   else
     [ $rc = 137 ] || fail "SIGKILL: exit status $rc"
   fi
-  cp "$ws/journal/lm_pretrain.jsonl" "$ws.first.jsonl"
-  : >"$ws/journal/lm_pretrain.jsonl"
+  cp "$ws"/journal/lm_pretrain-*.jsonl "$ws.first.jsonl"
+  : >"$(ls "$ws"/journal/lm_pretrain-*.jsonl)"
   "$driver" "$ws" "$cfg" "${sets[@]}" --until lm_pretrain >"$ws.2.log" 2>&1 || { cat "$ws.2.log"; fail "resume after $sig"; }
   grep -q "resuming from the checkpoint at step" "$ws.2.log" || fail "$sig: the second run did not resume"
-  "$py" "$here/journal_losses.py" "$dir/ref/journal/lm_pretrain.jsonl" "$ws.first.jsonl" "$ws/journal/lm_pretrain.jsonl" \
+  "$py" "$here/journal_losses.py" "$dir"/ref/journal/lm_pretrain-*.jsonl "$ws.first.jsonl" "$ws"/journal/lm_pretrain-*.jsonl \
     || fail "$sig: losses differ from the uninterrupted run"
   cmp "$(lm_artifact "$dir/ref")/model.safetensors" "$(lm_artifact "$ws")/model.safetensors" \
     || fail "$sig: the published weights differ from the uninterrupted run"
