@@ -4,14 +4,19 @@
  * Benchmark (zero-shot multiple choice, ScienceQA format). The manifest (eval.manifest, or the
  * world's benchmark/manifest.json when empty) is fetched like any external benchmark
  * (evaluators/fetch.h) into <workspace>/cache, then the eval.split problems are loaded
- * (evaluators/scienceqa.h). Every question gets the MC prompt "question: Q options: A. x B. y
- * answer:" (with "context: HINT" in front when it has a hint) after its visual tokens (text-only
- * problems run the LM alone) and is answered two ways:
- *   likelihood  each option's text as the answer: score = MEAN log-probability of its tokens
- *               and <eos> after the prompt (the mean, so a two-word option such as "top left"
- *               is not penalised against "center"); the best score is the prediction;
- *   letter      greedy decoding of up to 3 tokens (cut at <eos>), the letter read with LLaVA's
- *               rules (evaluators/answer.h); no letter found counts wrong.
+ * (evaluators/scienceqa.h). Every question follows its visual tokens (text-only problems run the
+ * LM alone) and is answered two ways:
+ *   likelihood  each option's text as the answer to the question in the instruction format the
+ *               model was tuned on: prompt "HINT QUESTION" (the hint left out when empty), the
+ *               option + <eos> as the answer, as lm-eval-harness scores multiple choice (the
+ *               options are not listed). Score = MEAN log-probability of the option's tokens and
+ *               <eos> (so "top left" is not penalised against "center"); the best score is the
+ *               prediction. Scoring the option after the MC prompt instead ("... options: A. x
+ *               B. y answer: x") was measured too: after "answer:" the model expects a letter,
+ *               and it ranked options 2-5 points worse on the tiny world;
+ *   letter      the MC prompt "question: Q options: A. x B. y answer:" (with "context: HINT" in
+ *               front when there is a hint), greedy decoding of up to 3 tokens (cut at <eos>),
+ *               the letter read with LLaVA's rules (evaluators/answer.h); none counts wrong.
  * A prompt longer than the context loses its oldest tokens (the options and "answer:" stay).
  * Recorded: metrics_eval(benchmark, "accuracy_likelihood" / "accuracy_letter", category) with
  * category "" overall, the category name, or "skill:<skill>"; every prediction through
@@ -219,7 +224,9 @@ static int eval_benchmark(eval_state *e, const char *world) {
         if (do_lik) {
             double scores[DATA_MAX_CHOICES];
             int chosen = -1;
-            rc = score_options(e, p, prompt, has_image, scores, &chosen);
+            char *open = p->hint[0] ? cg_fmt("%s %s", p->hint, p->question) : cg_strdup(p->question);
+            rc = score_options(e, p, open, has_image, scores, &chosen);
+            free(open);
             if (rc == CG_OK) {
                 cg_buf js;
                 cg_buf_init(&js);
