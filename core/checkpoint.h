@@ -8,14 +8,17 @@
  *             "NAME": {"dtype": "F32", "shape": [d0, d1, ...], "data_offsets": [begin, end]}, ...}
  *   offsets are relative to the first byte after the header.
  *
- * What cgvlm puts in a training checkpoint (core/stage_train.c) — everything a resumed run needs
- * to continue bitwise identically:
- *   NAME            every trainable parameter, by the model's parameter name (F32)
+ * What cgvlm puts in a training checkpoint (experiments/stage_train.c) — everything a resumed run
+ * needs to continue bitwise identically:
+ *   NAME            every parameter of the stage's model, by its parameter name (F32)
  *   adam.m.NAME     AdamW first moment (F32)        adam.v.NAME   second moment (F32)
- *   train.rng       the training rng state (U64, [4])
- *   __metadata__    format "cgvlm-ckpt", version "1", stage, step (the number of steps done),
- *                   config_key, and whatever else the stage adds.
- * Published weights (a stage's output) hold the parameters and the metadata only.
+ *                   (of the parameters the stage trains)
+ *   __metadata__    format "cgvlm", version "1", stage, config_key (the task key), step (steps
+ *                   done), adam_step (AdamW's bias-correction count), seed and steps (the
+ *                   schedule). Batches are a pure function of (seed, step) (core/batch.h), so the
+ *                   data order needs no other state, and the training loop draws no random
+ *                   numbers.
+ * Published weights (a stage's output, model.safetensors) hold parameters and metadata only.
  *
  * Files are written atomically (util/fs.h): a crash leaves the previous checkpoint intact.
  * The reader validates everything it is given: a truncated file, a header length beyond the
