@@ -90,9 +90,20 @@ static int count_schema_objects(sqlite3 *db, int *n) {
  * initial schema. Add new steps at the end; never edit a released one. */
 static const char *const migrations[] = {
     db_schema_sql,
-    /* 1 -> 2: a covering index for the views that pick evaluation rows by category
-     * (v_data_efficiency: 10 000 runs x 50 evals in a few ms instead of a scan of every row). */
-    "CREATE INDEX IF NOT EXISTS evals_by_category ON evals (task_id, category, metric, value, n, benchmark);",
+    /* 1 -> 2: speed only, same names and columns.
+     * - a covering index for the views that pick evaluation rows by category
+     *   (v_data_efficiency: 10 000 runs x 50 evals in ms instead of a scan of every row);
+     * - v_final_metrics finds each (task, metric)'s last step with two index seeks instead of
+     *   visiting every logged row (one run with 2M rows: 1 ms instead of 1.5 s). */
+    "CREATE INDEX IF NOT EXISTS evals_by_category ON evals (task_id, category, metric, value, n, benchmark);\n"
+    "DROP VIEW IF EXISTS v_final_metrics;\n"
+    "CREATE VIEW v_final_metrics AS\n"
+    "SELECT r.run_id, s.name AS sweep, r.name AS run, t.kind AS stage, n.name AS metric, m.step, m.value\n"
+    "FROM runs r JOIN run_tasks rt USING (run_id) JOIN tasks t USING (task_id)\n"
+    "CROSS JOIN metric_names n\n"
+    "JOIN metrics m ON m.task_id = t.task_id AND m.name_id = n.name_id\n"
+    " AND m.step = (SELECT MAX(m2.step) FROM metrics m2 WHERE m2.task_id = t.task_id AND m2.name_id = n.name_id)\n"
+    "LEFT JOIN sweeps s ON s.sweep_id = r.sweep_id;\n",
 };
 
 static_assert(CG_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION, "one migration per schema version");

@@ -177,6 +177,31 @@ static void test_sink(sqlite3 *db) {
     metrics_close(s);
 }
 
+/* v_final_metrics: the value at each metric's largest step, steps logged out of order. */
+static void test_final_metrics(sqlite3 *db) {
+    int64_t run, t;
+    metrics_sink *s = NULL;
+    CHECK(store_run_create(db, 0, "final", "{}", "{}", 0, NAN, NAN, NULL, &run) == CG_OK);
+    CHECK(store_task_upsert(db, "final-task", "instruct", "{}", &t) == CG_OK);
+    CHECK(store_run_task_link(db, run, t) == CG_OK);
+    CHECK(store_sink_open(db, t, &s) == CG_OK);
+    int steps[] = {3, 9, 1, 7};
+    for (int i = 0; i < 4; i++) {
+        metrics_scalar(s, "loss", steps[i], 10.0 * steps[i]);
+        metrics_scalar(s, "acc", steps[i] / 2, steps[i]);
+    }
+    metrics_close(s);
+    char *sql = cg_fmt("SELECT COUNT(*) FROM v_final_metrics WHERE run_id = %lld", (long long)run);
+    CHECK(count(db, sql) == 2);
+    free(sql);
+    sql = cg_fmt("SELECT value FROM v_final_metrics WHERE run_id = %lld AND metric = 'loss' AND step = 9 AND stage = 'instruct'", (long long)run);
+    CHECK(number(db, sql) == 90);
+    free(sql);
+    sql = cg_fmt("SELECT value FROM v_final_metrics WHERE run_id = %lld AND metric = 'acc' AND step = 4", (long long)run);
+    CHECK(number(db, sql) == 9);
+    free(sql);
+}
+
 /* A row older than flush_seconds makes the next call flush. */
 static void test_flush_by_age(sqlite3 *db) {
     int64_t t, committed = 0;
@@ -245,6 +270,7 @@ int main(void) {
         test_records(db);
         test_sink(db);
         test_flush_by_age(db);
+        test_final_metrics(db);
         sqlite3_stmt *st;
         CHECK(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK);
         CHECK(sqlite3_step(st) == SQLITE_ROW);
