@@ -39,8 +39,7 @@ static int open_ro(const common_opts *o, sqlite3 **db) {
 }
 
 static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st) {
-    if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK)
-        return cg_err(CG_EFAIL, "cannot read the results db: %s", sqlite3_errmsg(db));
+    if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK) return query_error(db, "cannot read the results db");
     return CG_OK;
 }
 

@@ -105,13 +105,15 @@ static void json_value(FILE *out, sqlite3_stmt *st, int c) {
     }
 }
 
-static int step_error(sqlite3 *db) {
+int query_error(sqlite3 *db, const char *what) {
     int code = sqlite3_errcode(db) & 0xff;
     if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
         return cg_err(CG_EUSER, "the results db is damaged (%s); restore it from a copy or pass another --db",
                       sqlite3_errmsg(db));
-    return cg_err(CG_EFAIL, "query failed: %s", sqlite3_errmsg(db));
+    return cg_err(CG_EFAIL, "%s: %s", what, sqlite3_errmsg(db));
 }
+
+static int step_error(sqlite3 *db) { return query_error(db, "query failed"); }
 
 static int print_csv_json(sqlite3 *db, sqlite3_stmt *st, query_format fmt, FILE *out, int64_t *n_rows) {
     int nc = sqlite3_column_count(st), src;

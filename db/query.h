@@ -22,6 +22,10 @@ int query_print(sqlite3 *db, sqlite3_stmt *st, query_format fmt, FILE *out, int6
  * the connection -- and more than one statement (a trailing ';' is fine). */
 int query_prepare_readonly(sqlite3 *db, const char *sql, sqlite3_stmt **out);
 
+/* The error of a failed read: CG_EUSER "the results db is damaged (...)" when SQLite found the
+ * file corrupt, else CG_EFAIL "WHAT: MESSAGE". */
+int query_error(sqlite3 *db, const char *what);
+
 /* A number as the shortest text that reads back to the same double ("0.1", "1e-05"). */
 void query_format_double(double v, char *buf, size_t n);
 
