@@ -48,6 +48,7 @@ typedef struct {
     int batch_rows;
     double flush_seconds;
     double oldest;      /* wall time of the oldest buffered row */
+    double next_try;    /* after a failed flush, no flush by itself before this time */
     int64_t *committed;
     /* name cache: open addressing over indexes into names (-1 = empty) */
     sink_name *names;
@@ -127,6 +128,7 @@ static size_t buffered(const store_sink *k) {
 static int maybe_flush(store_sink *k, double now) {
     size_t n = buffered(k);
     if (n == 1) k->oldest = now;
+    if (now < k->next_try) return CG_OK; /* the last flush failed: the error was returned then */
     if (n >= (size_t)k->batch_rows || (k->flush_seconds >= 0 && now - k->oldest >= k->flush_seconds))
         return sink_flush(k);
     return CG_OK;
@@ -373,6 +375,7 @@ static int sink_flush(void *ctx) {
         store_rollback(k->db);
         /* names interned by the rolled-back transaction are gone again */
         for (int i = 0; i < k->n_names; i++) k->names[i].name_id = 0;
+        k->next_try = cg_wall_time() + 1.0; /* not at every call while the disk stays full */
         return cg_err_wrap(rc, "cannot flush %zu rows of task %lld (kept for the next flush)", n,
                            (long long)k->task_id);
     }
