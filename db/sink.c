@@ -5,6 +5,7 @@
 #include "util/util.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -422,4 +423,17 @@ int store_sink_open_opts(sqlite3 *db, int64_t task_id, const store_sink_opts *op
 
 int store_sink_open(sqlite3 *db, int64_t task_id, metrics_sink **out) {
     return store_sink_open_opts(db, task_id, NULL, out);
+}
+
+int store_ingest_journal(sqlite3 *db, int64_t task_id, const char *path, int64_t *n_records) {
+    /* one transaction for the whole journal: it lands completely or not at all */
+    store_sink_opts opts = {INT_MAX, -1, NULL};
+    metrics_sink *sink;
+    int rc = store_sink_open_opts(db, task_id, &opts, &sink);
+    if (rc) return rc;
+    rc = metrics_journal_replay(path, sink, n_records);
+    if (!rc) rc = metrics_flush(sink);
+    if (rc) clear_buffers(sink->ctx); /* so that closing does not write half of it */
+    metrics_close(sink);
+    return rc ? cg_err_wrap(rc, "cannot ingest journal '%s'", path) : CG_OK;
 }

@@ -202,6 +202,35 @@ static void test_final_metrics(sqlite3 *db) {
     free(sql);
 }
 
+/* A worker's journal lands in the db through the sink, whole; a malformed one not at all. */
+static void test_journal(sqlite3 *db) {
+    int64_t t, n = 0;
+    metrics_sink *j = NULL;
+    char *path = path_in("task.jsonl");
+    CHECK(store_task_upsert(db, "journaled", "instruct", "{}", &t) == CG_OK);
+    CHECK(metrics_journal_open(path, &j) == CG_OK);
+    for (int i = 0; i < 50; i++) metrics_scalar(j, "loss", i, i);
+    metrics_eval(j, "world", "accuracy_letter", "", 0.5, 8);
+    metrics_prediction(j, "world", "letter", "q9", "size", NULL, 1, 1, "A");
+    metrics_artifact(j, "journal-art", "store/j", 3, "ff");
+    metrics_close(j);
+    CHECK(store_ingest_journal(db, t, path, &n) == CG_OK);
+    CHECK(n == 53);
+    char *sql = cg_fmt("SELECT (SELECT COUNT(*) FROM metrics WHERE task_id = %lld) + "
+                       "(SELECT COUNT(*) FROM evals WHERE task_id = %lld) + "
+                       "(SELECT COUNT(*) FROM predictions WHERE task_id = %lld) + "
+                       "(SELECT COUNT(*) FROM artifacts WHERE task_id = %lld)",
+                       (long long)t, (long long)t, (long long)t, (long long)t);
+    CHECK(count(db, sql) == 53);
+    /* a journal with a malformed line in the middle: refused, nothing added */
+    const char *bad = "{\"t\":\"scalar\",\"name\":\"x\",\"step\":1,\"value\":2}\nnot json\n";
+    CHECK(cg_write_file_atomic(path, bad, strlen(bad)) == CG_OK);
+    CHECK(store_ingest_journal(db, t, path, NULL) == CG_EUSER);
+    CHECK(count(db, sql) == 53);
+    free(sql);
+    free(path);
+}
+
 /* A row older than flush_seconds makes the next call flush. */
 static void test_flush_by_age(sqlite3 *db) {
     int64_t t, committed = 0;
@@ -271,6 +300,7 @@ int main(void) {
         test_sink(db);
         test_flush_by_age(db);
         test_final_metrics(db);
+        test_journal(db);
         sqlite3_stmt *st;
         CHECK(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK);
         CHECK(sqlite3_step(st) == SQLITE_ROW);
