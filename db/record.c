@@ -217,3 +217,11 @@ int store_task_end(sqlite3 *db, int64_t task_id, const char *error) {
     rc = tx_close(db, owned, rc);
     return rc ? cg_err_wrap(rc, "cannot finish task %lld", (long long)task_id) : CG_OK;
 }
+
+int store_task_reset_metrics(sqlite3 *db, int64_t task_id, int64_t from_step) {
+    int owned, rc = tx_open(db, &owned);
+    sqlite3_stmt *st;
+    EXEC("ii", "DELETE FROM metrics WHERE task_id = ? AND step >= ?", task_id, from_step);
+    rc = tx_close(db, owned, rc);
+    return rc ? cg_err_wrap(rc, "cannot reset the metrics of task %lld", (long long)task_id) : CG_OK;
+}

@@ -194,6 +194,20 @@ static void test_final_metrics(sqlite3 *db) {
     char *sql = cg_fmt("SELECT COUNT(*) FROM v_final_metrics WHERE run_id = %lld", (long long)run);
     CHECK(count(db, sql) == 2);
     free(sql);
+    /* resuming from a checkpoint at step 8, then starting over: steps are not doubled */
+    CHECK(store_task_reset_metrics(db, t, 8) == CG_OK);
+    CHECK(count(db, "SELECT MAX(step) FROM v_metrics WHERE key = 'final-task' AND metric = 'loss'") == 7);
+    CHECK(store_task_reset_metrics(db, t, 0) == CG_OK);
+    CHECK(count(db, "SELECT COUNT(*) FROM v_metrics WHERE key = 'final-task'") == 0);
+    CHECK(store_sink_open(db, t, &s) == CG_OK);
+    for (int i = 0; i < 4; i++) {
+        metrics_scalar(s, "loss", steps[i], 10.0 * steps[i]);
+        metrics_scalar(s, "acc", steps[i] / 2, steps[i]);
+    }
+    metrics_close(s);
+    sql = cg_fmt("SELECT COUNT(*) FROM v_final_metrics WHERE run_id = %lld", (long long)run);
+    CHECK(count(db, sql) == 2);
+    free(sql);
     sql = cg_fmt("SELECT value FROM v_final_metrics WHERE run_id = %lld AND metric = 'loss' AND step = 9 AND stage = 'instruct'", (long long)run);
     CHECK(number(db, sql) == 90);
     free(sql);
