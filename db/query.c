@@ -252,16 +252,16 @@ static int authorize(void *ctx, int action, const char *a1, const char *a2, cons
         if (a1 && (in_list(a1, pragmas_report, CG_ARRAY_LEN(pragmas_report)) ||
                    (!a2 && in_list(a1, pragmas_read, CG_ARRAY_LEN(pragmas_read)))))
             return SQLITE_OK;
-        snprintf(g->why, sizeof g->why, "PRAGMA %s%s%s", a1 ? a1 : "", a2 ? " = " : "", a2 ? a2 : "");
+        snprintf(g->why, sizeof g->why, "PRAGMA %s%s%s changes a setting", a1 ? a1 : "", a2 ? " = " : "", a2 ? a2 : "");
         return SQLITE_DENY;
-    case SQLITE_ATTACH: snprintf(g->why, sizeof g->why, "ATTACH"); return SQLITE_DENY;
-    case SQLITE_DETACH: snprintf(g->why, sizeof g->why, "DETACH"); return SQLITE_DENY;
-    case SQLITE_INSERT: snprintf(g->why, sizeof g->why, "INSERT INTO %s", a1 ? a1 : "?"); return SQLITE_DENY;
-    case SQLITE_UPDATE: snprintf(g->why, sizeof g->why, "UPDATE %s", a1 ? a1 : "?"); return SQLITE_DENY;
-    case SQLITE_DELETE: snprintf(g->why, sizeof g->why, "DELETE FROM %s", a1 ? a1 : "?"); return SQLITE_DENY;
+    case SQLITE_ATTACH: snprintf(g->why, sizeof g->why, "ATTACH opens another database"); return SQLITE_DENY;
+    case SQLITE_DETACH: snprintf(g->why, sizeof g->why, "DETACH changes the connection"); return SQLITE_DENY;
+    case SQLITE_INSERT: snprintf(g->why, sizeof g->why, "INSERT INTO %s writes", a1 ? a1 : "?"); return SQLITE_DENY;
+    case SQLITE_UPDATE: snprintf(g->why, sizeof g->why, "UPDATE %s writes", a1 ? a1 : "?"); return SQLITE_DENY;
+    case SQLITE_DELETE: snprintf(g->why, sizeof g->why, "DELETE FROM %s writes", a1 ? a1 : "?"); return SQLITE_DENY;
     default:
         /* DDL (CREATE/DROP/ALTER), transactions, savepoints, ANALYZE, REINDEX, ... */
-        snprintf(g->why, sizeof g->why, "a statement that changes the database or the connection");
+        snprintf(g->why, sizeof g->why, "the statement changes the database or the connection");
         return SQLITE_DENY;
     }
 }
@@ -282,7 +282,7 @@ int query_prepare_readonly(sqlite3 *db, const char *sql, sqlite3_stmt **out) {
     int src = sqlite3_prepare_v2(db, sql, -1, &st, &tail);
     if (src != SQLITE_OK) {
         if (g.why[0])
-            rc = cg_err(CG_EUSER, "query: refused: %s would write; 'cgvlm query' only reads the results db", g.why);
+            rc = cg_err(CG_EUSER, "query: refused: %s; 'cgvlm query' only reads the results db", g.why);
         else
             rc = cg_err(CG_EUSER, "query: %s", sqlite3_errmsg(db));
         goto out;
