@@ -3,6 +3,7 @@
 #include "util/util.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -242,6 +243,17 @@ static int in_list(const char *name, const char *const *list, size_t n) {
     return 0;
 }
 
+/* Keeps the first reason: SQLite goes on asking after a denial (DROP TABLE then asks about
+ * deleting from sqlite_master). */
+static void deny(guard *g, const char *fmt, ...) CG_PRINTF(2, 3);
+static void deny(guard *g, const char *fmt, ...) {
+    if (g->why[0]) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g->why, sizeof g->why, fmt, ap);
+    va_end(ap);
+}
+
 static int authorize(void *ctx, int action, const char *a1, const char *a2, const char *db_name,
                      const char *trigger) {
     guard *g = ctx;
@@ -252,16 +264,21 @@ static int authorize(void *ctx, int action, const char *a1, const char *a2, cons
         if (a1 && (in_list(a1, pragmas_report, CG_ARRAY_LEN(pragmas_report)) ||
                    (!a2 && in_list(a1, pragmas_read, CG_ARRAY_LEN(pragmas_read)))))
             return SQLITE_OK;
-        snprintf(g->why, sizeof g->why, "PRAGMA %s%s%s changes a setting", a1 ? a1 : "", a2 ? " = " : "", a2 ? a2 : "");
+        deny(g, "PRAGMA %s%s%s changes a setting", a1 ? a1 : "", a2 ? " = " : "", a2 ? a2 : "");
         return SQLITE_DENY;
-    case SQLITE_ATTACH: snprintf(g->why, sizeof g->why, "ATTACH opens another database"); return SQLITE_DENY;
-    case SQLITE_DETACH: snprintf(g->why, sizeof g->why, "DETACH changes the connection"); return SQLITE_DENY;
-    case SQLITE_INSERT: snprintf(g->why, sizeof g->why, "INSERT INTO %s writes", a1 ? a1 : "?"); return SQLITE_DENY;
-    case SQLITE_UPDATE: snprintf(g->why, sizeof g->why, "UPDATE %s writes", a1 ? a1 : "?"); return SQLITE_DENY;
-    case SQLITE_DELETE: snprintf(g->why, sizeof g->why, "DELETE FROM %s writes", a1 ? a1 : "?"); return SQLITE_DENY;
+    case SQLITE_ATTACH: deny(g, "ATTACH opens another database"); return SQLITE_DENY;
+    case SQLITE_DETACH: deny(g, "DETACH changes the connection"); return SQLITE_DENY;
+    case SQLITE_INSERT: case SQLITE_UPDATE: case SQLITE_DELETE:
+        if (a1 && (!strcmp(a1, "sqlite_master") || !strcmp(a1, "sqlite_temp_master")))
+            deny(g, "the statement changes the schema"); /* DDL asks about these first */
+        else
+            deny(g, "%s %s writes",
+                 action == SQLITE_INSERT ? "INSERT INTO" : action == SQLITE_UPDATE ? "UPDATE" : "DELETE FROM",
+                 a1 ? a1 : "?");
+        return SQLITE_DENY;
     default:
         /* DDL (CREATE/DROP/ALTER), transactions, savepoints, ANALYZE, REINDEX, ... */
-        snprintf(g->why, sizeof g->why, "the statement changes the database or the connection");
+        deny(g, "the statement changes the database or the connection");
         return SQLITE_DENY;
     }
 }
