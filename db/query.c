@@ -114,6 +114,17 @@ int query_error(sqlite3 *db, const char *what) {
     return cg_err(CG_EFAIL, "%s: %s", what, sqlite3_errmsg(db));
 }
 
+void query_print_json_row(sqlite3_stmt *st, FILE *out) {
+    fputc('{', out);
+    for (int c = 0; c < sqlite3_column_count(st); c++) {
+        if (c) fputc(',', out);
+        json_string(out, sqlite3_column_name(st, c));
+        fputc(':', out);
+        json_value(out, st, c);
+    }
+    fputc('}', out);
+}
+
 static int step_error(sqlite3 *db) { return query_error(db, "query failed"); }
 
 static int print_csv_json(sqlite3 *db, sqlite3_stmt *st, query_format fmt, FILE *out, int64_t *n_rows) {
@@ -138,14 +149,8 @@ static int print_csv_json(sqlite3 *db, sqlite3_stmt *st, query_format fmt, FILE 
             }
             fputs("\r\n", out);
         } else {
-            fputs(n ? ",\n{" : "\n{", out);
-            for (int c = 0; c < nc; c++) {
-                if (c) fputc(',', out);
-                json_string(out, sqlite3_column_name(st, c));
-                fputc(':', out);
-                json_value(out, st, c);
-            }
-            fputc('}', out);
+            fputs(n ? ",\n" : "\n", out);
+            query_print_json_row(st, out);
         }
         n++;
     }

@@ -17,6 +17,9 @@ int query_parse_format(const char *s, query_format *out);
  * SQLite message when a step fails (nothing printed for the table form then). */
 int query_print(sqlite3 *db, sqlite3_stmt *st, query_format fmt, FILE *out, int64_t *n_rows);
 
+/* The current row of st as one JSON object {"column": value, ...}. */
+void query_print_json_row(sqlite3_stmt *st, FILE *out);
+
 /* Compiles one user statement for a read-only connection: refuses (CG_EUSER) anything that
  * would write -- INSERT/UPDATE/DELETE/DDL, ATTACH/DETACH, pragmas that set a value or change
  * the connection -- and more than one statement (a trailing ';' is fine). */
