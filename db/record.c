@@ -6,6 +6,7 @@
 #include "version.h"
 
 #include <cblas.h>
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 static int prep(sqlite3 *db, sqlite3_stmt **st, const char *sql, const char *fmt, ...) {
     if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK)
         return cg_err(CG_EFAIL, "results db: %s", sqlite3_errmsg(db));
+    assert((int)strlen(fmt) == sqlite3_bind_parameter_count(*st));
     va_list ap;
     va_start(ap, fmt);
     for (int i = 1; fmt[i - 1]; i++) {
