@@ -31,12 +31,8 @@ const char *store_errmsg(sqlite3 *db) {
 }
 
 int store_exec(sqlite3 *db, const char *sql, const char *what) {
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        int rc = cg_err(CG_EFAIL, "%s: %s", what, store_errmsg(db));
-        sqlite3_free(msg);
-        return rc;
-    }
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return cg_err(CG_EFAIL, "%s: %s", what, store_errmsg(db));
     return CG_OK;
 }
 
@@ -47,16 +43,10 @@ int store_exec_retry(sqlite3 *db, const char *sql, const char *what) {
     double deadline = cg_mono_time() + STORE_BUSY_MS / 1000.0;
     int delay_us = 1000;
     for (;;) {
-        char *msg = NULL;
-        int src = sqlite3_exec(db, sql, NULL, NULL, &msg);
+        int src = sqlite3_exec(db, sql, NULL, NULL, NULL);
         if (src == SQLITE_OK) return CG_OK;
         int busy = (src & 0xff) == SQLITE_BUSY || (src & 0xff) == SQLITE_LOCKED;
-        if (!busy || cg_mono_time() > deadline) {
-            int rc = cg_err(CG_EFAIL, "%s: %s", what, store_errmsg(db));
-            sqlite3_free(msg);
-            return rc;
-        }
-        sqlite3_free(msg);
+        if (!busy || cg_mono_time() > deadline) return cg_err(CG_EFAIL, "%s: %s", what, store_errmsg(db));
         usleep((useconds_t)delay_us);
         if (delay_us < 100000) delay_us *= 2;
     }
