@@ -133,9 +133,9 @@ int store_open(const char *path, int flags, sqlite3 **out) {
     }
     sqlite3_busy_timeout(db, STORE_BUSY_MS);
     sqlite3_extended_result_codes(db, 1);
-    /* Reading the version is the first access: a non-SQLite file fails here, untouched. */
-    /* The version and the schema are read in one read transaction: a process creating the db
-     * at the same moment is seen either not at all or completely. */
+    /* Reading the version is the first access: a non-SQLite file fails here, untouched. The
+     * version and the schema are read in one read transaction, so a process creating the db at
+     * the same moment is seen either not at all or completely. */
     int version = 0;
     if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK || user_version(db, &version) != CG_OK) {
         int code = sqlite3_errcode(db) & 0xff;
