@@ -170,8 +170,7 @@ int cmd_runs(int argc, char **argv) {
         values[i] = cg_json_from_arg(eq + 1);
         int p = 3 + 3 * i;
         if (is_run_column(wheres[i]))
-            cg_buf_addf(&sql, " AND (v.%s = ?%d OR v.%s = ?%d) AND ?%d NOT NULL", wheres[i], p + 2,
-                        wheres[i], p + 1, p);
+            cg_buf_addf(&sql, " AND (v.%s = ?%d OR v.%s = ?%d)", wheres[i], p + 2, wheres[i], p + 1);
         else
             cg_buf_addf(&sql,
                         " AND EXISTS (SELECT 1 FROM run_params rp WHERE rp.run_id = v.run_id AND "
