@@ -106,14 +106,14 @@ static int bench_step(sqlite3 *db, int64_t steps, int json) {
 
 /* A synthetic sweep: runs over (lambda, fraction, seed), each with one eval task holding
  * EVALS_PER_RUN evaluation rows (2 overall accuracies, per-category accuracies, alignment). */
-static int populate_sweep(sqlite3 *db, int64_t runs) {
+static int populate_sweep(sqlite3 *db, int64_t runs, const char *sweep) {
     static const double fractions[] = {0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0};
     int rc = store_begin(db);
     if (rc) return rc;
-    rc = store_exec(db,
-                    "INSERT INTO sweeps (name, spec_json, axes_json, code_version, created_at) "
-                    "VALUES ('bench', '{}', '[\"align.lambda\",\"instruct.fraction\"]', 'bench', 0)",
-                    "cannot create the bench sweep");
+    char *sql = cg_fmt("INSERT INTO sweeps (name, spec_json, axes_json, code_version, created_at) "
+                       "VALUES ('%s', '{}', '[\"align.lambda\",\"instruct.fraction\"]', 'bench', 0)", sweep);
+    rc = store_exec(db, sql, "cannot create the bench sweep");
+    free(sql);
     int64_t sweep_id = sqlite3_last_insert_rowid(db);
     sqlite3_stmt *run_st = NULL, *task_st = NULL, *link_st = NULL, *eval_st = NULL;
     if (!rc &&
@@ -129,9 +129,9 @@ static int populate_sweep(sqlite3 *db, int64_t runs) {
     for (int64_t r = 0; r < runs && rc == CG_OK; r++) {
         double lambda = r % 2 ? 1.0 : 0.0, fraction = fractions[(r / 2) % 7];
         int64_t seed = r / 14;
-        char name[96], key[32];
+        char name[96], key[128];
         snprintf(name, sizeof name, "align.lambda=%g,instruct.fraction=%g,seed=%lld", lambda, fraction, (long long)seed);
-        snprintf(key, sizeof key, "bench-eval-%lld", (long long)r);
+        snprintf(key, sizeof key, "%s-eval-%lld", sweep, (long long)r);
         sqlite3_bind_int64(run_st, 1, sweep_id);
         sqlite3_bind_text(run_st, 2, name, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(run_st, 3, seed);
@@ -184,12 +184,15 @@ static int populate_sweep(sqlite3 *db, int64_t runs) {
  * (contrastive, fraction, method) -- what `cgvlm report` asks. */
 static const char data_efficiency_sql[] =
     "SELECT contrastive, fraction, metric, COUNT(*) AS n_seeds, AVG(accuracy) AS mean, "
-    "MIN(accuracy) AS lo, MAX(accuracy) AS hi FROM v_data_efficiency WHERE sweep = 'bench' "
+    "MIN(accuracy) AS lo, MAX(accuracy) AS hi FROM v_data_efficiency WHERE sweep = ?1 "
     "GROUP BY contrastive, fraction, metric ORDER BY contrastive, fraction, metric";
 
 static int bench_view(sqlite3 *db, int64_t runs, int json) {
+    /* a sweep name of its own, so that a kept --db can be benchmarked again */
+    char sweep[64];
+    snprintf(sweep, sizeof sweep, "bench-%lld-%d", (long long)cg_wall_time(), (int)getpid());
     double t0 = cg_mono_time();
-    int rc = populate_sweep(db, runs);
+    int rc = populate_sweep(db, runs, sweep);
     if (rc) return rc;
     double populate_s = cg_mono_time() - t0;
     double best = 1e9, best_rows = 1e9, best_cpu = 1e9;
@@ -199,6 +202,7 @@ static int bench_view(sqlite3 *db, int64_t runs, int json) {
         double ts = cg_mono_time(), cs = cpu_time();
         if (sqlite3_prepare_v2(db, data_efficiency_sql, -1, &st, NULL) != SQLITE_OK)
             return cg_err(CG_EFAIL, "bench view: %s", sqlite3_errmsg(db));
+        sqlite3_bind_text(st, 1, sweep, -1, SQLITE_STATIC);
         groups = 0;
         while (sqlite3_step(st) == SQLITE_ROW) groups++;
         sqlite3_finalize(st);
@@ -206,8 +210,9 @@ static int bench_view(sqlite3 *db, int64_t runs, int json) {
         if (dt < best) best = dt;
         if (dc < best_cpu) best_cpu = dc;
         ts = cg_mono_time();
-        if (sqlite3_prepare_v2(db, "SELECT * FROM v_data_efficiency WHERE sweep = 'bench'", -1, &st, NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v2(db, "SELECT * FROM v_data_efficiency WHERE sweep = ?1", -1, &st, NULL) != SQLITE_OK)
             return cg_err(CG_EFAIL, "bench view: %s", sqlite3_errmsg(db));
+        sqlite3_bind_text(st, 1, sweep, -1, SQLITE_STATIC);
         rows = 0;
         while (sqlite3_step(st) == SQLITE_ROW) rows++;
         sqlite3_finalize(st);
