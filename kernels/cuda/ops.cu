@@ -112,7 +112,9 @@ extern "C" void *cuda_alloc(size_t bytes) {
                 cudaGetErrorString(e));
         abort();
     }
-    CUDA_CHECK(cudaMemset(p, 0, bytes));
+    /* on the library's stream (non-blocking: it does not wait for the legacy default stream) */
+    CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, ctx.stream));
+    CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
     return p;
 }
 
