@@ -6,16 +6,20 @@
  * GPU.
  *
  * Tolerances (fp32 = plain fp32 products; tf32 and bf16 = the faster precisions):
- *   losses and norms:        |x - ref| <= rtol·|ref|, rtol 1e-5 / 2e-3 / 1e-2;
+ *   losses and norms:        |x - ref| <= rtol·|ref|, rtol 1e-5 / 1e-4 / 1e-3;
  *   logits, per tensor:      ‖x - ref‖ / ‖ref‖ <= 1e-5 / 3e-3 / 2e-2;
- *   gradients, per tensor:   ‖x - ref‖ / ‖ref‖ <= 1e-4 / 2e-2 / 6e-2, and in fp32 also every element
+ *   gradients, per tensor:   ‖x - ref‖ / ‖ref‖ <= 1e-4 / 5e-3 / 3e-2, and in fp32 also every element
  *                            |x - ref| <= 1e-4·max|ref| + 1e-3·|ref|;
  *   frozen tensors:          gradient exactly 0 on the GPU;
  *   after 5 AdamW steps (fp32 only, lr 1e-3): every element |x - ref| <= 1e-5 + 1e-4·|ref| except
  *                            at most 0.1 % of them (an element whose gradient is ~0 can take the
  *                            other sign, AdamW then moves it by up to lr per step the other way),
  *                            and none beyond the AdamW bound 2·lr·steps + 1e-5.
- * Graph replay must equal eager execution bit for bit, and a shape is captured once. */
+ * Graph replay must equal eager execution bit for bit, and a shape is captured once.
+ * Calibration of the tf32/bf16 bounds (no GPU needed): the CPU model with the inputs of every sgemm
+ * rounded to 10 / 7 mantissa bits (cblas_sgemm interposed) differs from plain fp32 on this batch by
+ * at most 1.3e-6 / 1.5e-5 in the losses and 8.5e-4 / 6.8e-3 in the worst gradient tensor (align,
+ * instruct); the GPU also rounds the attention products, hence the margin of about 5x. */
 #include "kernels/gpu.h"
 #include "tests/test.h"
 
@@ -34,7 +38,7 @@
 typedef struct {
     double loss_rtol, logit_rel, grad_rel;
 } tols;
-static const tols TOLS[3] = {{1e-5, 1e-5, 1e-4}, {2e-3, 3e-3, 2e-2}, {1e-2, 2e-2, 6e-2}};
+static const tols TOLS[3] = {{1e-5, 1e-5, 1e-4}, {1e-4, 3e-3, 5e-3}, {1e-3, 2e-2, 3e-2}};
 
 static const char *mode_name(int mode) {
     static const char *n[] = {"lm", "clip", "align", "instruct"};
