@@ -189,7 +189,7 @@ if [ $HAVE_GPU = 1 ] && [ "${CGVLM_GPU_BENCH:-1}" = 1 ]; then
                 if [ $rc -eq 0 ] && [ -n "$line" ]; then
                     echo "$line" >> "$LOGS/results.jsonl"
                     get() { echo "$line" | sed -E "s/.*\"$1\":([0-9.]+).*/\\1/"; }
-                    record "$size/$stage/$prec" ok "$(get ms_per_step) ms/step (best $(get ms_per_step_best)), $(get tflops_per_s) TFLOP/s, MFU $(awk "BEGIN{printf \"%.1f\", 100*$(get mfu)}")%"
+                    record "$size/$stage/$prec" ok "$(get ms_per_step) ms/step (best $(get ms_per_step_best)), $(get tflops_per_s) TFLOP/s, MFU $(awk "BEGIN{printf \"%.1f\", 100*$(get mfu)}")%; eager f/b/o $(get eager_fwd_ms)/$(get eager_bwd_ms)/$(get eager_opt_ms)"
                 else
                     record "$size/$stage/$prec" "$(status_of $rc)" "rc $rc: $(tail -1 "$LOGS/$name.log" | cut -c1-60)"
                 fi

@@ -59,7 +59,12 @@ int model_cuda_logits(model_cuda *g, const model_batch *batch, int mode, float *
  * (may be NULL). */
 int model_cuda_step(model_cuda *g, const model_batch *batch, int mode, const adamw_params *hp,
                     float lr, float max_norm, model_losses *out, float *norm);
-/* 0 to always run eagerly (for comparisons), 1 (default) to capture and replay graphs. */
+/* One eager training step with device timings: ms[0] zero-grad + forward, ms[1] backward,
+ * ms[2] clipping + AdamW (CUDA events; launch gaps included, host work not). */
+int model_cuda_profile_step(model_cuda *g, const model_batch *batch, int mode,
+                            const adamw_params *hp, float lr, float max_norm, double ms[3]);
+/* 0 to always run eagerly (for comparisons), 1 (default) to capture and replay graphs; a shape
+ * whose capture fails runs eagerly (with a warning on stderr). */
 void model_cuda_use_graphs(model_cuda *g, int on);
 /* Number of graphs captured so far (tests: the second step of a shape must not capture again). */
 int model_cuda_graph_captures(const model_cuda *g);
@@ -72,6 +77,7 @@ int model_cuda_graph_captures(const model_cuda *g);
 typedef struct {
     double ms_median, ms_best;
     double flops;          /* model_step_flops of the step */
+    double phase_ms[3];    /* one eager step: forward, backward, clip + AdamW (device time) */
     float loss_first, loss_last;
     long params;
     int seq;               /* sequence length through the LM (P + T in image modes) */

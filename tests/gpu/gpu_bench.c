@@ -65,14 +65,17 @@ int main(int argc, char **argv) {
         printf("{\"bench\":\"train\",\"device\":\"cuda\",\"gpu\":\"%s\",\"size\":\"%s\",\"stage\":\"%s\","
                "\"prec\":\"%s\",\"batch\":%d,\"seq\":%d,\"steps\":%d,\"ms_per_step\":%.3f,"
                "\"ms_per_step_best\":%.3f,\"tokens_per_s\":%.0f,\"tflops_per_s\":%.2f,\"mfu\":%.4f,"
-               "\"gflop_per_step\":%.3f,\"params\":%ld,\"loss_first\":%.4f,\"loss_last\":%.4f}\n",
+               "\"gflop_per_step\":%.3f,\"params\":%ld,\"loss_first\":%.4f,\"loss_last\":%.4f,"
+               "\"eager_fwd_ms\":%.3f,\"eager_bwd_ms\":%.3f,\"eager_opt_ms\":%.3f}\n",
                r.device, size, stages[mode], precs[prec], B, r.seq, steps, r.ms_median, r.ms_best,
                B * r.seq / s, tflops, mfu, r.flops * 1e-9, r.params, (double)r.loss_first,
-               (double)r.loss_last);
+               (double)r.loss_last, r.phase_ms[0], r.phase_ms[1], r.phase_ms[2]);
     else
         printf("train %s/%s cuda %s, batch %d x %d: %.3f ms/step (best %.3f), %.0f tokens/s, "
-               "%.2f TFLOP/s, MFU %.1f%% (loss %.4f -> %.4f) on %s\n",
+               "%.2f TFLOP/s, MFU %.1f%% (loss %.4f -> %.4f) on %s; one eager step: forward %.3f, "
+               "backward %.3f, clip + AdamW %.3f ms\n",
                size, stages[mode], precs[prec], B, r.seq, r.ms_median, r.ms_best, B * r.seq / s,
-               tflops, 100.0 * mfu, (double)r.loss_first, (double)r.loss_last, r.device);
+               tflops, 100.0 * mfu, (double)r.loss_first, (double)r.loss_last, r.device,
+               r.phase_ms[0], r.phase_ms[1], r.phase_ms[2]);
     return 0;
 }
