@@ -3,7 +3,8 @@
 # Builds cgvlm with CUDA for sm_90 into its own build dir, prints `cgvlm env`, runs the GPU tests
 # (every CUDA kernel and the whole GPU model against the CPU oracle), compute-sanitizer memcheck
 # on the kernel test and on a quick model test, then the training-step benchmarks
-# (tiny/small/base x align/instruct x tf32/bf16), and prints a table last. Each part is guarded by
+# (tiny/small/base x align/instruct x tf32/bf16, and instruct bf16 with the fused attention), and
+# prints a table last. Each part is guarded by
 # a timeout; a failure is reported in the table and the rest still runs. Without a GPU it builds
 # and reports "no GPU" for the GPU parts.
 #
@@ -179,22 +180,29 @@ fi
 # ---- benchmarks ----
 if [ $HAVE_GPU = 1 ] && [ "${CGVLM_GPU_BENCH:-1}" = 1 ]; then
     : > "$LOGS/results.jsonl"
+    # every size x stage x precision with the default (matmul) attention, then instruct bf16 with
+    # the fused attention
+    runs=""
     for size in tiny small base; do
         for stage in align instruct; do
-            for prec in tf32 bf16; do
-                name="bench_${size}_${stage}_${prec}"
-                part "$name" 90 "$BENCH" --size $size --stage $stage --prec $prec --steps 30 --warmup 3 --json
-                rc=$?
-                line=$(grep -m1 '^{' "$LOGS/$name.log")
-                if [ $rc -eq 0 ] && [ -n "$line" ]; then
-                    echo "$line" >> "$LOGS/results.jsonl"
-                    get() { echo "$line" | sed -E "s/.*\"$1\":([0-9.]+).*/\\1/"; }
-                    record "$size/$stage/$prec" ok "$(get ms_per_step) ms/step (best $(get ms_per_step_best)), $(get tflops_per_s) TFLOP/s, MFU $(awk "BEGIN{printf \"%.1f\", 100*$(get mfu)}")%; eager f/b/o $(get eager_fwd_ms)/$(get eager_bwd_ms)/$(get eager_opt_ms)"
-                else
-                    record "$size/$stage/$prec" "$(status_of $rc)" "rc $rc: $(tail -1 "$LOGS/$name.log" | cut -c1-60)"
-                fi
-            done
+            for prec in tf32 bf16; do runs="$runs $size/$stage/$prec/matmul"; done
         done
+    done
+    for size in tiny small base; do runs="$runs $size/instruct/bf16/fused"; done
+    for run in $runs; do
+        IFS=/ read -r size stage prec attn <<< "$run"
+        name="bench_${size}_${stage}_${prec}_${attn}"
+        part "$name" 90 "$BENCH" --size "$size" --stage "$stage" --prec "$prec" --attn "$attn" \
+            --steps 30 --warmup 3 --json
+        rc=$?
+        line=$(grep -m1 '^{' "$LOGS/$name.log")
+        if [ $rc -eq 0 ] && [ -n "$line" ]; then
+            echo "$line" >> "$LOGS/results.jsonl"
+            get() { echo "$line" | sed -E "s/.*\"$1\":([0-9.]+).*/\\1/"; }
+            record "$run" ok "$(get ms_per_step) ms/step (best $(get ms_per_step_best)), $(get tflops_per_s) TFLOP/s, MFU $(awk "BEGIN{printf \"%.1f\", 100*$(get mfu)}")%; eager f/b/o $(get eager_fwd_ms)/$(get eager_bwd_ms)/$(get eager_opt_ms)"
+        else
+            record "$run" "$(status_of $rc)" "rc $rc: $(tail -1 "$LOGS/$name.log" | cut -c1-60)"
+        fi
     done
 fi
 

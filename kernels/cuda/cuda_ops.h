@@ -101,6 +101,19 @@ void cuda_attention_backward(float *dqkv /* (B,T,3C) */, const float *dout /* (B
                              const float *qkv /* (B,T,3C) */, const float *att /* (B,NH,T,T) */,
                              float *scratch, int B, int T, int C, int NH, int causal);
 
+/* Fused attention: the same maths without storing the (T,T) probabilities: lse (B,NH,T) keeps
+ * each row's log-sum-exp for the backward, which recomputes the probabilities; it needs the
+ * forward's output `out` too. Head size C/NH <= 64. Scratch: cuda_attention_fused_scratch floats,
+ * for the forward and the backward alike. */
+long cuda_attention_fused_scratch(int B, int T, int C, int NH);
+void cuda_attention_fused_forward(float *out /* (B,T,C) */, float *lse /* (B,NH,T) */,
+                                  const float *qkv /* (B,T,3C) */, float *scratch, int B, int T,
+                                  int C, int NH, int causal);
+void cuda_attention_fused_backward(float *dqkv /* (B,T,3C) */, const float *dout /* (B,T,C) */,
+                                   const float *qkv /* (B,T,3C) */, const float *out /* (B,T,C) */,
+                                   const float *lse /* (B,NH,T) */, float *scratch, int B, int T,
+                                   int C, int NH, int causal);
+
 /* ---- losses and pooling ---- */
 /* Fused tied-head classifier over N rows; a target < 0 marks a row without loss (loss 0, and its
  * gradient row is 0). logits = x·wteᵀ are computed into probs and softmaxed in place. */

@@ -33,6 +33,7 @@ typedef struct {
 
 typedef struct {
     int L, C, NH, causal;
+    int fused;               /* 1: fused attention (la->att keeps the log-sum-exp (B,NH,T)) */
     dblock *bp;
     float *lnf_w, *lnf_b;
     dlayer *la;
@@ -56,7 +57,7 @@ typedef struct {
 enum { S_GEN, S_INV_NT, S_CON, S_NORM, S_CLIP_FACTOR, S_LS_CONST, S_COUNT };
 
 typedef struct {
-    int mode, B, T, img_u8, has_targets, has_content, prec;
+    int mode, B, T, img_u8, has_targets, has_content, prec, fused;
     float beta1, beta2, eps, wd;
 } graph_key;
 
@@ -201,9 +202,9 @@ extern "C" int model_cuda_create(model_cuda **out, const model *m) {
     g->lm_blocks = (dblock *)cg_calloc((size_t)c->lm_layers, sizeof(dblock));
     resolve_stack(g, m, "vit", g->vit_blocks, c->vit_layers);
     resolve_stack(g, m, "lm", g->lm_blocks, c->lm_layers);
-    g->x.vit = dstack{c->vit_layers, c->vit_dim, c->vit_heads, 0, g->vit_blocks,
+    g->x.vit = dstack{c->vit_layers, c->vit_dim, c->vit_heads, 0, 0, g->vit_blocks,
                         dparam(g, m, "vit.lnf.w"), dparam(g, m, "vit.lnf.b"), NULL, NULL, NULL, NULL, NULL};
-    g->x.lm = dstack{c->lm_layers, c->lm_dim, c->lm_heads, 1, g->lm_blocks,
+    g->x.lm = dstack{c->lm_layers, c->lm_dim, c->lm_heads, 1, 0, g->lm_blocks,
                        dparam(g, m, "lm.lnf.w"), dparam(g, m, "lm.lnf.b"), NULL, NULL, NULL, NULL, NULL};
     g->x.vit.la = (dlayer *)cg_calloc((size_t)c->vit_layers, sizeof(dlayer));
     g->x.lm.la = (dlayer *)cg_calloc((size_t)c->lm_layers, sizeof(dlayer));
@@ -306,6 +307,17 @@ extern "C" int model_cuda_set_precision(model_cuda *g, int prec) {
 }
 
 extern "C" void model_cuda_use_graphs(model_cuda *g, int on) { g->use_graphs = on; }
+
+extern "C" int model_cuda_set_attention(model_cuda *g, int attn) {
+    if (attn != CUDA_ATTN_MATMUL && attn != CUDA_ATTN_FUSED)
+        return cg_err(CG_EUSER, "unknown GPU attention kind %d; use matmul or fused", attn);
+    int fused = attn == CUDA_ATTN_FUSED;
+    if (fused && (g->cfg.vit_dim / g->cfg.vit_heads > 64 || g->cfg.lm_dim / g->cfg.lm_heads > 64))
+        return cg_err(CG_EUSER, "fused attention needs head sizes <= 64 (vit %d, lm %d)",
+                      g->cfg.vit_dim / g->cfg.vit_heads, g->cfg.lm_dim / g->cfg.lm_heads);
+    g->x.vit.fused = g->x.lm.fused = fused;
+    return CG_OK;
+}
 extern "C" int model_cuda_graph_captures(const model_cuda *g) { return g->captures; }
 
 /* ---------------------------------------------------------------------------------------------
@@ -364,10 +376,14 @@ static void layout_acts(model_cuda *g, arena *a, int B, int T) {
     x->ad_g = c->adapter == ADAPTER_MLP2X ? take(a, Nv * d) : NULL;
     x->ad_out = c->adapter == ADAPTER_MLP2X ? take(a, Nv * d) : x->ad_h;
     x->scratch = take(a, lmax(Nv * dv, Nl * d));
-    x->att_scratch = take(a, lmax(lmax(cuda_attention_scratch_forward(B, P, dv, c->vit_heads),
-                                       cuda_attention_scratch_backward(B, P, dv, c->vit_heads)),
-                                  lmax(cuda_attention_scratch_forward(B, Tlm, d, c->lm_heads),
-                                       cuda_attention_scratch_backward(B, Tlm, d, c->lm_heads))));
+    long att_scr = 0;
+    int Ts[2] = {P, Tlm}, Cs[2] = {dv, d}, NHs[2] = {c->vit_heads, c->lm_heads};
+    for (int i = 0; i < 2; i++) {
+        att_scr = lmax(att_scr, cuda_attention_scratch_forward(B, Ts[i], Cs[i], NHs[i]));
+        att_scr = lmax(att_scr, cuda_attention_scratch_backward(B, Ts[i], Cs[i], NHs[i]));
+        att_scr = lmax(att_scr, cuda_attention_fused_scratch(B, Ts[i], Cs[i], NHs[i]));
+    }
+    x->att_scratch = take(a, att_scr);
     x->xg = take(a, Nt * d);
     x->probs = take(a, Nt * V);
     x->tok_losses = take(a, Nt);
@@ -528,7 +544,10 @@ static void stack_forward(dstack *s, float *scratch, float *att_scratch, int B, 
         const float *x = l ? s->la[l - 1].res3 : s->x0;
         cuda_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p->ln1_w, p->ln1_b, N, C);
         cuda_matmul_forward(a->qkv, a->ln1, p->qkv_w, p->qkv_b, N, C, 3 * C);
-        cuda_attention_forward(a->atty, a->att, a->qkv, att_scratch, B, T, C, s->NH, s->causal);
+        if (s->fused)
+            cuda_attention_fused_forward(a->atty, a->att, a->qkv, att_scratch, B, T, C, s->NH, s->causal);
+        else
+            cuda_attention_forward(a->atty, a->att, a->qkv, att_scratch, B, T, C, s->NH, s->causal);
         cuda_matmul_forward(scratch, a->atty, p->proj_w, p->proj_b, N, C, C);
         cuda_residual_forward(a->res2, x, scratch, (long)N * C);
         cuda_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, p->ln2_w, p->ln2_b, N, C);
@@ -654,8 +673,12 @@ static void stack_backward(model_cuda *g, dstack *s, const float *dlnf, int B, i
         cuda_matmul_backward(x->datty, WG(p->proj_w), WG(p->proj_b), x->dres, a->atty, p->proj_w,
                              N, C, C);
         cuda_memset0(x->dqkv, 3 * NC);
-        cuda_attention_backward(x->dqkv, x->datty, a->qkv, a->att, x->att_scratch, B, T, C, s->NH,
-                                s->causal);
+        if (s->fused)
+            cuda_attention_fused_backward(x->dqkv, x->datty, a->qkv, a->atty, a->att, x->att_scratch,
+                                          B, T, C, s->NH, s->causal);
+        else
+            cuda_attention_backward(x->dqkv, x->datty, a->qkv, a->att, x->att_scratch, B, T, C,
+                                    s->NH, s->causal);
         cuda_memset0(x->dln, NC);
         cuda_matmul_backward(x->dln, WG(p->qkv_w), WG(p->qkv_b), x->dqkv, a->ln1, p->qkv_w, N, C,
                              3 * C);
@@ -880,6 +903,7 @@ extern "C" int model_cuda_step(model_cuda *g, const model_batch *b, int mode, co
     k.has_targets = g->has_targets;
     k.has_content = b->content != NULL;
     k.prec = g->prec;
+    k.fused = g->x.lm.fused;
     k.beta1 = hp->beta1;
     k.beta2 = hp->beta2;
     k.eps = hp->eps;
@@ -952,7 +976,7 @@ extern "C" int model_cuda_profile_step(model_cuda *g, const model_batch *b, int 
  * Benchmark */
 
 extern "C" int cuda_bench_train(const model_config *cfg, int mode, int B, int T, int steps,
-                                int warmup, int prec, cuda_bench_result *out) {
+                                int warmup, int prec, int attn, cuda_bench_result *out) {
     memset(out, 0, sizeof *out);
     model m;
     model_cuda *g = NULL;
@@ -962,7 +986,7 @@ extern "C" int cuda_bench_train(const model_config *cfg, int mode, int B, int T,
     int rc = model_init(&m, cfg, 1);
     if (rc) return rc;
     if ((rc = model_cuda_create(&g, &m))) goto out;
-    if ((rc = model_cuda_set_precision(g, prec))) goto out;
+    if ((rc = model_cuda_set_precision(g, prec)) || (rc = model_cuda_set_attention(g, attn))) goto out;
     {
         long npx = (long)B * cfg->image_size * cfg->image_size * 3;
         img = (uint8_t *)cg_malloc((size_t)npx);

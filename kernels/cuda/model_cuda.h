@@ -11,9 +11,11 @@
  *     model_cuda_download(g, &m);                   params, grads, moments, step count → host
  *     model_cuda_free(g);
  * model_cuda_step is zero_grad + forward + backward + clip + AdamW. The first step of a shape
- * (mode, B, T, image type, targets/content present, AdamW constants, precision) runs eagerly while
- * it is captured as a CUDA graph; later steps of that shape replay the graph. The eager pieces
- * (forward, backward, clip, adamw) are there for tests and for callers that need them apart.
+ * (mode, B, T, image type, targets/content present, AdamW constants, precision, attention kind)
+ * is captured as a CUDA graph and launched; later steps of that shape replay the graph (the
+ * learning rate, step number and clipping threshold are read from device memory, so they may
+ * change every step). The eager pieces (forward, backward, clip, adamw) are there for tests and
+ * for callers that need them apart.
  *
  * All four modes of core/model.h are implemented (MODE_LM, MODE_CLIP, MODE_ALIGN, MODE_INSTRUCT)
  * with the same trainable groups. Differences from the CPU that do not change the maths: L_gen
@@ -44,6 +46,12 @@ int model_cuda_download(model_cuda *g, model *m);
 /* CUDA_PREC_FP32 / _TF32 / _BF16 of kernels/cuda/cuda_ops.h for the matrix products (default
  * TF32). CG_EUSER for an unknown value. */
 int model_cuda_set_precision(model_cuda *g, int prec);
+
+/* How attention runs: CUDA_ATTN_MATMUL (default: cuBLAS products, the (T,T) probabilities
+ * stored per layer, as on the CPU) or CUDA_ATTN_FUSED (kernels/cuda/ops.cu's flash-style kernels:
+ * nothing (T,T) stored; head sizes <= 64). CG_EUSER for an unknown kind or too large heads. */
+enum { CUDA_ATTN_MATMUL = 0, CUDA_ATTN_FUSED = 1 };
+int model_cuda_set_attention(model_cuda *g, int attn);
 
 /* Eager pieces, the same contracts as model_forward / model_backward / model_zero_grad /
  * model_clip_grad / model_adamw_step (trainable = the mode of the last forward). */
@@ -84,7 +92,7 @@ typedef struct {
     char device[128];      /* the GPU's name */
 } cuda_bench_result;
 int cuda_bench_train(const model_config *cfg, int mode, int B, int T, int steps, int warmup,
-                     int prec, cuda_bench_result *out);
+                     int prec, int attn, cuda_bench_result *out);
 
 #ifdef __cplusplus
 }

@@ -38,10 +38,11 @@ int model_cuda_profile_step(model_cuda *g, const model_batch *batch, int mode,
                             const adamw_params *hp, float lr, float max_norm, double ms[3]) {
     return no_cuda();
 }
+int model_cuda_set_attention(model_cuda *g, int attn) { return no_cuda(); }
 void model_cuda_use_graphs(model_cuda *g, int on) { (void)g, (void)on; }
 int model_cuda_graph_captures(const model_cuda *g) { return 0; }
 int cuda_bench_train(const model_config *cfg, int mode, int B, int T, int steps, int warmup,
-                     int prec, cuda_bench_result *out) {
+                     int prec, int attn, cuda_bench_result *out) {
     memset(out, 0, sizeof *out);
     return no_cuda();
 }

@@ -603,6 +603,196 @@ extern "C" void cuda_attention_backward(float *dqkv, const float *dout, const fl
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Fused attention (flash-style, CUDA cores): one warp per query row keeps a running max and sum
+ * over 32-key chunks, so the (T,T) matrix is never stored; the backward recomputes the
+ * probabilities from the saved log-sum-exp, dq by query rows and dk, dv by key rows (no atomics).
+ * Lane j scores key j0+j of a chunk; the output dims d = lane, lane+32 are spread over lanes. */
+
+#define FA_MAX_HS 64
+#define FA_WARPS 8
+
+long cuda_attention_fused_scratch(int B, int T, int C, int NH) {
+    return 7L * B * T * C + (long)B * NH * T;
+}
+
+/* y (B,NH,T,hs), lse (B,NH,T) from head-major q, k, v */
+__global__ void fa_forward_kernel(float *y, float *lse, const float *q, const float *k,
+                                  const float *v, long rows, int T, int hs, float scale, int causal) {
+    __shared__ float qs[FA_WARPS][FA_MAX_HS];
+    int w = threadIdx.x / 32, lane = threadIdx.x % 32;
+    long row = (long)blockIdx.x * FA_WARPS + w;
+    if (row >= rows) return;
+    int t = (int)(row % T), n = causal ? t + 1 : T;
+    long base = (row - t) * hs; /* this head's (T,hs) block */
+    for (int d = lane; d < hs; d += 32) qs[w][d] = q[row * hs + d];
+    __syncwarp();
+    float m = -INFINITY, l = 0.0f, o0 = 0.0f, o1 = 0.0f;
+    for (int j0 = 0; j0 < n; j0 += 32) {
+        int j = j0 + lane;
+        float s = -INFINITY;
+        if (j < n) {
+            const float *kj = k + base + (long)j * hs;
+            float dot = 0.0f;
+            for (int d = 0; d < hs; d++) dot += qs[w][d] * kj[d];
+            s = dot * scale;
+        }
+        float mn = fmaxf(m, warp_max(s));
+        float p = j < n ? expf(s - mn) : 0.0f, corr = expf(m - mn);
+        l = l * corr + warp_sum(p);
+        o0 *= corr;
+        o1 *= corr;
+        int cnt = n - j0 < 32 ? n - j0 : 32;
+        for (int jj = 0; jj < cnt; jj++) {
+            float pj = __shfl_sync(0xffffffffu, p, jj);
+            const float *vj = v + base + (long)(j0 + jj) * hs;
+            if (lane < hs) o0 += pj * vj[lane];
+            if (lane + 32 < hs) o1 += pj * vj[lane + 32];
+        }
+        m = mn;
+    }
+    float inv = 1.0f / l;
+    if (lane < hs) y[row * hs + lane] = o0 * inv;
+    if (lane + 32 < hs) y[row * hs + lane + 32] = o1 * inv;
+    if (lane == 0) lse[row] = m + logf(l);
+}
+
+/* dq (B,NH,T,hs) and Drow (B,NH,T) = dy·o per query row; o is the attention output (B,T,C) */
+__global__ void fa_backward_dq_kernel(float *dq, float *Drow, const float *q, const float *k,
+                                      const float *v, const float *dy, const float *o,
+                                      const float *lse, long rows, int T, int C, int NH, int hs,
+                                      float scale, int causal) {
+    __shared__ float qs[FA_WARPS][FA_MAX_HS], dys[FA_WARPS][FA_MAX_HS];
+    int w = threadIdx.x / 32, lane = threadIdx.x % 32;
+    long row = (long)blockIdx.x * FA_WARPS + w;
+    if (row >= rows) return;
+    int t = (int)(row % T), n = causal ? t + 1 : T;
+    long bh = row / T, base = (row - t) * hs;
+    int h = (int)(bh % NH), b = (int)(bh / NH);
+    const float *orow = o + ((long)b * T + t) * C + h * hs;
+    float D = 0.0f;
+    for (int d = lane; d < hs; d += 32) {
+        qs[w][d] = q[row * hs + d];
+        dys[w][d] = dy[row * hs + d];
+        D += dys[w][d] * orow[d];
+    }
+    D = warp_sum(D);
+    __syncwarp();
+    float L = lse[row], g0 = 0.0f, g1 = 0.0f;
+    for (int j0 = 0; j0 < n; j0 += 32) {
+        int j = j0 + lane;
+        float ds = 0.0f;
+        if (j < n) {
+            const float *kj = k + base + (long)j * hs, *vj = v + base + (long)j * hs;
+            float sc = 0.0f, dp = 0.0f;
+            for (int d = 0; d < hs; d++) {
+                sc += qs[w][d] * kj[d];
+                dp += dys[w][d] * vj[d];
+            }
+            float p = expf(sc * scale - L);
+            ds = p * (dp - D) * scale;
+        }
+        int cnt = n - j0 < 32 ? n - j0 : 32;
+        for (int jj = 0; jj < cnt; jj++) {
+            float dsj = __shfl_sync(0xffffffffu, ds, jj);
+            const float *kj = k + base + (long)(j0 + jj) * hs;
+            if (lane < hs) g0 += dsj * kj[lane];
+            if (lane + 32 < hs) g1 += dsj * kj[lane + 32];
+        }
+    }
+    if (lane < hs) dq[row * hs + lane] = g0;
+    if (lane + 32 < hs) dq[row * hs + lane + 32] = g1;
+    if (lane == 0) Drow[row] = D;
+}
+
+/* dk, dv (B,NH,T,hs) by key rows: the queries t >= t2 (causal) or all */
+__global__ void fa_backward_dkv_kernel(float *dk, float *dv, const float *q, const float *k,
+                                       const float *v, const float *dy, const float *lse,
+                                       const float *Drow, long rows, int T, int hs, float scale,
+                                       int causal) {
+    __shared__ float ks[FA_WARPS][FA_MAX_HS], vs[FA_WARPS][FA_MAX_HS];
+    int w = threadIdx.x / 32, lane = threadIdx.x % 32;
+    long row = (long)blockIdx.x * FA_WARPS + w;
+    if (row >= rows) return;
+    int t2 = (int)(row % T), start = causal ? t2 : 0;
+    long base = (row - t2) * hs, rbase = row - t2; /* first row of this head */
+    for (int d = lane; d < hs; d += 32) {
+        ks[w][d] = k[row * hs + d];
+        vs[w][d] = v[row * hs + d];
+    }
+    __syncwarp();
+    float a0 = 0.0f, a1 = 0.0f, b0 = 0.0f, b1 = 0.0f; /* dk, dv */
+    for (int i0 = start; i0 < T; i0 += 32) {
+        int t = i0 + lane;
+        float p = 0.0f, ds = 0.0f;
+        if (t < T) {
+            const float *qt = q + base + (long)t * hs, *dyt = dy + base + (long)t * hs;
+            float sc = 0.0f, dp = 0.0f;
+            for (int d = 0; d < hs; d++) {
+                sc += qt[d] * ks[w][d];
+                dp += dyt[d] * vs[w][d];
+            }
+            p = expf(sc * scale - lse[rbase + t]);
+            ds = p * (dp - Drow[rbase + t]) * scale;
+        }
+        int cnt = T - i0 < 32 ? T - i0 : 32;
+        for (int ii = 0; ii < cnt; ii++) {
+            float pi = __shfl_sync(0xffffffffu, p, ii), dsi = __shfl_sync(0xffffffffu, ds, ii);
+            const float *qt = q + base + (long)(i0 + ii) * hs, *dyt = dy + base + (long)(i0 + ii) * hs;
+            if (lane < hs) a0 += dsi * qt[lane], b0 += pi * dyt[lane];
+            if (lane + 32 < hs) a1 += dsi * qt[lane + 32], b1 += pi * dyt[lane + 32];
+        }
+    }
+    if (lane < hs) dk[row * hs + lane] = a0, dv[row * hs + lane] = b0;
+    if (lane + 32 < hs) dk[row * hs + lane + 32] = a1, dv[row * hs + lane + 32] = b1;
+}
+
+static void fa_check_hs(int hs) {
+    if (hs > FA_MAX_HS) {
+        fprintf(stderr, "cgvlm: bug: fused attention supports head size <= %d, not %d\n", FA_MAX_HS, hs);
+        abort();
+    }
+}
+
+extern "C" void cuda_attention_fused_forward(float *out, float *lse, const float *qkv,
+                                             float *scratch, int B, int T, int C, int NH,
+                                             int causal) {
+    int hs = C / NH;
+    fa_check_hs(hs);
+    long BTC = (long)B * T * C, rows = (long)B * NH * T;
+    float *q = scratch, *k = q + BTC, *v = k + BTC, *y = v + BTC;
+    unsigned nb = blocks_for(BTC, 256);
+    attn_permute_kernel<<<nb, 256, 0, ctx.stream>>>(q, k, v, qkv, B, T, C, NH);
+    LAUNCHED();
+    fa_forward_kernel<<<(unsigned)((rows + FA_WARPS - 1) / FA_WARPS), 32 * FA_WARPS, 0, ctx.stream>>>(
+        y, lse, q, k, v, rows, T, hs, 1.0f / sqrtf((float)hs), causal);
+    LAUNCHED();
+    attn_unpermute_kernel<<<nb, 256, 0, ctx.stream>>>(out, y, B, T, C, NH);
+    LAUNCHED();
+}
+
+extern "C" void cuda_attention_fused_backward(float *dqkv, const float *dout, const float *qkv,
+                                              const float *out, const float *lse, float *scratch,
+                                              int B, int T, int C, int NH, int causal) {
+    int hs = C / NH;
+    fa_check_hs(hs);
+    long BTC = (long)B * T * C, rows = (long)B * NH * T;
+    float *q = scratch, *k = q + BTC, *v = k + BTC, *dy = v + BTC;
+    float *dq = dy + BTC, *dk = dq + BTC, *dv = dk + BTC, *Drow = dv + BTC;
+    unsigned nb = blocks_for(BTC, 256), nr = (unsigned)((rows + FA_WARPS - 1) / FA_WARPS);
+    float scale = 1.0f / sqrtf((float)hs);
+    attn_permute_kernel<<<nb, 256, 0, ctx.stream>>>(q, k, v, qkv, B, T, C, NH);
+    LAUNCHED();
+    attn_permute_dout_kernel<<<nb, 256, 0, ctx.stream>>>(dy, dout, B, T, C, NH);
+    LAUNCHED();
+    fa_backward_dq_kernel<<<nr, 32 * FA_WARPS, 0, ctx.stream>>>(dq, Drow, q, k, v, dy, out, lse, rows, T, C, NH, hs, scale, causal);
+    LAUNCHED();
+    fa_backward_dkv_kernel<<<nr, 32 * FA_WARPS, 0, ctx.stream>>>(dk, dv, q, k, v, dy, lse, Drow, rows, T, hs, scale, causal);
+    LAUNCHED();
+    attn_unpermute_dqkv_kernel<<<nb, 256, 0, ctx.stream>>>(dqkv, dq, dk, dv, B, T, C, NH);
+    LAUNCHED();
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Losses and pooling */
 
 /* logits → probabilities in place, one warp per row; loss = logsumexp - logit[target] */

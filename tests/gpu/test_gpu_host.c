@@ -60,7 +60,7 @@ static void test_refusal(void) {
     printf("refusal: %s\n", msg);
     CHECK(strstr(msg, "GPU") || strstr(msg, "CUDA"));
     cuda_bench_result br;
-    CHECK(cuda_bench_train(&cfg, MODE_INSTRUCT, 2, 8, 1, 1, 1, &br) == CG_EFAIL);
+    CHECK(cuda_bench_train(&cfg, MODE_INSTRUCT, 2, 8, 1, 1, 1, 0, &br) == CG_EFAIL);
     CHECK(br.ms_median == 0.0);
     model_cuda_free(NULL);
     model_free(&m);

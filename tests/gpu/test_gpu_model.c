@@ -15,7 +15,8 @@
  *                            at most 0.1 % of them (an element whose gradient is ~0 can take the
  *                            other sign, AdamW then moves it by up to lr per step the other way),
  *                            and none beyond the AdamW bound 2·lr·steps + 1e-5.
- * Graph replay must equal eager execution bit for bit, and a shape is captured once.
+ * Graph replay must equal eager execution bit for bit, and a shape is captured once. The fused
+ * attention (model_cuda_set_attention) is checked the same way in instruct and clip, fp32.
  * Calibration of the tf32/bf16 bounds (no GPU needed): the CPU model with the inputs of every sgemm
  * rounded to 10 / 7 mantissa bits (cblas_sgemm interposed) differs from plain fp32 on this batch by
  * at most 1.3e-6 / 1.5e-5 in the losses and 8.5e-4 / 6.8e-3 in the worst gradient tensor (align,
@@ -154,8 +155,9 @@ static void compare_after_steps(model *cpu, model *gm, int mode) {
     CHECK(model_step_count(gm) == model_step_count(cpu));
 }
 
-static void check_mode(const model_config *cfg, int mode, int prec) {
-    printf("  mode %s, %s\n", mode_name(mode), cuda_prec_name(prec));
+static void check_mode(const model_config *cfg, int mode, int prec, int attn) {
+    printf("  mode %s, %s, %s attention\n", mode_name(mode), cuda_prec_name(prec),
+           attn == CUDA_ATTN_FUSED ? "fused" : "matmul");
     const tols *t = &TOLS[prec];
     model cpu, gm;
     model_cuda *g = NULL;
@@ -164,6 +166,7 @@ static void check_mode(const model_config *cfg, int mode, int prec) {
     CHECK(model_cuda_create(&g, &cpu) == CG_OK);
     if (!g) return;
     CHECK(model_cuda_set_precision(g, prec) == CG_OK);
+    CHECK(model_cuda_set_attention(g, attn) == CG_OK);
     cg_rng r;
     cg_rng_seed(&r, 99 + (uint64_t)mode);
     batch_buf bb;
@@ -205,6 +208,7 @@ static void check_mode(const model_config *cfg, int mode, int prec) {
         CHECK(model_cuda_upload(g, &fresh) == CG_OK);
         CHECK(model_cuda_create(&ge, &fresh) == CG_OK);
         CHECK(model_cuda_set_precision(ge, prec) == CG_OK);
+        CHECK(ge && model_cuda_set_attention(ge, attn) == CG_OK);
         model_cuda_use_graphs(ge, 0);
         model_free(&cpu);
         CHECK(model_init(&cpu, cfg, 5) == CG_OK);
@@ -252,6 +256,7 @@ static void check_bad_input(const model_config *cfg) {
     CHECK(model_cuda_forward(g, &b, MODE_LM, &l) == CG_EUSER);
     CHECK(model_cuda_forward(g, &b, MODE_INSTRUCT, &l) == CG_EUSER); /* no images */
     CHECK(model_cuda_set_precision(g, 7) == CG_EUSER);
+    CHECK(model_cuda_set_attention(g, 5) == CG_EUSER);
     model other;
     model_config c2 = *cfg;
     c2.lm_layers++;
@@ -272,11 +277,14 @@ static int run(void) {
     cfg.batch = quick ? 4 : 16;
     printf("tiny model, batch %d, learnable temperature\n", cfg.batch);
     int modes[] = {MODE_ALIGN, MODE_INSTRUCT, MODE_LM, MODE_CLIP};
-    for (int i = 0; i < (quick ? 1 : 4); i++) check_mode(&cfg, modes[i], CUDA_PREC_FP32);
+    for (int i = 0; i < (quick ? 1 : 4); i++) check_mode(&cfg, modes[i], CUDA_PREC_FP32, CUDA_ATTN_MATMUL);
     for (int prec = CUDA_PREC_TF32; prec <= CUDA_PREC_BF16 && !quick; prec++) {
-        check_mode(&cfg, MODE_ALIGN, prec);
-        check_mode(&cfg, MODE_INSTRUCT, prec);
+        check_mode(&cfg, MODE_ALIGN, prec, CUDA_ATTN_MATMUL);
+        check_mode(&cfg, MODE_INSTRUCT, prec, CUDA_ATTN_MATMUL);
     }
+    /* the fused attention: causal (the LM) and bidirectional with gradients (the ViT in clip) */
+    check_mode(&cfg, MODE_INSTRUCT, CUDA_PREC_FP32, CUDA_ATTN_FUSED);
+    if (!quick) check_mode(&cfg, MODE_CLIP, CUDA_PREC_FP32, CUDA_ATTN_FUSED);
     check_bad_input(&cfg);
     return test_summary("gpu_model");
 }

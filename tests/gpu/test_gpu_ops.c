@@ -220,6 +220,28 @@ static void test_attention(int causal) {
     cuda_free(d_scratch);
 }
 
+/* the fused kernels: no (T,T) matrix, so only the output and the gradients are compared; they run
+ * on CUDA cores in fp32 whatever the precision */
+static void test_attention_fused(int causal, int hs) {
+    int B = 3, T = 45, NH = 2, C = NH * hs;
+    long n = (long)B * T * C, na = (long)B * NH * T * T;
+    float *qkv = rnd(3 * n, 1), *dout = rnd(n, 1), *dqkv = rnd(3 * n, 1);
+    float *out = malloc(sizeof(float) * n), *att = malloc(sizeof(float) * na);
+    float *d_qkv = devf(qkv, 3 * n), *d_dout = devf(dout, n), *d_dqkv = devf(dqkv, 3 * n);
+    float *d_out = poison(n), *d_lse = poison((long)B * NH * T);
+    float *d_scratch = cuda_alloc(sizeof(float) * (size_t)cuda_attention_fused_scratch(B, T, C, NH));
+    attention_forward(out, att, qkv, B, T, C, NH, causal);
+    cuda_attention_fused_forward(d_out, d_lse, d_qkv, d_scratch, B, T, C, NH, causal);
+    printf(" fused attention, %s, head size %d:\n", causal ? "causal" : "bidirectional", hs);
+    cmp("attention_fused_forward", d_out, out, n, TOL_EXACT);
+    attention_backward(dqkv, dout, qkv, att, B, T, C, NH, causal);
+    cuda_attention_fused_backward(d_dqkv, d_dout, d_qkv, d_out, d_lse, d_scratch, B, T, C, NH, causal);
+    cmp("attention_fused_backward.dqkv", d_dqkv, dqkv, 3 * n, TOL_EXACT);
+    free(qkv), free(dout), free(dqkv), free(out), free(att);
+    cuda_free(d_qkv), cuda_free(d_dout), cuda_free(d_dqkv), cuda_free(d_out), cuda_free(d_lse);
+    cuda_free(d_scratch);
+}
+
 static void test_classifier(void) {
     int N = 45, C = 64, V = 200;
     float *x = rnd((long)N * C, 1), *wte = rnd((long)V * C, 0.125f);
@@ -391,6 +413,10 @@ static int run(void) {
             test_pool_norm_mean();
             test_contrastive();
             test_optimizer();
+            test_attention_fused(1, 64);
+            test_attention_fused(0, 64);
+            test_attention_fused(1, 16);
+            test_attention_fused(0, 40);
         }
     }
     CHECK(cuda_ctx_sync() == CG_OK);
