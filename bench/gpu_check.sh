@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # bench/gpu_check.sh: the one script for a GPU machine (an H100: 16 cores, 10 minutes per call).
 # Builds cgvlm with CUDA for sm_90 into its own build dir, prints `cgvlm env`, runs the GPU tests
-# (every CUDA kernel and the whole GPU model against the CPU oracle), compute-sanitizer memcheck
-# on the kernel test and on a quick model test, then the training-step benchmarks
-# (tiny/small/base x align/instruct x tf32/bf16, and instruct bf16 with the fused attention), and
-# prints a table last. Each part is guarded by
+# (every CUDA kernel and the whole GPU model against the CPU oracle), the training-step benchmarks
+# (tiny/small/base x align/instruct x tf32/bf16, and instruct bf16 with the fused attention), then
+# compute-sanitizer memcheck on the kernel test and on a quick model test, and prints a table last. Each part is guarded by
 # a timeout; a failure is reported in the table and the rest still runs. Without a GPU it builds
 # and reports "no GPU" for the GPU parts.
 #
@@ -21,24 +20,36 @@
 #   CGVLM_JOBS=N          parallel build jobs (default 16)
 #   CGVLM_GPU_FALLBACK_BLAS=1  minimal build with the fallback sgemm even when a CBLAS links
 #   CGVLM_GPU_BENCH=0     skip the benchmarks;  CGVLM_GPU_SANITIZE=0  skip compute-sanitizer
-#   OUT=DIR               where logs and results.jsonl go (default: DIR/gpu_check)
+#   CGVLM_GPU_BUDGET_S=N  start no new part after N seconds (default 540: the device tool gives a
+#                         command 600 s at most, and the summary must still be printed)
+#   OUT=DIR               (the device tool's) receives summary.txt, results.jsonl and logs.tgz;
+#                         the logs themselves are in DIR/gpu_check
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${CGVLM_GPU_BUILD:-$ROOT/build-gpu}
 JOBS=${CGVLM_JOBS:-16}
-LOGS=${OUT:-$BUILD/gpu_check}
+LOGS=$BUILD/gpu_check
+BUDGET=${CGVLM_GPU_BUDGET_S:-540}
 mkdir -p "$LOGS"
 RESULTS=()
 T0=$(date +%s)
 
 # record NAME STATUS DETAIL
 record() { RESULTS+=("$(printf '%-32s %-6s %s' "$1" "$2" "$3")"); }
-status_of() { case $1 in 0) echo ok ;; 77) echo skip ;; 124 | 137) echo TIME ;; *) echo FAIL ;; esac; }
+status_of() { case $1 in 0) echo ok ;; 77) echo skip ;; 75) echo BUDGET ;; 124 | 137) echo TIME ;; *) echo FAIL ;; esac; }
 
-# part NAME TIMEOUT_S CMD...: runs CMD with a timeout, its output to LOGS/NAME.log, the tail shown
+# part NAME TIMEOUT_S CMD...: runs CMD with a timeout (cut to what is left of the budget), its
+# output to LOGS/NAME.log, the tail shown; 75 when the budget is spent (the part is not run)
 part() {
-    local name=$1 limit=$2
+    local name=$1 limit=$2 left
     shift 2
+    left=$((BUDGET - ($(date +%s) - T0)))
+    if [ $left -lt 15 ]; then
+        echo "=== $name: skipped, time budget spent"
+        echo "skipped: time budget spent" > "$LOGS/$name.log"
+        return 75
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
     echo "=== $name: $*"
     timeout --kill-after=10 "$limit" "$@" > "$LOGS/$name.log" 2>&1
     local rc=$?
@@ -161,22 +172,6 @@ for t in ops model; do
     grep -E "FAIL" "$LOGS/test_gpu_$t.log" | head -n 20
 done
 
-# ---- compute-sanitizer ----
-SAN=$CUDA_HOME/bin/compute-sanitizer
-command -v compute-sanitizer > /dev/null && SAN=$(command -v compute-sanitizer)
-if [ $HAVE_GPU = 1 ] && [ "${CGVLM_GPU_SANITIZE:-1}" = 1 ]; then
-    if [ -x "$SAN" ]; then
-        part memcheck_ops 150 "$SAN" --tool memcheck --error-exitcode 9 "$BIN/test_gpu_ops"
-        rc=$?
-        record "memcheck test_gpu_ops" "$(status_of $rc)" "$(grep -m1 'ERROR SUMMARY' "$LOGS/memcheck_ops.log" || echo "rc $rc")"
-        part memcheck_model 200 env CGVLM_GPU_TEST_QUICK=1 "$SAN" --tool memcheck --error-exitcode 9 "$BIN/test_gpu_model"
-        rc=$?
-        record "memcheck test_gpu_model quick" "$(status_of $rc)" "$(grep -m1 'ERROR SUMMARY' "$LOGS/memcheck_model.log" || echo "rc $rc")"
-    else
-        record memcheck skip "no compute-sanitizer at $SAN"
-    fi
-fi
-
 # ---- benchmarks ----
 if [ $HAVE_GPU = 1 ] && [ "${CGVLM_GPU_BENCH:-1}" = 1 ]; then
     : > "$LOGS/results.jsonl"
@@ -206,6 +201,29 @@ if [ $HAVE_GPU = 1 ] && [ "${CGVLM_GPU_BENCH:-1}" = 1 ]; then
     done
 fi
 
-echo
-echo "=== gpu_check summary ($(($(date +%s) - T0)) s; logs in $LOGS)"
-printf '%s\n' "${RESULTS[@]}"
+# ---- compute-sanitizer ----
+SAN=$CUDA_HOME/bin/compute-sanitizer
+command -v compute-sanitizer > /dev/null && SAN=$(command -v compute-sanitizer)
+if [ $HAVE_GPU = 1 ] && [ "${CGVLM_GPU_SANITIZE:-1}" = 1 ]; then
+    if [ -x "$SAN" ]; then
+        part memcheck_ops 150 "$SAN" --tool memcheck --error-exitcode 9 "$BIN/test_gpu_ops"
+        rc=$?
+        record "memcheck test_gpu_ops" "$(status_of $rc)" "$(grep -m1 'ERROR SUMMARY' "$LOGS/memcheck_ops.log" || echo "rc $rc")"
+        part memcheck_model 200 env CGVLM_GPU_TEST_QUICK=1 "$SAN" --tool memcheck --error-exitcode 9 "$BIN/test_gpu_model"
+        rc=$?
+        record "memcheck test_gpu_model quick" "$(status_of $rc)" "$(grep -m1 'ERROR SUMMARY' "$LOGS/memcheck_model.log" || echo "rc $rc")"
+    else
+        record memcheck skip "no compute-sanitizer at $SAN"
+    fi
+fi
+
+{
+    echo
+    echo "=== gpu_check summary ($(($(date +%s) - T0)) s; logs in $LOGS)"
+    printf '%s\n' "${RESULTS[@]}"
+} | tee "$LOGS/summary.txt"
+if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
+    cp "$LOGS/summary.txt" "$OUT/"
+    [ -f "$LOGS/results.jsonl" ] && cp "$LOGS/results.jsonl" "$OUT/"
+    tar -czf "$OUT/logs.tgz" -C "$LOGS" . 2> /dev/null
+fi
