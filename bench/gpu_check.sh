@@ -3,9 +3,9 @@
 # Builds cgvlm with CUDA for sm_90 into its own build dir, prints `cgvlm env`, runs the GPU tests
 # (every CUDA kernel and the whole GPU model against the CPU oracle), the training-step benchmarks
 # (tiny/small/base x align/instruct x tf32/bf16, and instruct bf16 with the fused attention), then
-# compute-sanitizer memcheck on the kernel test and on a quick model test, and prints a table last. Each part is guarded by
-# a timeout; a failure is reported in the table and the rest still runs. Without a GPU it builds
-# and reports "no GPU" for the GPU parts.
+# compute-sanitizer memcheck on the kernel test and on a quick model test, and prints a table
+# last. Each part is guarded by a timeout; a failure is reported in the table and the rest still
+# runs. Without a GPU it builds and reports "no GPU" for the GPU parts.
 #
 # The GPU machine's image may lack the Debian -dev packages of the full build (SQLite, libcurl,
 # cJSON, libpng, OpenBLAS). When the full CMake configure fails, a minimal build compiles only
