@@ -39,6 +39,11 @@ enum { CUDA_PREC_FP32 = 0, CUDA_PREC_TF32 = 1, CUDA_PREC_BF16 = 2 };
  * there is no usable GPU. */
 int cuda_ctx_init(void);
 void cuda_ctx_set_precision(int prec);     /* CUDA_PREC_*; applies to products enqueued later */
+/* 1 (default; CGVLM_CUDA_LT=0 in the environment turns it off): a product with a bias or a
+ * residual is one cuBLASLt call with an epilogue; 0: cuBLAS, then a bias/residual kernel. Turns
+ * itself off, with a warning, when cuBLASLt refuses a product. */
+void cuda_ctx_set_lt(int on);
+int cuda_ctx_lt(void);
 int cuda_ctx_precision(void);
 /* Waits for the stream; CG_EFAIL with the CUDA error text if any enqueued work failed. */
 int cuda_ctx_sync(void);
@@ -59,6 +64,11 @@ void cuda_memset0(void *p, size_t bytes);                        /* on the strea
 void cuda_matmul_forward(float *out /* (N,OC) */, const float *inp /* (N,C) */,
                          const float *weight /* (OC,C) */, const float *bias /* (OC) or NULL */,
                          int N, int C, int OC);
+/* out = (inp · weightᵀ + bias) + residual: matmul_forward followed by residual_forward. */
+void cuda_matmul_residual_forward(float *out /* (N,OC) */, const float *inp /* (N,C) */,
+                                  const float *weight /* (OC,C) */,
+                                  const float *bias /* (OC) or NULL */,
+                                  const float *residual /* (N,OC) */, int N, int C, int OC);
 void cuda_matmul_backward(float *dinp /* (N,C) or NULL */, float *dweight /* (OC,C) or NULL */,
                           float *dbias /* (OC) or NULL */, const float *dout /* (N,OC) */,
                           const float *inp /* (N,C) */, const float *weight /* (OC,C) */, int N,

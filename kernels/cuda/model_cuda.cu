@@ -42,7 +42,7 @@ typedef struct {
 
 typedef struct {
     dstack vit, lm;
-    float *patches, *patch_emb, *ad_h, *ad_g, *ad_out, *scratch, *att_scratch;
+    float *patches, *patch_emb, *ad_h, *ad_g, *ad_out, *att_scratch;
     float *xg, *probs, *tok_losses;
     float *pooled, *pooled_u, *pooled_rn, *vbar, *tok_e, *tok_u, *tok_rn, *tbar, *con_probs;
     float *vit_mean, *img_e, *img_u, *img_rn, *bow_emb, *bow_mean, *txt_e, *txt_u, *txt_rn,
@@ -375,7 +375,6 @@ static void layout_acts(model_cuda *g, arena *a, int B, int T) {
     x->ad_h = take(a, Nv * d);
     x->ad_g = c->adapter == ADAPTER_MLP2X ? take(a, Nv * d) : NULL;
     x->ad_out = c->adapter == ADAPTER_MLP2X ? take(a, Nv * d) : x->ad_h;
-    x->scratch = take(a, lmax(Nv * dv, Nl * d));
     long att_scr = 0;
     int Ts[2] = {P, Tlm}, Cs[2] = {dv, d}, NHs[2] = {c->vit_heads, c->lm_heads};
     for (int i = 0; i < 2; i++) {
@@ -536,7 +535,7 @@ static int upload_batch(model_cuda *g, const model_batch *b, int mode) {
 /* ---------------------------------------------------------------------------------------------
  * Forward (mirrors core/model.c) */
 
-static void stack_forward(dstack *s, float *scratch, float *att_scratch, int B, int T) {
+static void stack_forward(dstack *s, float *att_scratch, int B, int T) {
     int C = s->C, N = B * T;
     for (int l = 0; l < s->L; l++) {
         const dblock *p = &s->bp[l];
@@ -548,13 +547,11 @@ static void stack_forward(dstack *s, float *scratch, float *att_scratch, int B, 
             cuda_attention_fused_forward(a->atty, a->att, a->qkv, att_scratch, B, T, C, s->NH, s->causal);
         else
             cuda_attention_forward(a->atty, a->att, a->qkv, att_scratch, B, T, C, s->NH, s->causal);
-        cuda_matmul_forward(scratch, a->atty, p->proj_w, p->proj_b, N, C, C);
-        cuda_residual_forward(a->res2, x, scratch, (long)N * C);
+        cuda_matmul_residual_forward(a->res2, a->atty, p->proj_w, p->proj_b, x, N, C, C);
         cuda_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, p->ln2_w, p->ln2_b, N, C);
         cuda_matmul_forward(a->fch, a->ln2, p->fc_w, p->fc_b, N, C, 4 * C);
         cuda_gelu_forward(a->fch_gelu, a->fch, 4L * N * C);
-        cuda_matmul_forward(scratch, a->fch_gelu, p->fcp_w, p->fcp_b, N, 4 * C, C);
-        cuda_residual_forward(a->res3, a->res2, scratch, (long)N * C);
+        cuda_matmul_residual_forward(a->res3, a->fch_gelu, p->fcp_w, p->fcp_b, a->res2, N, 4 * C, C);
     }
     cuda_layernorm_forward(s->lnf, s->lnf_mean, s->lnf_rstd, s->la[s->L - 1].res3, s->lnf_w,
                            s->lnf_b, N, C);
@@ -567,7 +564,7 @@ static void vit_forward(model_cuda *g, int B, int img_u8) {
                           g->cfg.image_size, g->cfg.patch);
     cuda_matmul_forward(x->patch_emb, x->patches, g->vit_patch_w, g->vit_patch_b, B * P, g->K, dv);
     cuda_encoder_forward(x->vit.x0, x->patch_emb, NULL, NULL, g->vit_pos, B, P, P, dv);
-    stack_forward(&x->vit, x->scratch, x->att_scratch, B, P);
+    stack_forward(&x->vit, x->att_scratch, B, P);
 }
 
 static void adapter_forward(model_cuda *g, int B) {
@@ -626,7 +623,7 @@ static void enqueue_forward(model_cuda *g, int img_u8) {
         adapter_forward(g, B);
     }
     cuda_encoder_forward(x->lm.x0, P ? x->ad_out : NULL, g->d_tokens, g->wte, g->wpe, B, P + T, P, d);
-    stack_forward(&x->lm, x->scratch, x->att_scratch, B, P + T);
+    stack_forward(&x->lm, x->att_scratch, B, P + T);
     if (g->has_targets) {
         text_rows(x->xg, x->lm.lnf, B, T, P, d, 0);
         cuda_classifier_forward(x->tok_losses, x->probs, x->xg, g->wte, g->d_targets, B * T, d, c->vocab);

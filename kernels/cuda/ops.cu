@@ -7,6 +7,7 @@
  * memory helpers, so callers can capture whole training steps as CUDA graphs. Reductions never use
  * float atomics: each output is summed by one thread or by a fixed tree, so runs are bitwise
  * repeatable. */
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -31,6 +32,8 @@ static struct {
     int ready;
     cudaStream_t stream;
     cublasHandle_t blas;
+    cublasLtHandle_t lt;
+    int lt_on; /* 1: products with a bias or a residual run as one cuBLASLt call with epilogue */
     void *workspace;
     float *colsum; /* (COLSUM_CHUNKS, 2, COLSUM_MAX_C) partial column sums */
     int prec;
@@ -72,6 +75,8 @@ extern "C" int cuda_ctx_init(void) {
     BLAS_CHECK(cublasSetWorkspace(ctx.blas, ctx.workspace, WORKSPACE_BYTES));
     CUDA_CHECK(cudaMalloc(&ctx.colsum, sizeof(float) * COLSUM_CHUNKS * 2 * COLSUM_MAX_C));
     ctx.prec = CUDA_PREC_TF32;
+    const char *lt_env = getenv("CGVLM_CUDA_LT");
+    ctx.lt_on = !(lt_env && !strcmp(lt_env, "0")) && cublasLtCreate(&ctx.lt) == CUBLAS_STATUS_SUCCESS;
     ctx.ready = 1;
     return CG_OK;
 }
@@ -85,6 +90,8 @@ extern "C" void cuda_ctx_set_precision(int prec) {
 }
 
 extern "C" int cuda_ctx_precision(void) { return ctx.prec; }
+extern "C" void cuda_ctx_set_lt(int on) { ctx.lt_on = on && ctx.lt != NULL; }
+extern "C" int cuda_ctx_lt(void) { return ctx.lt_on; }
 extern "C" void *cuda_ctx_stream(void) { return (void *)ctx.stream; }
 
 extern "C" const char *cuda_prec_name(int prec) {
@@ -171,20 +178,67 @@ __device__ double block_sum_256(double v, double *sh) {
     return sh[0];
 }
 
+/* the cuBLAS compute type of each CUDA_PREC_* */
+static const cublasComputeType_t compute_type[] = {CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32,
+                                                   CUBLAS_COMPUTE_32F_FAST_16BF};
+
 /* Row-major C (M,N) = op(A) (M,K) · op(B) (K,N) + beta·C, batched with strides, through cuBLAS
  * (column-major: Cᵀ = op(B)ᵀ op(A)ᵀ, so the operands swap). lda etc. are row-major leading
  * dimensions (the stored row length). */
 static void gemm_rm(bool ta, bool tb, int M, int N, int K, const float *A, int lda, long sA,
                     const float *B, int ldb, long sB, float *C, int ldc, long sC, float beta,
                     int batch) {
-    static const cublasComputeType_t ct[] = {CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32,
-                                             CUBLAS_COMPUTE_32F_FAST_16BF};
     const float one = 1.0f;
     BLAS_CHECK(cublasGemmStridedBatchedEx(ctx.blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
                                           ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &one, B,
                                           CUDA_R_32F, ldb, sB, A, CUDA_R_32F, lda, sA, &beta, C,
-                                          CUDA_R_32F, ldc, sC, batch, ct[ctx.prec],
+                                          CUDA_R_32F, ldc, sC, batch, compute_type[ctx.prec],
                                           CUBLAS_GEMM_DEFAULT));
+}
+
+/* out (N,OC) = inp (N,C) · weightᵀ + bias (+ residual (N,OC)) as one cuBLASLt call: the bias
+ * epilogue, and the residual as the C operand with beta = 1 (D = A·B + C + bias). Returns 0 when
+ * enqueued; -1 when cuBLASLt cannot do it here, and then turns cuBLASLt off for the process (the
+ * caller falls back to cuBLAS + a bias/residual kernel). */
+static int lt_matmul(float *out, const float *inp, const float *weight, const float *bias,
+                     const float *residual, int N, int C, int OC) {
+    if (!ctx.lt_on) return -1;
+    cublasLtMatmulDesc_t op = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    size_t ws = WORKSPACE_BYTES;
+    cublasLtMatmulHeuristicResult_t h;
+    int nres = 0;
+    const float one = 1.0f, beta = residual ? 1.0f : 0.0f;
+    const cublasStatus_t OK = CUBLAS_STATUS_SUCCESS;
+    /* column-major as in gemm_rm: Dᵀ (OC,N) = (W stored (C,OC))ᵀ · (inp stored (C,N)) */
+    int ok = cublasLtMatmulDescCreate(&op, compute_type[ctx.prec], CUDA_R_32F) == OK &&
+             cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) == OK &&
+             cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb) == OK &&
+             (!bias || (cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi) == OK &&
+                        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias) == OK)) &&
+             cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, C, OC, C) == OK &&
+             cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, C, N, C) == OK &&
+             cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, OC, N, OC) == OK &&
+             cublasLtMatmulPreferenceCreate(&pref) == OK &&
+             cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws) == OK &&
+             cublasLtMatmulAlgoGetHeuristic(ctx.lt, op, la, lb, ld, ld, pref, 1, &h, &nres) == OK && nres > 0 &&
+             cublasLtMatmul(ctx.lt, op, &one, weight, la, inp, lb, &beta, residual ? residual : out, ld,
+                            out, ld, &h.algo, ctx.workspace, ws, ctx.stream) == OK;
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (ld) cublasLtMatrixLayoutDestroy(ld);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (op) cublasLtMatmulDescDestroy(op);
+    if (!ok) {
+        ctx.lt_on = 0;
+        fprintf(stderr, "cgvlm: warning: cuBLASLt cannot run a %dx%dx%d product with epilogue here; "
+                        "using cuBLAS and a separate bias kernel\n", N, C, OC);
+        return -1;
+    }
+    return 0;
 }
 
 /* Column sums over N rows of (N,C) in two passes (COLSUM_CHUNKS row chunks → partials → one
@@ -245,17 +299,36 @@ static void colsum(float *dw, float *db, const float *dout, const float *inp, co
 /* ---------------------------------------------------------------------------------------------
  * Dense layers */
 
-__global__ void add_bias_kernel(float *out, const float *bias, long N, int OC) {
-    FOR_EACH(i, N * OC) out[i] += bias[i % OC];
+/* out = (out + bias) + residual, the order of core/model.c's matmul then residual */
+__global__ void add_bias_residual_kernel(float *out, const float *bias, const float *residual,
+                                         long N, int OC) {
+    FOR_EACH(i, N * OC) {
+        float o = out[i];
+        if (bias) o += bias[i % OC];
+        if (residual) o += residual[i];
+        out[i] = o;
+    }
+}
+
+static void matmul_epilogue(float *out, const float *inp, const float *weight, const float *bias,
+                            const float *residual, int N, int C, int OC) {
+    if ((bias || residual) && lt_matmul(out, inp, weight, bias, residual, N, C, OC) == 0) return;
+    gemm_rm(false, true, N, OC, C, inp, C, 0, weight, C, 0, out, OC, 0, 0.0f, 1);
+    if (bias || residual) {
+        add_bias_residual_kernel<<<blocks_for((long)N * OC, 256), 256, 0, ctx.stream>>>(out, bias, residual, N, OC);
+        LAUNCHED();
+    }
 }
 
 extern "C" void cuda_matmul_forward(float *out, const float *inp, const float *weight,
                                     const float *bias, int N, int C, int OC) {
-    gemm_rm(false, true, N, OC, C, inp, C, 0, weight, C, 0, out, OC, 0, 0.0f, 1);
-    if (bias) {
-        add_bias_kernel<<<blocks_for((long)N * OC, 256), 256, 0, ctx.stream>>>(out, bias, N, OC);
-        LAUNCHED();
-    }
+    matmul_epilogue(out, inp, weight, bias, NULL, N, C, OC);
+}
+
+extern "C" void cuda_matmul_residual_forward(float *out, const float *inp, const float *weight,
+                                             const float *bias, const float *residual, int N, int C,
+                                             int OC) {
+    matmul_epilogue(out, inp, weight, bias, residual, N, C, OC);
 }
 
 extern "C" void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,

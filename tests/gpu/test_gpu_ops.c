@@ -79,12 +79,25 @@ static void test_matmul(void) {
     float *d_inp = devf(inp, (long)N * C), *d_w = devf(w, (long)OC * C), *d_b = devf(b, OC);
     float *d_dout = devf(dout, (long)N * OC), *d_out = poison((long)N * OC);
     float *d_di = devf(di, (long)N * C), *d_dw = devf(dw, (long)OC * C), *d_db = devf(db, OC);
-    matmul_forward(ref, inp, w, b, N, C, OC);
-    cuda_matmul_forward(d_out, d_inp, d_w, d_b, N, C, OC);
-    cmp("matmul_forward", d_out, ref, (long)N * OC, tol_mm);
+    /* the products with a bias or a residual: through cuBLASLt's epilogue, then without it */
+    float *res = rnd((long)N * OC, 1), *d_res = devf(res, (long)N * OC);
+    for (int lt = 1; lt >= 0; lt--) {
+        cuda_ctx_set_lt(lt);
+        matmul_forward(ref, inp, w, b, N, C, OC);
+        cuda_matmul_forward(d_out, d_inp, d_w, d_b, N, C, OC);
+        cmp(lt ? "matmul_forward (cuBLASLt)" : "matmul_forward (cuBLAS)", d_out, ref, (long)N * OC, tol_mm);
+        residual_forward(ref, res, ref, N * OC);
+        cuda_matmul_residual_forward(d_out, d_inp, d_w, d_b, d_res, N, C, OC);
+        cmp(lt ? "matmul_residual_forward (cuBLASLt)" : "matmul_residual_forward (cuBLAS)", d_out,
+            ref, (long)N * OC, tol_mm);
+        if (lt) printf("  cuBLASLt epilogues: %s\n", cuda_ctx_lt() ? "in use" : "refused, fell back");
+    }
+    cuda_ctx_set_lt(1);
     matmul_forward(ref, inp, w, NULL, N, C, OC);
     cuda_matmul_forward(d_out, d_inp, d_w, NULL, N, C, OC);
     cmp("matmul_forward (no bias)", d_out, ref, (long)N * OC, tol_mm);
+    free(res);
+    cuda_free(d_res);
     matmul_backward(di, dw, db, dout, inp, w, N, C, OC);
     cuda_matmul_backward(d_di, d_dw, d_db, d_dout, d_inp, d_w, N, C, OC);
     tol big = {tol_mm.atol * 10, tol_mm.rtol}; /* dweight sums N=111 products of O(1) terms */
