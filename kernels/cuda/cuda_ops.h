@@ -5,7 +5,9 @@
  * step can be captured as a CUDA graph. Only the cuda_ctx_* and memory helpers synchronise.
  *
  * Conventions beyond kernels.h:
- *   - backward functions accumulate (+=) like the CPU ones; a NULL gradient skips its work;
+ *   - backward functions accumulate (+=) like the CPU ones; a NULL gradient skips its work; the
+ *     _to variants WRITE (=) their input gradient instead (weight gradients still accumulate),
+ *     which spares the model a memset and a read of buffers that start at zero;
  *   - scalars that the CPU returns (losses, norms) are written to device pointers instead, and
  *     scalars that change between steps (the logit scale, the learning rate) are read from device
  *     pointers, so a captured graph stays valid;
@@ -73,6 +75,10 @@ void cuda_matmul_backward(float *dinp /* (N,C) or NULL */, float *dweight /* (OC
                           float *dbias /* (OC) or NULL */, const float *dout /* (N,OC) */,
                           const float *inp /* (N,C) */, const float *weight /* (OC,C) */, int N,
                           int C, int OC);
+void cuda_matmul_backward_to(float *dinp /* (N,C) */, float *dweight /* (OC,C) or NULL */,
+                             float *dbias /* (OC) or NULL */, const float *dout /* (N,OC) */,
+                             const float *inp /* (N,C) */, const float *weight /* (OC,C) */, int N,
+                             int C, int OC);
 void cuda_layernorm_forward(float *out /* (N,C) */, float *mean /* (N) */, float *rstd /* (N) */,
                             const float *inp /* (N,C) */, const float *weight /* (C) */,
                             const float *bias /* (C) */, int N, int C);
@@ -83,6 +89,8 @@ void cuda_layernorm_backward(float *dinp /* (N,C) or NULL */, float *dweight /* 
 void cuda_gelu_forward(float *out /* (N) */, const float *inp /* (N) */, long N);
 void cuda_gelu_backward(float *dinp /* (N) */, const float *inp /* (N) */,
                         const float *dout /* (N) */, long N);
+void cuda_gelu_backward_to(float *dinp /* (N) */, const float *inp /* (N) */,
+                           const float *dout /* (N) */, long N);
 void cuda_residual_forward(float *out /* (N) */, const float *a /* (N) */, const float *b /* (N) */,
                            long N);
 /* dst += src, elementwise (the backward of a copy or of a residual branch). */
@@ -111,6 +119,10 @@ void cuda_attention_backward(float *dqkv /* (B,T,3C) */, const float *dout /* (B
                              const float *qkv /* (B,T,3C) */, const float *att /* (B,NH,T,T) */,
                              float *scratch, int B, int T, int C, int NH, int causal);
 
+void cuda_attention_backward_to(float *dqkv /* (B,T,3C) */, const float *dout /* (B,T,C) */,
+                                const float *qkv /* (B,T,3C) */, const float *att /* (B,NH,T,T) */,
+                                float *scratch, int B, int T, int C, int NH, int causal);
+
 /* Fused attention: the same maths without storing the (T,T) probabilities: lse (B,NH,T) keeps
  * each row's log-sum-exp for the backward, which recomputes the probabilities; it needs the
  * forward's output `out` too. Head size C/NH <= 64. Scratch: cuda_attention_fused_scratch floats,
@@ -123,6 +135,10 @@ void cuda_attention_fused_backward(float *dqkv /* (B,T,3C) */, const float *dout
                                    const float *qkv /* (B,T,3C) */, const float *out /* (B,T,C) */,
                                    const float *lse /* (B,NH,T) */, float *scratch, int B, int T,
                                    int C, int NH, int causal);
+void cuda_attention_fused_backward_to(float *dqkv /* (B,T,3C) */, const float *dout /* (B,T,C) */,
+                                      const float *qkv /* (B,T,3C) */,
+                                      const float *out /* (B,T,C) */, const float *lse /* (B,NH,T) */,
+                                      float *scratch, int B, int T, int C, int NH, int causal);
 
 /* ---- losses and pooling ---- */
 /* Fused tied-head classifier over N rows; a target < 0 marks a row without loss (loss 0, and its

@@ -653,32 +653,29 @@ static void stack_backward(model_cuda *g, dstack *s, const float *dlnf, int B, i
     cuda_memset0(x->dres, NC);
     cuda_layernorm_backward(x->dres, WG(s->lnf_w), WG(s->lnf_b), dlnf, s->la[s->L - 1].res3,
                             s->lnf_w, s->lnf_mean, s->lnf_rstd, N, C);
+    /* the scratch gradients (dfchg, dfch, dln, datty, dqkv) are written by the _to variants, not
+     * zeroed and added to; dres accumulates the residual stream as on the CPU */
     for (int l = s->L - 1; l >= 0; l--) {
         const dblock *p = &s->bp[l];
         dlayer *a = &s->la[l];
         const float *in = l ? s->la[l - 1].res3 : s->x0;
-        cuda_memset0(x->dfchg, 4 * NC);
-        cuda_matmul_backward(x->dfchg, WG(p->fcp_w), WG(p->fcp_b), x->dres, a->fch_gelu, p->fcp_w,
-                             N, 4 * C, C);
-        cuda_memset0(x->dfch, 4 * NC);
-        cuda_gelu_backward(x->dfch, a->fch, x->dfchg, 4L * N * C);
-        cuda_memset0(x->dln, NC);
-        cuda_matmul_backward(x->dln, WG(p->fc_w), WG(p->fc_b), x->dfch, a->ln2, p->fc_w, N, C, 4 * C);
+        cuda_matmul_backward_to(x->dfchg, WG(p->fcp_w), WG(p->fcp_b), x->dres, a->fch_gelu,
+                                p->fcp_w, N, 4 * C, C);
+        cuda_gelu_backward_to(x->dfch, a->fch, x->dfchg, 4L * N * C);
+        cuda_matmul_backward_to(x->dln, WG(p->fc_w), WG(p->fc_b), x->dfch, a->ln2, p->fc_w, N, C,
+                                4 * C);
         cuda_layernorm_backward(x->dres, WG(p->ln2_w), WG(p->ln2_b), x->dln, a->res2, p->ln2_w,
                                 a->ln2_mean, a->ln2_rstd, N, C);
-        cuda_memset0(x->datty, NC);
-        cuda_matmul_backward(x->datty, WG(p->proj_w), WG(p->proj_b), x->dres, a->atty, p->proj_w,
-                             N, C, C);
-        cuda_memset0(x->dqkv, 3 * NC);
+        cuda_matmul_backward_to(x->datty, WG(p->proj_w), WG(p->proj_b), x->dres, a->atty,
+                                p->proj_w, N, C, C);
         if (s->fused)
-            cuda_attention_fused_backward(x->dqkv, x->datty, a->qkv, a->atty, a->att, x->att_scratch,
-                                          B, T, C, s->NH, s->causal);
+            cuda_attention_fused_backward_to(x->dqkv, x->datty, a->qkv, a->atty, a->att,
+                                             x->att_scratch, B, T, C, s->NH, s->causal);
         else
-            cuda_attention_backward(x->dqkv, x->datty, a->qkv, a->att, x->att_scratch, B, T, C,
-                                    s->NH, s->causal);
-        cuda_memset0(x->dln, NC);
-        cuda_matmul_backward(x->dln, WG(p->qkv_w), WG(p->qkv_b), x->dqkv, a->ln1, p->qkv_w, N, C,
-                             3 * C);
+            cuda_attention_backward_to(x->dqkv, x->datty, a->qkv, a->att, x->att_scratch, B, T, C,
+                                       s->NH, s->causal);
+        cuda_matmul_backward_to(x->dln, WG(p->qkv_w), WG(p->qkv_b), x->dqkv, a->ln1, p->qkv_w, N,
+                                C, 3 * C);
         cuda_layernorm_backward(x->dres, WG(p->ln1_w), WG(p->ln1_b), x->dln, in, p->ln1_w,
                                 a->ln1_mean, a->ln1_rstd, N, C);
     }

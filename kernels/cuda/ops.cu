@@ -331,11 +331,24 @@ extern "C" void cuda_matmul_residual_forward(float *out, const float *inp, const
     matmul_epilogue(out, inp, weight, bias, residual, N, C, OC);
 }
 
-extern "C" void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                                     const float *inp, const float *weight, int N, int C, int OC) {
-    if (dinp) gemm_rm(false, false, N, C, OC, dout, OC, 0, weight, C, 0, dinp, C, 0, 1.0f, 1);
+/* dinp_beta 1: dinp += ..., 0: dinp = ... (the weight gradients always accumulate) */
+static void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *weight, int N, int C, int OC,
+                            float dinp_beta) {
+    if (dinp) gemm_rm(false, false, N, C, OC, dout, OC, 0, weight, C, 0, dinp, C, 0, dinp_beta, 1);
     if (dweight) gemm_rm(true, false, OC, C, N, dout, OC, 0, inp, C, 0, dweight, C, 0, 1.0f, 1);
     if (dbias) colsum(NULL, dbias, dout, NULL, NULL, NULL, N, OC);
+}
+
+extern "C" void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                                     const float *inp, const float *weight, int N, int C, int OC) {
+    matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC, 1.0f);
+}
+
+extern "C" void cuda_matmul_backward_to(float *dinp, float *dweight, float *dbias,
+                                        const float *dout, const float *inp, const float *weight,
+                                        int N, int C, int OC) {
+    matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC, 0.0f);
 }
 
 /* one warp per row */
@@ -405,13 +418,14 @@ __global__ void gelu_forward_kernel(float *out, const float *inp, long N) {
     }
 }
 
-__global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, long N) {
+__global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, long N,
+                                     int acc) {
     FOR_EACH(i, N) {
         float x = inp[i];
         float th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
         float g = 0.5f * (1.0f + th) +
                   0.5f * x * (1.0f - th * th) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-        dinp[i] += g * dout[i];
+        dinp[i] = (acc ? dinp[i] : 0.0f) + g * dout[i];
     }
 }
 
@@ -428,7 +442,11 @@ extern "C" void cuda_gelu_forward(float *out, const float *inp, long N) {
     LAUNCHED();
 }
 extern "C" void cuda_gelu_backward(float *dinp, const float *inp, const float *dout, long N) {
-    gelu_backward_kernel<<<blocks_for(N, 256), 256, 0, ctx.stream>>>(dinp, inp, dout, N);
+    gelu_backward_kernel<<<blocks_for(N, 256), 256, 0, ctx.stream>>>(dinp, inp, dout, N, 1);
+    LAUNCHED();
+}
+extern "C" void cuda_gelu_backward_to(float *dinp, const float *inp, const float *dout, long N) {
+    gelu_backward_kernel<<<blocks_for(N, 256), 256, 0, ctx.stream>>>(dinp, inp, dout, N, 0);
     LAUNCHED();
 }
 extern "C" void cuda_residual_forward(float *out, const float *a, const float *b, long N) {
@@ -582,9 +600,9 @@ __global__ void attn_permute_dout_kernel(float *dy, const float *dout, int B, in
     }
 }
 
-/* dq,dk,dv (B,NH,T,hs) → dqkv (B,T,3C) += */
+/* dq,dk,dv (B,NH,T,hs) → dqkv (B,T,3C), added (acc) or written */
 __global__ void attn_unpermute_dqkv_kernel(float *dqkv, const float *dq, const float *dk,
-                                           const float *dv, int B, int T, int C, int NH) {
+                                           const float *dv, int B, int T, int C, int NH, int acc) {
     int hs = C / NH;
     FOR_EACH(i, (long)B * T * C) {
         int d = (int)(i % hs);
@@ -593,9 +611,15 @@ __global__ void attn_unpermute_dqkv_kernel(float *dqkv, const float *dq, const f
         r /= T;
         int h = (int)(r % NH), b = (int)(r / NH);
         float *dst = dqkv + ((long)b * T + t) * 3 * C + h * hs + d;
-        dst[0] += dq[i];
-        dst[C] += dk[i];
-        dst[2 * C] += dv[i];
+        if (acc) {
+            dst[0] += dq[i];
+            dst[C] += dk[i];
+            dst[2 * C] += dv[i];
+        } else {
+            dst[0] = dq[i];
+            dst[C] = dk[i];
+            dst[2 * C] = dv[i];
+        }
     }
 }
 
@@ -651,9 +675,9 @@ extern "C" void cuda_attention_forward(float *out, float *att, const float *qkv,
     LAUNCHED();
 }
 
-extern "C" void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv,
-                                        const float *att, float *scratch, int B, int T, int C,
-                                        int NH, int causal) {
+static void attention_backward(float *dqkv, const float *dout, const float *qkv,
+                               const float *att, float *scratch, int B, int T, int C, int NH,
+                               int causal, int acc) {
     int hs = C / NH;
     long BTC = (long)B * T * C, rows = (long)B * NH * T;
     float *q = scratch, *k = q + BTC, *v = k + BTC, *dy = v + BTC;
@@ -671,8 +695,20 @@ extern "C" void cuda_attention_backward(float *dqkv, const float *dout, const fl
     LAUNCHED();
     gemm_rm(false, false, T, hs, T, datt, T, sa, k, hs, sq, dq, hs, sq, 0.0f, nbh); /* dq = dpre·k */
     gemm_rm(true, false, T, hs, T, datt, T, sa, q, hs, sq, dk, hs, sq, 0.0f, nbh);  /* dk = dpreᵀ·q */
-    attn_unpermute_dqkv_kernel<<<nb, 256, 0, ctx.stream>>>(dqkv, dq, dk, dv, B, T, C, NH);
+    attn_unpermute_dqkv_kernel<<<nb, 256, 0, ctx.stream>>>(dqkv, dq, dk, dv, B, T, C, NH, acc);
     LAUNCHED();
+}
+
+extern "C" void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv,
+                                        const float *att, float *scratch, int B, int T, int C,
+                                        int NH, int causal) {
+    attention_backward(dqkv, dout, qkv, att, scratch, B, T, C, NH, causal, 1);
+}
+
+extern "C" void cuda_attention_backward_to(float *dqkv, const float *dout, const float *qkv,
+                                           const float *att, float *scratch, int B, int T, int C,
+                                           int NH, int causal) {
+    attention_backward(dqkv, dout, qkv, att, scratch, B, T, C, NH, causal, 0);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -843,9 +879,9 @@ extern "C" void cuda_attention_fused_forward(float *out, float *lse, const float
     LAUNCHED();
 }
 
-extern "C" void cuda_attention_fused_backward(float *dqkv, const float *dout, const float *qkv,
-                                              const float *out, const float *lse, float *scratch,
-                                              int B, int T, int C, int NH, int causal) {
+static void attention_fused_backward(float *dqkv, const float *dout, const float *qkv,
+                                     const float *out, const float *lse, float *scratch, int B,
+                                     int T, int C, int NH, int causal, int acc) {
     int hs = C / NH;
     fa_check_hs(hs);
     long BTC = (long)B * T * C, rows = (long)B * NH * T;
@@ -861,8 +897,20 @@ extern "C" void cuda_attention_fused_backward(float *dqkv, const float *dout, co
     LAUNCHED();
     fa_backward_dkv_kernel<<<nr, 32 * FA_WARPS, 0, ctx.stream>>>(dk, dv, q, k, v, dy, lse, Drow, rows, T, hs, scale, causal);
     LAUNCHED();
-    attn_unpermute_dqkv_kernel<<<nb, 256, 0, ctx.stream>>>(dqkv, dq, dk, dv, B, T, C, NH);
+    attn_unpermute_dqkv_kernel<<<nb, 256, 0, ctx.stream>>>(dqkv, dq, dk, dv, B, T, C, NH, acc);
     LAUNCHED();
+}
+
+extern "C" void cuda_attention_fused_backward(float *dqkv, const float *dout, const float *qkv,
+                                              const float *out, const float *lse, float *scratch,
+                                              int B, int T, int C, int NH, int causal) {
+    attention_fused_backward(dqkv, dout, qkv, out, lse, scratch, B, T, C, NH, causal, 1);
+}
+
+extern "C" void cuda_attention_fused_backward_to(float *dqkv, const float *dout, const float *qkv,
+                                                 const float *out, const float *lse, float *scratch,
+                                                 int B, int T, int C, int NH, int causal) {
+    attention_fused_backward(dqkv, dout, qkv, out, lse, scratch, B, T, C, NH, causal, 0);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -104,6 +104,14 @@ static void test_matmul(void) {
     cmp("matmul_backward.dinp", d_di, di, (long)N * C, tol_mm);
     cmp("matmul_backward.dweight", d_dw, dw, (long)OC * C, big);
     cmp("matmul_backward.dbias", d_db, db, OC, (tol){1e-4, 1e-4});
+    /* _to: dinp written over a poisoned buffer, the weight gradient still added to */
+    float *di0 = calloc((size_t)N * C, sizeof(float)), *d_di0 = poison((long)N * C);
+    matmul_backward(di0, dw, NULL, dout, inp, w, N, C, OC);
+    cuda_matmul_backward_to(d_di0, d_dw, NULL, d_dout, d_inp, d_w, N, C, OC);
+    cmp("matmul_backward_to.dinp", d_di0, di0, (long)N * C, tol_mm);
+    cmp("matmul_backward_to.dweight", d_dw, dw, (long)OC * C, big);
+    free(di0);
+    cuda_free(d_di0);
     free(inp), free(w), free(b), free(dout), free(ref), free(di), free(dw), free(db);
     cuda_free(d_inp), cuda_free(d_w), cuda_free(d_b), cuda_free(d_dout), cuda_free(d_out);
     cuda_free(d_di), cuda_free(d_dw), cuda_free(d_db);
@@ -135,6 +143,12 @@ static void test_layernorm_gelu_residual(void) {
     gelu_backward(dx, x, dout, (int)n);
     cuda_gelu_backward(d_dx, d_x, d_dout, n);
     cmp("gelu_backward", d_dx, dx, n, TOL_EXACT);
+    float *gx0 = calloc((size_t)n, sizeof(float)), *d_gx0 = poison(n);
+    gelu_backward(gx0, x, dout, (int)n);
+    cuda_gelu_backward_to(d_gx0, d_x, d_dout, n);
+    cmp("gelu_backward_to", d_gx0, gx0, n, TOL_EXACT);
+    free(gx0);
+    cuda_free(d_gx0);
     residual_forward(out, x, dout, (int)n);
     cuda_residual_forward(d_out, d_x, d_dout, n);
     cmp("residual_forward", d_out, out, n, TOL_EXACT);
@@ -219,6 +233,12 @@ static void test_attention(int causal) {
     attention_backward(dqkv, dout, qkv, att, B, T, C, NH, causal);
     cuda_attention_backward(d_dqkv, d_dout, d_qkv, d_att, d_scratch, B, T, C, NH, causal);
     cmp("attention_backward.dqkv", d_dqkv, dqkv, 3 * n, tol_mm);
+    float *dq0 = calloc((size_t)(3 * n), sizeof(float)), *d_dq0 = poison(3 * n);
+    attention_backward(dq0, dout, qkv, att, B, T, C, NH, causal);
+    cuda_attention_backward_to(d_dq0, d_dout, d_qkv, d_att, d_scratch, B, T, C, NH, causal);
+    cmp("attention_backward_to.dqkv", d_dq0, dq0, 3 * n, tol_mm);
+    free(dq0);
+    cuda_free(d_dq0);
     /* determinism: the same call again gives the same bits */
     float *h1 = malloc(sizeof(float) * 3 * n), *h2 = malloc(sizeof(float) * 3 * n);
     cuda_memset0(d_dqkv, sizeof(float) * 3 * n);
@@ -250,6 +270,12 @@ static void test_attention_fused(int causal, int hs) {
     attention_backward(dqkv, dout, qkv, att, B, T, C, NH, causal);
     cuda_attention_fused_backward(d_dqkv, d_dout, d_qkv, d_out, d_lse, d_scratch, B, T, C, NH, causal);
     cmp("attention_fused_backward.dqkv", d_dqkv, dqkv, 3 * n, TOL_EXACT);
+    float *dq0 = calloc((size_t)(3 * n), sizeof(float)), *d_dq0 = poison(3 * n);
+    attention_backward(dq0, dout, qkv, att, B, T, C, NH, causal);
+    cuda_attention_fused_backward_to(d_dq0, d_dout, d_qkv, d_out, d_lse, d_scratch, B, T, C, NH, causal);
+    cmp("attention_fused_backward_to.dqkv", d_dq0, dq0, 3 * n, TOL_EXACT);
+    free(dq0);
+    cuda_free(d_dq0);
     free(qkv), free(dout), free(dqkv), free(out), free(att);
     cuda_free(d_qkv), cuda_free(d_dout), cuda_free(d_dqkv), cuda_free(d_out), cuda_free(d_lse);
     cuda_free(d_scratch);
