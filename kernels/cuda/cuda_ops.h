@@ -196,17 +196,22 @@ typedef struct {
     int t;           /* 1-based AdamW step */
     float max_norm;  /* clipping threshold (<= 0: none) */
 } cuda_step_args;
-/* AdamW on every segment: param -= lr (m̂/(√v̂+eps) + wd·decay·param), as adamw_update. */
+/* AdamW on every segment: param -= lr (m̂/(√v̂+eps) + wd·decay·param), as adamw_update, with
+ * the gradient multiplied by grad_scale[0] first (device scalar, e.g. the clipping factor of
+ * cuda_clip_grad with apply = 0; NULL = 1). */
 void cuda_adamw_update(float *param, const float *grad, float *m, float *v,
                        const cuda_segment *segs /* device (nseg) */, int nseg, long max_seg,
-                       const cuda_step_args *args /* device */, float beta1, float beta2,
+                       const cuda_step_args *args /* device */,
+                       const float *grad_scale /* (1) device or NULL */, float beta1, float beta2,
                        float eps, float weight_decay);
 /* Global-norm clipping over the segments: norm[0] = sqrt(Σ x²) summed in double in a fixed order,
- * norm[1] = the factor applied: grads *= max_norm/norm when norm > max_norm (args->max_norm > 0),
- * else 1. partial: scratch of cuda_clip_partials(nseg) doubles. */
+ * norm[1] = the clipping factor: max_norm/norm when norm > max_norm (args->max_norm > 0), else 1;
+ * apply = 1 scales the gradients by it, apply = 0 leaves that to cuda_adamw_update's grad_scale
+ * (one pass over the gradients fewer). partial: scratch of cuda_clip_partials(nseg) doubles. */
 int cuda_clip_partials(int nseg);
 void cuda_clip_grad(float *grad, const cuda_segment *segs /* device */, int nseg, long max_seg,
-                    const cuda_step_args *args /* device */, double *partial, float *norm /* (2) */);
+                    const cuda_step_args *args /* device */, double *partial, float *norm /* (2) */,
+                    int apply);
 
 /* ---- host helpers ---- */
 /* Builds the token index of N tokens (host arrays): start (V+1) and rows (N), rows of token v at

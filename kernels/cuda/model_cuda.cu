@@ -772,17 +772,19 @@ static void write_args(model_cuda *g, float lr, int t, float max_norm) {
     cuda_upload_async(g->d_args, &a, sizeof a);
 }
 
-static void enqueue_clip(model_cuda *g) {
+/* apply = 0: the clipping factor is left in d_scal[S_CLIP_FACTOR] for enqueue_adamw(.., 1) */
+static void enqueue_clip(model_cuda *g, int apply) {
     int mode = g->mode;
     cuda_clip_grad(g->grads, g->d_segs + (long)mode * g->nparams, g->nseg[mode], g->max_seg[mode],
-                   g->d_args, g->d_partial, g->d_scal + S_NORM);
+                   g->d_args, g->d_partial, g->d_scal + S_NORM, apply);
 }
 
-static void enqueue_adamw(model_cuda *g, const adamw_params *hp) {
+static void enqueue_adamw(model_cuda *g, const adamw_params *hp, int clip_factor) {
     int mode = g->mode;
     cuda_adamw_update(g->params, g->grads, g->m, g->v, g->d_segs + (long)mode * g->nparams,
-                      g->nseg[mode], g->max_seg[mode], g->d_args, hp->beta1, hp->beta2, hp->eps,
-                      hp->weight_decay);
+                      g->nseg[mode], g->max_seg[mode], g->d_args,
+                      clip_factor ? g->d_scal + S_CLIP_FACTOR : NULL, hp->beta1, hp->beta2,
+                      hp->eps, hp->weight_decay);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -837,7 +839,7 @@ extern "C" int model_cuda_zero_grad(model_cuda *g) {
 extern "C" int model_cuda_clip_grad(model_cuda *g, float max_norm, float *norm) {
     assert(g->mode >= 0);
     write_args(g, 0.0f, g->opt_step, max_norm);
-    enqueue_clip(g);
+    enqueue_clip(g, 1);
     return read_losses(g, NULL, norm);
 }
 
@@ -845,7 +847,7 @@ extern "C" int model_cuda_adamw_step(model_cuda *g, const adamw_params *hp, floa
     assert(g->mode >= 0);
     g->opt_step++;
     write_args(g, lr, g->opt_step, 0.0f);
-    enqueue_adamw(g, hp);
+    enqueue_adamw(g, hp, 0);
     int rc = cuda_ctx_check("adamw");
     return rc ? rc : cuda_ctx_sync();
 }
@@ -871,8 +873,8 @@ static void enqueue_step(model_cuda *g, const adamw_params *hp, int img_u8) {
     cuda_memset0(g->d_scal, sizeof(float) * S_LS_CONST);
     enqueue_forward(g, img_u8);
     enqueue_backward(g);
-    enqueue_clip(g);
-    enqueue_adamw(g, hp);
+    enqueue_clip(g, 0);
+    enqueue_adamw(g, hp, 1);
 }
 
 extern "C" int model_cuda_step(model_cuda *g, const model_batch *b, int mode, const adamw_params *hp,
@@ -953,8 +955,8 @@ extern "C" int model_cuda_profile_step(model_cuda *g, const model_batch *b, int 
     cudaEventRecord(ev[1], st);
     enqueue_backward(g);
     cudaEventRecord(ev[2], st);
-    enqueue_clip(g);
-    enqueue_adamw(g, hp);
+    enqueue_clip(g, 0);
+    enqueue_adamw(g, hp, 1);
     cudaEventRecord(ev[3], st);
     rc = read_losses(g, NULL, NULL);
     for (int i = 0; i < 3; i++) {

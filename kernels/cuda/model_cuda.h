@@ -64,7 +64,8 @@ int model_cuda_adamw_step(model_cuda *g, const adamw_params *hp, float lr);
 int model_cuda_logits(model_cuda *g, const model_batch *batch, int mode, float *out);
 
 /* One whole training step (graph-captured per shape); *norm = the gradient norm before clipping
- * (may be NULL). */
+ * (may be NULL). AdamW applies the clipping factor as it reads the gradients, so afterwards the
+ * gradient arena holds the unclipped gradients (model_clip_grad's in-place scaling is skipped). */
 int model_cuda_step(model_cuda *g, const model_batch *batch, int mode, const adamw_params *hp,
                     float lr, float max_norm, model_losses *out, float *norm);
 /* One eager training step with device timings: ms[0] zero-grad + forward, ms[1] backward,

@@ -1236,15 +1236,17 @@ extern "C" void cuda_contrastive_backward(float *da, float *db, float *dlogit_sc
 #define CLIP_BLOCKS 64
 
 __global__ void adamw_kernel(float *param, const float *grad, float *m, float *v,
-                             const cuda_segment *segs, const cuda_step_args *args, float beta1,
-                             float beta2, float eps, float wd) {
+                             const cuda_segment *segs, const cuda_step_args *args,
+                             const float *grad_scale, float beta1, float beta2, float eps,
+                             float wd) {
     cuda_segment sg = segs[blockIdx.y];
+    float gs = grad_scale ? grad_scale[0] : 1.0f;
     float lr = args->lr, t = (float)args->t;
     float bc1 = 1.0f - powf(beta1, t), bc2 = 1.0f - powf(beta2, t);
     float decay = sg.decay ? wd : 0.0f;
     FOR_EACH(k, sg.n) {
         long i = sg.off + k;
-        float g = grad[i];
+        float g = gs == 1.0f ? grad[i] : grad[i] * gs; /* = the clipped gradient, same rounding */
         float mi = beta1 * m[i] + (1.0f - beta1) * g;
         float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
         m[i] = mi;
@@ -1255,11 +1257,12 @@ __global__ void adamw_kernel(float *param, const float *grad, float *m, float *v
 
 extern "C" void cuda_adamw_update(float *param, const float *grad, float *m, float *v,
                                   const cuda_segment *segs, int nseg, long max_seg,
-                                  const cuda_step_args *args, float beta1, float beta2, float eps,
-                                  float weight_decay) {
+                                  const cuda_step_args *args, const float *grad_scale,
+                                  float beta1, float beta2, float eps, float weight_decay) {
     if (nseg == 0) return;
     dim3 grid(blocks_for(max_seg, 256) < 1024 ? blocks_for(max_seg, 256) : 1024, nseg);
-    adamw_kernel<<<grid, 256, 0, ctx.stream>>>(param, grad, m, v, segs, args, beta1, beta2, eps, weight_decay);
+    adamw_kernel<<<grid, 256, 0, ctx.stream>>>(param, grad, m, v, segs, args, grad_scale, beta1,
+                                                beta2, eps, weight_decay);
     LAUNCHED();
 }
 
@@ -1298,16 +1301,21 @@ __global__ void scale_segments_kernel(float *x, const cuda_segment *segs, const 
     FOR_EACH(k, sg.n) x[sg.off + k] *= f;
 }
 
+__global__ void set_norm_kernel(float *norm) { norm[0] = 0.0f, norm[1] = 1.0f; }
+
 extern "C" void cuda_clip_grad(float *grad, const cuda_segment *segs, int nseg, long max_seg,
-                               const cuda_step_args *args, double *partial, float *norm) {
+                               const cuda_step_args *args, double *partial, float *norm,
+                               int apply) {
     if (nseg == 0) {
-        cuda_memset0(norm, sizeof(float));
+        set_norm_kernel<<<1, 1, 0, ctx.stream>>>(norm);
+        LAUNCHED();
         return;
     }
     sumsq_partial_kernel<<<dim3(CLIP_BLOCKS, nseg), 256, 0, ctx.stream>>>(partial, grad, segs);
     LAUNCHED();
     clip_finish_kernel<<<1, 256, 0, ctx.stream>>>(norm, partial, nseg * CLIP_BLOCKS, args);
     LAUNCHED();
+    if (!apply) return;
     dim3 grid(blocks_for(max_seg, 256) < 1024 ? blocks_for(max_seg, 256) : 1024, nseg);
     scale_segments_kernel<<<grid, 256, 0, ctx.stream>>>(grad, segs, norm + 1);
     LAUNCHED();

@@ -416,8 +416,20 @@ static void test_optimizer(void) {
     for (int i = 0; i < 3; i += 2)
         adamw_update(p + off[i], gr + off[i], m + off[i], v + off[i], len[i], args.lr, 0.9f, 0.95f,
                      1e-8f, decay[i] ? 0.1f : 0.0f, args.t);
-    cuda_clip_grad(d_g, d_segs, 2, 1001, d_args, d_part, d_norm);
-    cuda_adamw_update(d_p, d_g, d_m, d_v, d_segs, 2, 1001, d_args, 0.9f, 0.95f, 1e-8f, 0.1f);
+    /* the same AdamW twice from the same state: clipped in place, then with the factor applied
+     * inside AdamW (apply = 0, grad_scale): the same bits */
+    float *d_p2 = devf(p, n), *d_g2 = devf(gr, n), *d_m2 = devf(m, n), *d_v2 = devf(v, n);
+    cuda_clip_grad(d_g2, d_segs, 2, 1001, d_args, d_part, d_norm, 0);
+    cuda_adamw_update(d_p2, d_g2, d_m2, d_v2, d_segs, 2, 1001, d_args, d_norm + 1, 0.9f, 0.95f,
+                      1e-8f, 0.1f);
+    cuda_clip_grad(d_g, d_segs, 2, 1001, d_args, d_part, d_norm, 1);
+    cuda_adamw_update(d_p, d_g, d_m, d_v, d_segs, 2, 1001, d_args, NULL, 0.9f, 0.95f, 1e-8f, 0.1f);
+    float *h1 = malloc(sizeof(float) * n), *h2 = malloc(sizeof(float) * n);
+    cuda_download(h1, d_p, sizeof(float) * n);
+    cuda_download(h2, d_p2, sizeof(float) * n);
+    CHECK(memcmp(h1, h2, sizeof(float) * n) == 0);
+    free(h1), free(h2);
+    cuda_free(d_p2), cuda_free(d_g2), cuda_free(d_m2), cuda_free(d_v2);
     float nref[2] = {norm, s};
     cmp("clip_grad.norm", d_norm, nref, 2, (tol){0, 1e-5});
     cmp("clip_grad.grads", d_g, gr, n, TOL_EXACT);
