@@ -720,6 +720,24 @@ extern "C" void cuda_attention_backward_to(float *dqkv, const float *dout, const
 #define FA_MAX_HS 64
 #define FA_WARPS 8
 
+/* a·b over hs values, summed in order; 16-byte loads when hs is a multiple of 4 (the rows of
+ * q, k, v, dy and the shared copies are then 16-byte aligned) */
+__device__ inline float dot_row(const float *a, const float *b, int hs) {
+    float s = 0.0f;
+    if ((hs & 3) == 0) {
+        for (int d = 0; d < hs; d += 4) {
+            float4 x = *(const float4 *)(a + d), y = *(const float4 *)(b + d);
+            s += x.x * y.x;
+            s += x.y * y.y;
+            s += x.z * y.z;
+            s += x.w * y.w;
+        }
+    } else {
+        for (int d = 0; d < hs; d++) s += a[d] * b[d];
+    }
+    return s;
+}
+
 long cuda_attention_fused_scratch(int B, int T, int C, int NH) {
     return 7L * B * T * C + (long)B * NH * T;
 }
@@ -727,7 +745,7 @@ long cuda_attention_fused_scratch(int B, int T, int C, int NH) {
 /* y (B,NH,T,hs), lse (B,NH,T) from head-major q, k, v */
 __global__ void fa_forward_kernel(float *y, float *lse, const float *q, const float *k,
                                   const float *v, long rows, int T, int hs, float scale, int causal) {
-    __shared__ float qs[FA_WARPS][FA_MAX_HS];
+    __shared__ __align__(16) float qs[FA_WARPS][FA_MAX_HS];
     int w = threadIdx.x / 32, lane = threadIdx.x % 32;
     long row = (long)blockIdx.x * FA_WARPS + w;
     if (row >= rows) return;
@@ -739,12 +757,7 @@ __global__ void fa_forward_kernel(float *y, float *lse, const float *q, const fl
     for (int j0 = 0; j0 < n; j0 += 32) {
         int j = j0 + lane;
         float s = -INFINITY;
-        if (j < n) {
-            const float *kj = k + base + (long)j * hs;
-            float dot = 0.0f;
-            for (int d = 0; d < hs; d++) dot += qs[w][d] * kj[d];
-            s = dot * scale;
-        }
+        if (j < n) s = dot_row(qs[w], k + base + (long)j * hs, hs) * scale;
         float mn = fmaxf(m, warp_max(s));
         float p = j < n ? expf(s - mn) : 0.0f, corr = expf(m - mn);
         l = l * corr + warp_sum(p);
@@ -770,7 +783,7 @@ __global__ void fa_backward_dq_kernel(float *dq, float *Drow, const float *q, co
                                       const float *v, const float *dy, const float *o,
                                       const float *lse, long rows, int T, int C, int NH, int hs,
                                       float scale, int causal) {
-    __shared__ float qs[FA_WARPS][FA_MAX_HS], dys[FA_WARPS][FA_MAX_HS];
+    __shared__ __align__(16) float qs[FA_WARPS][FA_MAX_HS], dys[FA_WARPS][FA_MAX_HS];
     int w = threadIdx.x / 32, lane = threadIdx.x % 32;
     long row = (long)blockIdx.x * FA_WARPS + w;
     if (row >= rows) return;
@@ -791,12 +804,8 @@ __global__ void fa_backward_dq_kernel(float *dq, float *Drow, const float *q, co
         int j = j0 + lane;
         float ds = 0.0f;
         if (j < n) {
-            const float *kj = k + base + (long)j * hs, *vj = v + base + (long)j * hs;
-            float sc = 0.0f, dp = 0.0f;
-            for (int d = 0; d < hs; d++) {
-                sc += qs[w][d] * kj[d];
-                dp += dys[w][d] * vj[d];
-            }
+            float sc = dot_row(qs[w], k + base + (long)j * hs, hs);
+            float dp = dot_row(dys[w], v + base + (long)j * hs, hs);
             float p = expf(sc * scale - L);
             ds = p * (dp - D) * scale;
         }
@@ -818,7 +827,7 @@ __global__ void fa_backward_dkv_kernel(float *dk, float *dv, const float *q, con
                                        const float *v, const float *dy, const float *lse,
                                        const float *Drow, long rows, int T, int hs, float scale,
                                        int causal) {
-    __shared__ float ks[FA_WARPS][FA_MAX_HS], vs[FA_WARPS][FA_MAX_HS];
+    __shared__ __align__(16) float ks[FA_WARPS][FA_MAX_HS], vs[FA_WARPS][FA_MAX_HS];
     int w = threadIdx.x / 32, lane = threadIdx.x % 32;
     long row = (long)blockIdx.x * FA_WARPS + w;
     if (row >= rows) return;
@@ -834,12 +843,8 @@ __global__ void fa_backward_dkv_kernel(float *dk, float *dv, const float *q, con
         int t = i0 + lane;
         float p = 0.0f, ds = 0.0f;
         if (t < T) {
-            const float *qt = q + base + (long)t * hs, *dyt = dy + base + (long)t * hs;
-            float sc = 0.0f, dp = 0.0f;
-            for (int d = 0; d < hs; d++) {
-                sc += qt[d] * ks[w][d];
-                dp += dyt[d] * vs[w][d];
-            }
+            float sc = dot_row(q + base + (long)t * hs, ks[w], hs);
+            float dp = dot_row(dy + base + (long)t * hs, vs[w], hs);
             p = expf(sc * scale - lse[rbase + t]);
             ds = p * (dp - Drow[rbase + t]) * scale;
         }
