@@ -16,6 +16,11 @@ import tempfile
 import time
 import urllib.request
 
+# loopback only: a proxy from the environment must not carry the test's requests
+for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+    os.environ.pop(var, None)
+os.environ["no_proxy"] = os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.abspath(sys.argv[1])
 TIER = sys.argv[2] if len(sys.argv) > 2 else "quick"
