@@ -688,6 +688,10 @@ static void job_finish(fetch_run *r, fetch_job *j, CURLcode res) {
     curl_easy_cleanup(j->easy);
     j->easy = NULL;
     r->running--;
+    if (j->why == WHY_IO) { /* our side failed (disk full, unreadable .part): retrying won't help */
+        job_fail(r, j, cg_strdup(j->error ? j->error : "cannot write the partial file"), 0);
+        return;
+    }
     if (res == CURLE_OK) {
         if (j->got < (uint64_t)j->f->size) {
             job_retry(r, j, cg_fmt("the transfer ended after %llu of %lld bytes",
@@ -703,8 +707,6 @@ static void job_finish(fetch_run *r, fetch_job *j, CURLcode res) {
     } else if (j->why == WHY_BAD_RANGE) {
         unlink(j->part_path);
         job_retry(r, j, cg_strdup("the server answered the resume request with the wrong range; starting over"));
-    } else if (j->why == WHY_IO) {
-        job_fail(r, j, cg_strdup(j->error ? j->error : "cannot write the partial file"), 0);
     } else if (res == CURLE_HTTP_RETURNED_ERROR && code == 416) {
         unlink(j->part_path); /* our .part does not fit the server's file */
         job_retry(r, j, why);
@@ -842,6 +844,10 @@ int fetch_benchmark_stats(const char *ref, const fetch_opts *opts, char **local_
         cache = cg_strdup(o->cache_dir);
     else if ((rc = fetch_default_cache_dir(&cache)))
         return rc;
+    if (cg_file_exists(cache) && !cg_is_dir(cache)) {
+        rc = cg_err(CG_EUSER, "the cache '%s' exists and is not a directory; pass --cache DIR", cache);
+        goto out;
+    }
     if ((rc = load_manifest(ref, o, cache, &m))) goto out;
     dir = cg_fmt("%s/%s/%s", cache, m.name, m.version);
     st.files = m.n_files;

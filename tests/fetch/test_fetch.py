@@ -416,6 +416,12 @@ def test_base_url_override():
         check(r.returncode == 1, "relative URL resolved next to the manifest (missing there): %r" % r.stderr)
         r = env.fetch(m, "--base-url", env.url)
         check(r.returncode == 0 and requests(env.stats(), "a.bin") == 1, "--base-url: %r" % r.stderr)
+        # a cache that cannot be a directory: one clear line, exit 2
+        blocker = os.path.join(env.tmp, "not-a-dir")
+        open(blocker, "w").close()
+        r = env.fetch(m, "--base-url", env.url, cache=blocker)
+        check(r.returncode == 2 and "not a directory" in r.stderr and r.stderr.count("\n") == 1,
+              "cache is a file: %r" % r.stderr)
     finally:
         env.close()
 
