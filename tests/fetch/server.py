@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """server.py: the fetcher's test HTTP server, on a free loopback port, with faults as data.
 
-    server.py --root DIR --port-file FILE [--faults FAULTS.json]
+    server.py --root DIR --port-file FILE [--faults FAULTS.json] [--tls CERT KEY]
 
 Serves the files under DIR (GET, with Range: bytes=N- / N-M), binds 127.0.0.1:0 and writes the
 port to FILE once listening. FAULTS.json is re-read on every request, so a test can change the
@@ -162,8 +162,14 @@ def main():
     ap.add_argument("--root", required=True)
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--faults")
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve https with this certificate")
     a = ap.parse_args()
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if a.tls:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(a.tls[0], a.tls[1])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     srv.daemon_threads = True
     srv.root = a.root
     srv.faults_path = a.faults

@@ -44,7 +44,7 @@ def data(n, seed):
 class Env:
     """A temp dir with the server's root, a cache, and the server process."""
 
-    def __init__(self, files):
+    def __init__(self, files, tls=None):
         self.tmp = tempfile.mkdtemp(prefix="cgvlm-fetch-")
         self.root = os.path.join(self.tmp, "www")
         self.cache = os.path.join(self.tmp, "cache")
@@ -58,14 +58,15 @@ class Env:
         self.set_faults({})
         port_file = os.path.join(self.tmp, "port")
         self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "server.py"), "--root", self.root,
-                                      "--port-file", port_file, "--faults", self.faults_path])
+                                      "--port-file", port_file, "--faults", self.faults_path]
+                                     + (["--tls"] + list(tls) if tls else []))
         for _ in range(200):
             if os.path.exists(port_file):
                 break
             time.sleep(0.025)
         with open(port_file) as f:
             self.port = int(f.read())
-        self.url = "http://127.0.0.1:%d" % self.port
+        self.url = "%s://127.0.0.1:%d" % ("https" if tls else "http", self.port)
 
     def set_faults(self, faults):
         with open(self.faults_path, "w") as f:
@@ -426,6 +427,31 @@ def test_base_url_override():
         env.close()
 
 
+def test_tls_verified():
+    """A self-signed certificate is refused (TLS verification is on), at once, without retries."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        print("test_tls_verified: no openssl command, skipped")
+        return
+    keydir = tempfile.mkdtemp(prefix="cgvlm-tls-")
+    cert, key = os.path.join(keydir, "cert.pem"), os.path.join(keydir, "key.pem")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    env = Env({"a.bin": data(1000, 1)}, tls=(cert, key))
+    try:
+        c = env.files["a.bin"]
+        m = env.manifest(where="local.json", base_url=env.url + "/",
+                         entries=[{"path": "a.bin", "url": "a.bin", "sha256": hashlib.sha256(c).hexdigest(), "size": 1000}])
+        t0 = time.time()
+        r = env.fetch(m, "--retries", "3", "--retry-delay", "1")
+        check(r.returncode == 1 and "certificate" in r.stderr.lower(), "self-signed refused: %r" % r.stderr)
+        check("attempts" not in r.stderr and time.time() - t0 < 1.0, "no retries on a bad certificate: %r" % r.stderr)
+        check(not os.path.exists(env.cached("a.bin")), "nothing cached from an unverified server")
+    finally:
+        env.close()
+        shutil.rmtree(keydir, ignore_errors=True)
+
+
 def test_cli_errors():
     for args in (["fetch"], ["fetch", "a", "b"], ["fetch", "--frob", "x"], ["fetch", "x", "--jobs", "0"],
                  ["fetch", "x", "--timeout", "abc"], ["fetch", "bad name!"]):
@@ -480,7 +506,7 @@ def test_two_fetches_share_the_cache():
 QUICK = [test_happy_path_and_cache, test_resume_after_drop, test_resume_server_ignores_range,
          test_resume_partial_from_earlier_run, test_5xx_then_success, test_404_no_retry, test_5xx_gives_up,
          test_wrong_bytes, test_redirect_to_file_refused, test_redirect_http_followed, test_more_than_declared,
-         test_bad_manifests, test_offline, test_file_manifest_relative_urls, test_base_url_override, test_cli_errors]
+         test_bad_manifests, test_offline, test_file_manifest_relative_urls, test_base_url_override, test_tls_verified, test_cli_errors]
 SLOW = [test_trickle_times_out, test_many_files, test_two_fetches_share_the_cache]
 
 if __name__ == "__main__":
