@@ -879,6 +879,8 @@ int fetch_benchmark_stats(const char *ref, const fetch_opts *opts, char **local_
             st.from_cache++;
             r.done_bytes += (uint64_t)j->f->size;
         } else {
+            /* a damaged copy must not sit under the final name, even if the download fails */
+            if (!o->offline) unlink(j->final_path);
             j->state = JOB_QUEUED;
             missing[n_missing++] = i;
         }

@@ -176,6 +176,13 @@ def test_happy_path_and_cache():
         check(r.returncode == 0 and "5 from cache" in r.stderr, "damaged file refetched: %r" % r.stderr)
         check(open(env.cached("problems.json"), "rb").read() == files["problems.json"], "damaged file repaired")
         check(sent(env.stats(), "problems.json") == 50_000, "only the damaged file is sent again")
+        # damaged, and the server now fails: the damaged copy is gone, not left looking valid
+        with open(env.cached("problems.json"), "r+b") as f:
+            f.write(b"X")
+        env.set_faults({"/problems.json": {"status": 404}})
+        r = env.fetch("bench")
+        check(r.returncode == 1 and not os.path.exists(env.cached("problems.json")),
+              "damaged copy removed when the refetch fails: %r" % r.stderr)
     finally:
         env.close()
 
