@@ -203,6 +203,19 @@ def test_resume_after_drop():
         env.close()
 
 
+def test_resume_after_reset():
+    size = 600_000
+    env, r = one_file_case({"drop_after": 200_000, "reset": True, "drop_times": 2}, size=size)
+    try:
+        check(r.returncode == 0, "resume after two resets: %s" % r.stderr)
+        check(open(env.cached("f.bin"), "rb").read() == env.files["f.bin"], "file right after resets")
+        st = env.stats()
+        check(requests(st, "f.bin") == 3, "three requests: %s" % st)
+        check(sent(st, "f.bin") <= size + 400_000, "resets resume, not restart: %d" % sent(st, "f.bin"))
+    finally:
+        env.close()
+
+
 def test_resume_server_ignores_range():
     size = 400_000
     env, r = one_file_case({"drop_after": size // 2, "ignore_range": True}, size=size)
@@ -510,7 +523,7 @@ def test_two_fetches_share_the_cache():
         env.close()
 
 
-QUICK = [test_happy_path_and_cache, test_resume_after_drop, test_resume_server_ignores_range,
+QUICK = [test_happy_path_and_cache, test_resume_after_drop, test_resume_after_reset, test_resume_server_ignores_range,
          test_resume_partial_from_earlier_run, test_5xx_then_success, test_404_no_retry, test_5xx_gives_up,
          test_wrong_bytes, test_redirect_to_file_refused, test_redirect_http_followed, test_more_than_declared,
          test_bad_manifests, test_offline, test_file_manifest_relative_urls, test_base_url_override, test_tls_verified, test_cli_errors]
