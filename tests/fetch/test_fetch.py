@@ -472,6 +472,37 @@ def test_tls_verified():
         shutil.rmtree(keydir, ignore_errors=True)
 
 
+def test_progress_bar_on_a_terminal():
+    """stderr a terminal: a progress bar (redrawn with \\r); not a terminal: no escape codes."""
+    import pty
+    env = Env({"a.bin": data(3_000_000, 1), "b.bin": data(1000, 2)})
+    try:
+        env.set_faults({"/a.bin": {"delay": 0.3}})
+        m = env.manifest()
+        master, slave = pty.openpty()
+        p = subprocess.Popen([BIN, "fetch", m, "--cache", env.cache], stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        p.wait(timeout=30)
+        os.close(master)
+        text = out.decode(errors="replace")
+        check(p.returncode == 0, "fetch on a terminal: %r" % text)
+        check("\r\x1b[K" in text and "2 files" in text and "%" in text, "progress bar drawn: %r" % text)
+        check("fetched 2 files" in text, "summary after the bar: %r" % text)
+        r = env.fetch("bench")
+        check("\x1b[" not in r.stderr and "\r" not in r.stderr, "no escape codes off a terminal: %r" % r.stderr)
+    finally:
+        env.close()
+
+
 def test_cli_errors():
     for args in (["fetch"], ["fetch", "a", "b"], ["fetch", "--frob", "x"], ["fetch", "x", "--jobs", "0"],
                  ["fetch", "x", "--timeout", "abc"], ["fetch", "bad name!"]):
@@ -526,7 +557,8 @@ def test_two_fetches_share_the_cache():
 QUICK = [test_happy_path_and_cache, test_resume_after_drop, test_resume_after_reset, test_resume_server_ignores_range,
          test_resume_partial_from_earlier_run, test_5xx_then_success, test_404_no_retry, test_5xx_gives_up,
          test_wrong_bytes, test_redirect_to_file_refused, test_redirect_http_followed, test_more_than_declared,
-         test_bad_manifests, test_offline, test_file_manifest_relative_urls, test_base_url_override, test_tls_verified, test_cli_errors]
+         test_bad_manifests, test_offline, test_file_manifest_relative_urls, test_base_url_override, test_tls_verified, test_progress_bar_on_a_terminal,
+         test_cli_errors]
 SLOW = [test_trickle_times_out, test_many_files, test_two_fetches_share_the_cache]
 
 if __name__ == "__main__":
