@@ -679,7 +679,9 @@ static void job_finish(fetch_run *r, fetch_job *j, CURLcode res) {
         j->error = cg_fmt("cannot read back '%s' to hash it", j->part_path);
     }
     long code = 0;
+    curl_off_t clen = -1; /* the body length the server announced, -1 when it did not */
     curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_getinfo(j->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
     char *why = NULL;
     if (res != CURLE_OK && j->why == WHY_NONE && res != CURLE_FILESIZE_EXCEEDED)
         why = describe_failure(j->easy, res, code, j->errbuf);
@@ -694,8 +696,12 @@ static void job_finish(fetch_run *r, fetch_job *j, CURLcode res) {
     }
     if (res == CURLE_OK) {
         if (j->got < (uint64_t)j->f->size) {
-            job_retry(r, j, cg_fmt("the transfer ended after %llu of %lld bytes",
-                                   (unsigned long long)j->got, (long long)j->f->size));
+            char *w = cg_fmt("the transfer ended after %llu of the %lld bytes the manifest declares",
+                             (unsigned long long)j->got, (long long)j->f->size);
+            if (clen >= 0) /* a complete response, just shorter: the file is not the manifest's */
+                job_fail(r, j, w, 1);
+            else
+                job_retry(r, j, w);
             return;
         }
         job_verify(r, j);

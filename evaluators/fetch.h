@@ -16,8 +16,9 @@
  *   QUEUED --job_start--> RUNNING --job_finish--> (size reached) --job_verify--> --job_done--> DONE
  *   RUNNING --job_retry--> WAITING (timeout, reset, 5xx, 408, 429, a drop: the .part is kept and
  *                                   resumed) --job_start, once the backoff has elapsed--> RUNNING
- *   RUNNING --job_fail--> FAILED (other 4xx, a refused redirect, more bytes than declared, a
- *                                 checksum mismatch on a fresh download, attempts spent)
+ *   RUNNING --job_fail--> FAILED (other 4xx, a refused redirect, an unknown host, a bad TLS
+ *                                 certificate, more bytes than declared, a complete response with
+ *                                 fewer, a checksum mismatch on a fresh download, attempts spent)
  *   A checksum mismatch after a resume deletes the .part and retries from byte 0 once.
  */
 #ifndef CG_FETCH_H

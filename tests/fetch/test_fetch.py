@@ -325,6 +325,21 @@ def test_more_than_declared():
             env.close()
 
 
+def test_shorter_than_declared():
+    """The server's whole file is shorter than the manifest says: an error at once, no retries."""
+    env = Env({"a.bin": data(1000, 1)})
+    try:
+        c = env.files["a.bin"]
+        m = env.manifest(entries=[{"path": "a.bin", "url": "a.bin", "sha256": hashlib.sha256(c).hexdigest(),
+                                   "size": 5000}])
+        r = env.fetch(m)
+        check(r.returncode == 1 and "1000 of the 5000 bytes" in r.stderr, "shorter file: %r" % r.stderr)
+        check(requests(env.stats(), "a.bin") == 1, "not retried: %s" % env.stats())
+        check(not os.path.exists(nothing_valid_left(env, "a.bin")), "no .part left")
+    finally:
+        env.close()
+
+
 def test_bad_manifests():
     env = Env({"a.bin": data(100, 1)})
     good = {"path": "a.bin", "url": "a.bin", "sha256": hashlib.sha256(env.files["a.bin"]).hexdigest(), "size": 100}
@@ -557,8 +572,8 @@ def test_two_fetches_share_the_cache():
 QUICK = [test_happy_path_and_cache, test_resume_after_drop, test_resume_after_reset, test_resume_server_ignores_range,
          test_resume_partial_from_earlier_run, test_5xx_then_success, test_404_no_retry, test_5xx_gives_up,
          test_wrong_bytes, test_redirect_to_file_refused, test_redirect_http_followed, test_more_than_declared,
-         test_bad_manifests, test_offline, test_file_manifest_relative_urls, test_base_url_override, test_tls_verified, test_progress_bar_on_a_terminal,
-         test_cli_errors]
+         test_shorter_than_declared, test_bad_manifests, test_offline, test_file_manifest_relative_urls,
+         test_base_url_override, test_tls_verified, test_progress_bar_on_a_terminal, test_cli_errors]
 SLOW = [test_trickle_times_out, test_many_files, test_two_fetches_share_the_cache]
 
 if __name__ == "__main__":
