@@ -932,6 +932,41 @@ out:
     return rc;
 }
 
+static int cmp_cstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int fetch_list(const fetch_opts *opts, FILE *out) {
+    char *cache = NULL, *pattern = NULL;
+    int rc = CG_OK;
+    glob_t g = {0};
+    if (opts && opts->cache_dir)
+        cache = cg_strdup(opts->cache_dir);
+    else if ((rc = fetch_default_cache_dir(&cache)))
+        return rc;
+    pattern = cg_fmt("%s/*/.manifest-*.json", cache);
+    if (glob(pattern, 0, NULL, &g) != 0) g.gl_pathc = 0;
+    qsort(g.gl_pathv, g.gl_pathc, sizeof *g.gl_pathv, cmp_cstr);
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        manifest m;
+        if (manifest_load_file(g.gl_pathv[i], NULL, &m) != CG_OK) {
+            cg_warn("skipping the damaged cached manifest '%s': %s", g.gl_pathv[i], cg_errmsg());
+            continue;
+        }
+        char *latest_path = cg_fmt("%s/%s/.latest", cache, m.name), *latest = NULL;
+        int is_latest = cg_read_file(latest_path, &latest, NULL) == CG_OK &&
+                        !strncmp(latest, m.version, strlen(m.version)) && latest[strlen(m.version)] == '\n';
+        fprintf(out, "%s %s %zu %.1f %s/%s/%s%s\n", m.name, m.version, m.n_files, (double)m.total_size / 1e6,
+                cache, m.name, m.version, is_latest ? " latest" : "");
+        free(latest_path);
+        free(latest);
+        manifest_free(&m);
+    }
+    cg_err_clear();
+    if (g.gl_pathv) globfree(&g);
+    free(pattern);
+    free(cache);
+    return rc;
+}
+
 int fetch_benchmark(const char *ref, const fetch_opts *opts, char **local_dir_out) {
     return fetch_benchmark_stats(ref, opts, local_dir_out, NULL);
 }

@@ -26,6 +26,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct {
     const char *cache_dir;  /* NULL: the default cache (fetch_default_cache_dir) */
@@ -63,6 +64,11 @@ int fetch_benchmark(const char *ref, const fetch_opts *opts, char **local_dir_ou
 /* The same, also filling *stats (may be NULL). */
 int fetch_benchmark_stats(const char *ref, const fetch_opts *opts, char **local_dir_out,
                           fetch_stats *stats);
+
+/* Lists the benchmarks in the cache (opts->cache_dir or the default), one line each:
+ * "NAME VERSION FILES SIZE_MB DIR" and "latest" on the version `cgvlm fetch NAME` would use.
+ * Only the manifests are read: the files are not checked (see --offline for that). */
+int fetch_list(const fetch_opts *opts, FILE *out);
 
 /* "fetched 612 files (3.4 MB) in 0.8 s, 0 from cache" (+ ", 1 resumed, 2 retries"); malloc'ed. */
 char *fetch_summary(const fetch_stats *s);

@@ -165,6 +165,9 @@ def test_happy_path_and_cache():
         check(r.returncode == 0 and "6 from cache" in r.stderr, "fetch by NAME: %r" % r.stderr)
         r = env.fetch("bench@1", "--offline")
         check(r.returncode == 0, "offline by NAME@VERSION with a warm cache: %r" % r.stderr)
+        r = subprocess.run([BIN, "fetch", "--list", "--cache", env.cache], capture_output=True, text=True, timeout=10)
+        check(r.returncode == 0 and r.stdout == "bench 1 6 1.4 %s/bench/1 latest\n" % env.cache,
+              "fetch --list: %r %r" % (r.stdout, r.stderr))
         r = env.fetch("bench@2", "--offline")
         check(r.returncode == 2 and "version '2'" in r.stderr, "unknown version: %r" % r.stderr)
 
