@@ -102,19 +102,21 @@ static int retryable(CURLcode res, long http_code) {
     }
 }
 
-/* One line for what went wrong with a finished request. */
-static char *describe_failure(CURL *e, CURLcode res, long http_code, const char *errbuf) {
+/* One line for what went wrong with a finished request; `location` is the last Location header
+ * seen (NULL if unknown). */
+static char *describe_failure(CURL *e, CURLcode res, long http_code, const char *errbuf,
+                              const char *location) {
     if (res == CURLE_HTTP_RETURNED_ERROR)
         return cg_fmt("the server answered HTTP %ld%s", http_code,
                       retryable(res, http_code) ? "" : " (check the URL in the manifest, or --base-url)");
     if (res == CURLE_UNSUPPORTED_PROTOCOL) {
         long redirects = 0;
         curl_easy_getinfo(e, CURLINFO_REDIRECT_COUNT, &redirects);
-        char *target = NULL;
-        curl_easy_getinfo(e, CURLINFO_REDIRECT_URL, &target);
-        if (redirects > 0 || target)
-            return cg_fmt("refused a redirect to '%s': redirects may only lead to http or https",
-                          target ? target : "(unknown)");
+        if (redirects > 0 || (location && *location)) {
+            if (location && *location)
+                return cg_fmt("refused a redirect to '%s': redirects may only lead to http or https", location);
+            return cg_strdup("refused a redirect: redirects may only lead to http or https");
+        }
     }
     return cg_strdup(errbuf && errbuf[0] ? errbuf : curl_easy_strerror(res));
 }
@@ -159,7 +161,7 @@ static int download_text(const char *url, const fetch_opts *o, char **text) {
         long code = 0;
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
         if (res == CURLE_OK) break;
-        char *why = describe_failure(e, res, code, errbuf);
+        char *why = describe_failure(e, res, code, errbuf, NULL);
         if (!retryable(res, code) || attempt > o->retries) {
             rc = cg_err(CG_EFAIL, "cannot fetch manifest '%s': %s%s", url, why,
                         attempt > 1 ? " (after retries)" : "");
@@ -372,6 +374,7 @@ typedef struct {
     enum job_why why;
     char range[32];
     char errbuf[CURL_ERROR_SIZE];
+    char location[512];    /* the last Location header (for a refused redirect's message) */
     char *error;           /* why it failed (last attempt) */
     /* Large files are hashed by a thread that reads the .part back (from the page cache) right
      * behind the writer, so hashing overlaps receiving instead of adding to it. While it runs it
@@ -411,6 +414,14 @@ static size_t on_header(char *buf, size_t sz, size_t nm, void *ud) {
             j->have_content_range = 1;
             j->content_range_start = start;
         }
+    } else if (n > 9 && !strncasecmp(buf, "location:", 9)) {
+        const char *v = buf + 9;
+        size_t len = n - 9;
+        while (len && (*v == ' ' || *v == '\t')) v++, len--;
+        while (len && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' ')) len--;
+        if (len >= sizeof j->location) len = sizeof j->location - 1;
+        memcpy(j->location, v, len);
+        j->location[len] = 0;
     }
     return n;
 }
@@ -639,6 +650,7 @@ static void job_start(fetch_run *r, fetch_job *j) {
     if (j->attempts > 1) r->st->retries++;
     j->why = WHY_NONE;
     j->body_started = j->have_content_range = 0;
+    j->location[0] = 0;
     if (job_open_part(j) != 0) {
         job_fail(r, j, cg_fmt("cannot use '%s': %s", j->part_path, strerror(errno)), 0);
         return;
@@ -684,7 +696,7 @@ static void job_finish(fetch_run *r, fetch_job *j, CURLcode res) {
     curl_easy_getinfo(j->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
     char *why = NULL;
     if (res != CURLE_OK && j->why == WHY_NONE && res != CURLE_FILESIZE_EXCEEDED)
-        why = describe_failure(j->easy, res, code, j->errbuf);
+        why = describe_failure(j->easy, res, code, j->errbuf, j->location);
     int can_retry = retryable(res, code);
     curl_multi_remove_handle(r->multi, j->easy);
     curl_easy_cleanup(j->easy);
