@@ -274,7 +274,9 @@ int manifest_parse(const char *text, const char *what, const char *origin,
     cJSON_AddStringToObject(root, "base_url", m->base);
     cJSON_DeleteItemFromObjectCaseSensitive(root, "fetched_from");
     cJSON_AddStringToObject(root, "fetched_from", m->origin);
-    m->json = cJSON_Print(root);
+    char *printed = cJSON_Print(root);
+    m->json = cg_strdup(printed);
+    cJSON_free(printed);
 out:
     cJSON_Delete(root);
     if (rc) manifest_free(m);
