@@ -213,13 +213,14 @@ static double time_curl(const char *url, const char *out, double *cpu) {
 
 /* Seconds cgvlm's fetcher takes for the manifest (a fresh cache each time), and the CPU seconds
  * it used (this process's, less the server thread's). */
-static int time_cgvlm(bench_server *s, const char *manifest, const char *cache, double *secs, double *cpu,
-                      fetch_stats *st) {
+static int time_cgvlm(bench_server *s, const char *manifest, const char *cache, int hash_thread, double *secs,
+                      double *cpu, fetch_stats *st) {
     fetch_opts o;
     fetch_opts_init(&o);
     o.cache_dir = cache;
     o.progress = 0;
     o.backoff_s = 0.01;
+    o.hash_thread = hash_thread;
     cg_rm_rf(cache);
     char *dir = NULL;
     struct rusage r0, r1;
@@ -247,9 +248,10 @@ int bench_fetch(int argc, char **argv) {
     static const struct option longopts[] = {{"json", no_argument, 0, 'j'},
                                              {"size-mb", required_argument, 0, 's'},
                                              {"repeat", required_argument, 0, 'r'},
+                                             {"hash-thread", required_argument, 0, 't'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
-    int json = 0, size_mb = 1024, repeat = 3, rc = CG_OK, c;
+    int json = 0, size_mb = 1024, repeat = 3, hash_thread = -1, rc = CG_OK, c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -257,12 +259,20 @@ int bench_fetch(int argc, char **argv) {
         case 'j': json = 1; break;
         case 's': rc = cg_parse_int(optarg, "--size-mb", 1, 1 << 16, &size_mb); break;
         case 'r': rc = cg_parse_int(optarg, "--repeat", 1, 100, &repeat); break;
+        case 't':
+            if (!strcmp(optarg, "auto")) hash_thread = -1;
+            else if (!strcmp(optarg, "on")) hash_thread = 1;
+            else if (!strcmp(optarg, "off")) hash_thread = 0;
+            else rc = cg_err(CG_EUSER, "--hash-thread must be auto, on or off, not '%s'", optarg);
+            break;
         case 'h':
-            printf("usage: cgvlm bench fetch [--json] [--size-mb N] [--repeat N]\n\n"
+            printf("usage: cgvlm bench fetch [--json] [--size-mb N] [--repeat N] [--hash-thread auto|on|off]\n\n"
                    "Serves an N MiB file (default 1024) over loopback from an in-process sendfile(2)\n"
                    "server and downloads it with cgvlm's fetcher (sha256 verified) and with the curl\n"
                    "command-line tool, alternately; reports the best of --repeat runs (default 3)\n"
-                   "of each in MB/s (10^6 bytes), and the bytes re-sent after a drop at 50 %%.\n");
+                   "of each in MB/s (10^6 bytes) and CPU seconds per GiB, and the bytes re-sent after\n"
+                   "a drop at 50 %%. --hash-thread: hash large files in a second thread (auto: when\n"
+                   "the load average leaves a core idle).\n");
             return CG_OK;
         default:
             return cg_report(cg_err(CG_EUSER, "bench fetch: unknown or incomplete option '%s'; see 'cgvlm bench fetch --help'",
@@ -302,7 +312,7 @@ int bench_fetch(int argc, char **argv) {
         goto out;
     for (int i = 0; i < repeat; i++) {
         double t, cpu = 0;
-        if ((rc = time_cgvlm(&s, man, cache, &t, &cpu, &st))) goto out;
+        if ((rc = time_cgvlm(&s, man, cache, hash_thread, &t, &cpu, &st))) goto out;
         if (t < best_cg) best_cg = t;
         if (cpu < cpu_cg) cpu_cg = cpu;
         cg_rm_rf(cache);
@@ -316,7 +326,7 @@ int bench_fetch(int argc, char **argv) {
     }
     atomic_store(&s.drops_left, 1);
     double t_drop, cpu_drop;
-    if ((rc = time_cgvlm(&s, man_drop, cache, &t_drop, &cpu_drop, &st))) goto out;
+    if ((rc = time_cgvlm(&s, man_drop, cache, hash_thread, &t_drop, &cpu_drop, &st))) goto out;
     long long resent = (long long)atomic_load(&s.drop_sent) - (long long)size;
     double gib = (double)size / (double)(1 << 30);
     double mbps = (double)size / 1e6 / best_cg, curl_mbps = have_curl ? (double)size / 1e6 / best_curl : 0;
@@ -329,9 +339,10 @@ int bench_fetch(int argc, char **argv) {
         }
         printf("{\"bench\": \"fetch\", \"size_mb\": %d, \"mb_per_s\": %.1f, \"curl_mb_per_s\": %s, "
                "\"ratio\": %s, \"cpu_s_per_gib\": %.3f, \"curl_cpu_s_per_gib\": %s, \"resent_bytes\": %lld, "
-               "\"resumed\": %zu, \"sha256_accelerated\": %d, \"repeat\": %d, \"server\": \"in-process sendfile\"}\n",
+               "\"resumed\": %zu, \"sha256_accelerated\": %d, \"hash_thread\": \"%s\", \"repeat\": %d, "
+               "\"server\": \"in-process sendfile\"}\n",
                size_mb, mbps, curl_s, ratio_s, cpu_cg / gib, curl_cpu_s, resent, st.resumed,
-               cg_sha256_fast_active(), repeat);
+               cg_sha256_fast_active(), hash_thread < 0 ? "auto" : hash_thread ? "on" : "off", repeat);
     } else {
         printf("cgvlm fetch   %8.1f MB/s  (best of %d, %d MiB, sha256 verified%s)\n", mbps, repeat, size_mb,
                cg_sha256_fast_active() ? ", SHA-NI" : "");
