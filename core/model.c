@@ -59,7 +59,7 @@ struct acts {
     float *bow_emb, *bow_mean, *txt_e, *txt_u, *txt_rn;
     float *clip_probs;
     /* backward scratch, shared by the layers (each zeroed before use) */
-    float *dres, *dln, *datty, *dqkv, *dfch, *dfchg, *dlnf;
+    float *dres, *dln, *datty, *dqkv, *dfch, *dfchg, *dlnf, *datt;
     float *dxg, *d_adout, *d_adg, *d_adh, *dpooled_u, *dpooled, *dvbar;
     float *dimg_u, *dimg_e, *dvit_mean, *dtxt_u, *dtxt_e, *dbow_mean, *dbow_emb, *dvit_out,
         *dpatch_emb;
@@ -383,6 +383,7 @@ static void layout_acts(model *m, arena *a, int B, int T) {
     x->dfch = take(a, 4 * NC);
     x->dfchg = take(a, 4 * NC);
     x->dlnf = take(a, NC);
+    x->datt = take(a, lmax((long)B * c->vit_heads * P * P, (long)B * c->lm_heads * Tlm * Tlm));
     x->dxg = take(a, Nt * d);
     x->d_adout = take(a, Nv * d);
     x->d_adg = take(a, Nv * d);
@@ -486,7 +487,7 @@ static void stack_backward(model *m, stack *s, const float *dlnf, int B, int T, 
         zero(x->datty, NC);
         matmul_backward(x->datty, WG(p->proj_w), WG(p->proj_b), x->dres, a->atty, p->proj_w, N, C, C);
         zero(x->dqkv, 3 * NC);
-        attention_backward(x->dqkv, x->datty, a->qkv, a->att, B, T, C, s->NH, s->causal);
+        attention_backward(x->dqkv, x->datt, x->datty, a->qkv, a->att, B, T, C, s->NH, s->causal);
         zero(x->dln, NC);
         matmul_backward(x->dln, WG(p->qkv_w), WG(p->qkv_b), x->dqkv, a->ln1, p->qkv_w, N, C, 3 * C);
         layernorm_backward(x->dres, WG(p->ln1_w), WG(p->ln1_b), x->dln, in, p->ln1_w, a->ln1_mean,
