@@ -19,21 +19,15 @@
 
 static void usage(FILE *fp) {
     fprintf(fp,
-            "usage: cgvlm bench train [--size tiny|small|base] [--stage lm|clip|align|instruct]\n"
+            "usage: cgvlm bench train [--size tiny|small|base] [--stage STAGE]\n"
             "                         [--device cpu|cuda] [--steps N] [--warmup N] [--threads N]\n"
             "                         [--json]\n"
             "\n"
             "Times training steps (forward, backward, clipping, AdamW) of a standard model size on\n"
             "synthetic batches of the stage's shape and prints ms/step (median and best), tokens/s,\n"
             "GFLOP/s and peak RSS. Defaults: --size tiny --stage instruct --steps 10 --warmup 2,\n"
-            "--threads = OpenMP's default.\n");
-}
-
-static int parse_stage(const char *s, int *mode) {
-    static const char *names[] = {"lm", "clip", "align", "instruct"};
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(s, names[i])) return *mode = i, CG_OK;
-    return cg_err(CG_EUSER, "unknown stage '%s'; use lm, clip, align or instruct", s);
+            "--threads = OpenMP's default. STAGE: lm_pretrain (lm), vit_pretrain (clip), align,\n"
+            "instruct.\n");
 }
 
 /* the 1-minute load average: figures measured on a busy machine say so */
@@ -97,7 +91,7 @@ int bench_train(int argc, char **argv) {
         goto out;
     }
     model_config cfg;
-    if ((rc = model_config_preset(&cfg, size)) || (rc = parse_stage(stage, &mode))) goto out;
+    if ((rc = model_config_preset(&cfg, size)) || (rc = model_mode_parse(stage, &mode))) goto out;
     omp_set_num_threads(threads);
     if ((rc = model_init(&m, &cfg, 1))) goto out;
 
@@ -157,13 +151,13 @@ int bench_train(int argc, char **argv) {
                "\"tokens_per_s\":%.0f,\"gflop_per_step\":%.3f,\"gflops_per_s\":%.1f,"
                "\"peak_rss_mb\":%.1f,\"params\":%ld,\"loss_first\":%.4f,\"loss_last\":%.4f,"
                "\"blas_core\":\"%s\",\"omp_wait_policy\":\"%s\",\"load1\":%.2f}\n",
-               size, stage, B, seq, threads, steps, med * 1e3, best * 1e3, B * seq / med,
+               size, model_mode_name(mode), B, seq, threads, steps, med * 1e3, best * 1e3, B * seq / med,
                flops * 1e-9, flops / med * 1e-9, rss_mb, model_num_values(&m), loss_first, loss_last,
                openblas_get_corename(), wait ? wait : "default", load_average());
     else
         printf("train %s/%s cpu, batch %d x %d, %d threads: %.2f ms/step (best %.2f), %.0f tokens/s, "
                "%.1f GFLOP/s (%.3f GFLOP/step), peak RSS %.1f MB, load %.2f\n",
-               size, stage, B, seq, threads, med * 1e3, best * 1e3, B * seq / med, flops / med * 1e-9,
+               size, model_mode_name(mode), B, seq, threads, med * 1e3, best * 1e3, B * seq / med, flops / med * 1e-9,
                flops * 1e-9, rss_mb, load_average());
 out:
     free(img);

@@ -119,6 +119,25 @@ int model_config_check(const model_config *c) {
     return CG_OK;
 }
 
+static const char *const mode_names[][2] = {
+    {"lm_pretrain", "lm"}, {"vit_pretrain", "clip"}, {"align", "align"}, {"instruct", "instruct"}};
+
+int model_mode_parse(const char *name, int *mode) {
+    for (int i = 0; i < (int)CG_ARRAY_LEN(mode_names); i++)
+        if (!strcmp(name, mode_names[i][0]) || !strcmp(name, mode_names[i][1])) return *mode = i, CG_OK;
+    return cg_err(CG_EUSER, "unknown stage '%s'; use lm_pretrain, vit_pretrain, align or instruct", name);
+}
+
+const char *model_mode_name(int mode) {
+    return mode >= 0 && mode < (int)CG_ARRAY_LEN(mode_names) ? mode_names[mode][0] : "?";
+}
+
+int model_adapter_parse(const char *name, int *adapter) {
+    if (!strcmp(name, "linear")) return *adapter = ADAPTER_LINEAR, CG_OK;
+    if (!strcmp(name, "mlp2x")) return *adapter = ADAPTER_MLP2X, CG_OK;
+    return cg_err(CG_EUSER, "unknown adapter '%s'; use linear or mlp2x", name);
+}
+
 int model_mode_trains(int mode, int group) {
     switch (mode) {
     case MODE_LM: return group == GROUP_LM;
@@ -290,6 +309,21 @@ model_param *model_find_param(model *m, const char *name) {
     for (int i = 0; i < m->nparams; i++)
         if (!strcmp(m->params[i].name, name)) return &m->params[i];
     return NULL;
+}
+
+int model_copy_params(model *dst, model *src, const char *prefix) {
+    size_t n = strlen(prefix);
+    for (int i = 0; i < dst->nparams; i++) {
+        model_param *d = &dst->params[i];
+        if (strncmp(d->name, prefix, n)) continue;
+        model_param *s = model_find_param(src, d->name);
+        if (!s) return cg_err(CG_EUSER, "source model has no tensor '%s'", d->name);
+        if (s->ndim != d->ndim || s->shape[0] != d->shape[0] || s->shape[1] != d->shape[1])
+            return cg_err(CG_EUSER, "tensor '%s' is %dx%d in the source but %dx%d here", d->name,
+                          s->shape[0], s->shape[1], d->shape[0], d->shape[1]);
+        memcpy(d->data, s->data, sizeof(float) * (size_t)d->numel);
+    }
+    return CG_OK;
 }
 
 long model_num_values(const model *m) {

@@ -121,6 +121,13 @@ int model_config_preset(model_config *cfg, const char *name);
 /* CG_OK, or CG_EUSER with a message naming the first inconsistent field. */
 int model_config_check(const model_config *cfg);
 
+/* Stage/mode names: "lm_pretrain" or "lm", "vit_pretrain" or "clip", "align", "instruct".
+ * CG_EUSER for another name. model_mode_name gives the stage name. */
+int model_mode_parse(const char *name, int *mode);
+const char *model_mode_name(int mode);
+/* "linear" or "mlp2x"; CG_EUSER for another name. */
+int model_adapter_parse(const char *name, int *adapter);
+
 /* ---- lifecycle ---- */
 int model_init(model *m, const model_config *cfg, uint64_t seed);     /* CG_EUSER on a bad config */
 void model_free(model *m);
@@ -132,6 +139,10 @@ int model_num_params(const model *m);
 model_param *model_param_at(model *m, int i);
 model_param *model_find_param(model *m, const char *name);      /* NULL when absent */
 long model_num_values(const model *m);                          /* total parameter count */
+/* Copies the values of every tensor whose name starts with prefix ("vit.", "lm.", "" for all)
+ * from src to dst (e.g. the ViT of vit_pretrain and the LM of lm_pretrain into the align model).
+ * Moments are not copied. CG_EUSER when a tensor is missing in src or its shape differs. */
+int model_copy_params(model *dst, model *src, const char *prefix);
 /* 1 when a parameter of this group is trained in this mode. */
 int model_mode_trains(int mode, int group);
 int model_num_patches(const model *m);                          /* P */

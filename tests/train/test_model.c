@@ -280,6 +280,29 @@ static void test_eval_and_errors(void) {
     CHECK(model_find_param(&m, "lm.h.1.attn.qkv.w") && model_find_param(&m, "lm.h.1.attn.qkv.w")->shape[0] == 96);
     CHECK(model_find_param(&m, "con.logit_scale") != NULL);
     CHECK(model_find_param(&m, "lm.h.2.ln1.w") == NULL);
+    /* stage names, adapters, copying a stage's tensors into the next stage's model */
+    int mode = -1, ad = -1;
+    CHECK(model_mode_parse("vit_pretrain", &mode) == CG_OK && mode == MODE_CLIP);
+    CHECK(model_mode_parse("lm", &mode) == CG_OK && mode == MODE_LM);
+    CHECK(model_mode_parse("dance", &mode) == CG_EUSER);
+    CHECK_STR(model_mode_name(MODE_INSTRUCT), "instruct");
+    CHECK(model_adapter_parse("linear", &ad) == CG_OK && ad == ADAPTER_LINEAR);
+    CHECK(model_adapter_parse("mlp3x", &ad) == CG_EUSER);
+    model m3;
+    CHECK(model_init(&m3, &cfg, 10) == CG_OK);
+    CHECK(model_copy_params(&m3, &m, "vit.") == CG_OK);
+    CHECK(memcmp(model_find_param(&m3, "vit.h.1.mlp.fc.w")->data,
+                 model_find_param(&m, "vit.h.1.mlp.fc.w")->data, sizeof(float) * 16 * 64) == 0);
+    CHECK(memcmp(model_find_param(&m3, "lm.wte")->data, model_find_param(&m, "lm.wte")->data,
+                 sizeof(float) * 20 * 32) != 0);
+    model_config other = cfg;
+    other.lm_dim = 48;
+    model m4;
+    CHECK(model_init(&m4, &other, 1) == CG_OK);
+    CHECK(model_copy_params(&m4, &m, "lm.") == CG_EUSER);
+    CHECK(strstr(cg_errmsg(), "lm.wte") != NULL);
+    model_free(&m3);
+    model_free(&m4);
     free(logits);
     model_free(&m);
 }
