@@ -16,6 +16,21 @@ void blas_single_thread(void) {
     }
 }
 
+/* rows [lo, hi) of C = op(A)·op(B) + beta·C (+ bias on every row when bias != NULL) */
+static void gemm_rows(int trans_a, int trans_b, long lo, long hi, int N, int K, const float *A,
+                      int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                      const float *bias) {
+    if (hi <= lo) return;
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, (int)(hi - lo), N, K, 1.0f,
+                trans_a ? A + lo : A + lo * lda, lda, B, ldb, beta, C + lo * ldc, ldc);
+    if (bias)
+        for (long r = lo; r < hi; r++) { /* while the rows are still in cache */
+            float *c = C + r * ldc;
+            for (int j = 0; j < N; j++) c[j] += bias[j];
+        }
+}
+
 void gemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B,
           int ldb, float beta, float *C, int ldc) {
     blas_single_thread();
@@ -23,21 +38,18 @@ void gemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda
     {
         long lo, hi;
         thread_range(M, &lo, &hi);
-        if (hi > lo)
-            cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                        trans_b ? CblasTrans : CblasNoTrans, (int)(hi - lo), N, K, 1.0f,
-                        trans_a ? A + lo : A + lo * lda, lda, B, ldb, beta, C + lo * ldc, ldc);
+        gemm_rows(trans_a, trans_b, lo, hi, N, K, A, lda, B, ldb, beta, C, ldc, NULL);
     }
 }
 
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
                     int C, int OC) {
-    gemm(0, 1, N, OC, C, inp, C, weight, C, 0.0f, out, OC);
-    if (!bias) return;
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        float *o = out + (long)n * OC;
-        for (int j = 0; j < OC; j++) o[j] += bias[j];
+    blas_single_thread();
+#pragma omp parallel
+    {
+        long lo, hi;
+        thread_range(N, &lo, &hi);
+        gemm_rows(0, 1, lo, hi, OC, C, inp, C, weight, C, 0.0f, out, OC, bias);
     }
 }
 
