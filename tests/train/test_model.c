@@ -307,7 +307,18 @@ static void test_eval_and_errors(void) {
     model_free(&m);
 }
 
+static void test_schedule(void) {
+    CHECK_CLOSE(lr_cosine(0, 10, 110, 1e-3f, 1e-4f), 1e-4, 1e-9, 0);          /* warmup 1/10 */
+    CHECK_CLOSE(lr_cosine(9, 10, 110, 1e-3f, 1e-4f), 1e-3, 1e-9, 0);          /* warmup done */
+    CHECK_CLOSE(lr_cosine(10, 10, 110, 1e-3f, 1e-4f), 1e-3, 1e-9, 0);         /* cosine start */
+    CHECK_CLOSE(lr_cosine(60, 10, 110, 1e-3f, 1e-4f), 5.5e-4, 1e-9, 0);       /* halfway */
+    CHECK_CLOSE(lr_cosine(110, 10, 110, 1e-3f, 1e-4f), 1e-4, 1e-9, 0);        /* the end */
+    CHECK_CLOSE(lr_cosine(0, 0, 0, 1e-3f, 0.0f), 0.0, 1e-9, 0);               /* degenerate */
+    CHECK(lr_cosine(30, 10, 110, 1e-3f, 1e-4f) > lr_cosine(31, 10, 110, 1e-3f, 1e-4f));
+}
+
 int main(void) {
+    test_schedule();
     for (int mode = MODE_LM; mode <= MODE_INSTRUCT; mode++) check_mode(mode);
     test_eval_and_errors();
     test_determinism();
