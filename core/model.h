@@ -25,6 +25,19 @@
  *                  gradients through without computing its weight gradients.
  *   MODE_INSTRUCT  instruct: L = L_gen; trains adapter.* and lm.*; the ViT runs forward only.
  *
+ * Losses: L_gen = mean cross-entropy of the tied head at the target positions (logits are only
+ * computed there). L_con (align, λ > 0): v̄_i = mean over the P/k² windows of unit(k×k average
+ * pool of image i's adapter outputs); t̄_j = mean over caption j's content tokens (batch.content)
+ * of unit(lm.wte[token]); ½[CE(e^ls·v̄t̄ᵀ, diag) + CE(its transpose, diag)] with ls = logit_scale
+ * (t̄ takes no gradient in align: the LM is frozen there). CLIP (vit_pretrain): image = unit(
+ * clip.img_proj(mean over patches of the ViT output)), caption = unit(clip.txt_proj(mean of
+ * clip.bow.wte over the content tokens, all tokens when content is NULL)), same symmetric InfoNCE
+ * with clip.logit_scale.
+ *
+ * Threads: OpenMP's (omp_set_num_threads / OMP_NUM_THREADS); the kernels set OpenBLAS to one
+ * thread and split every matrix product themselves. On a shared machine run with
+ * OMP_WAIT_POLICY=passive (see docs/PERFORMANCE.md).
+ *
  * Sequences: in image modes row b is P visual tokens (the adapter outputs, P = (S/p)²) followed by
  * the batch's T text tokens; positions count across both, so P + T <= ctx. targets[b,t] is the
  * token to predict from text position t (sequence position P+t), -1 = no loss; the loader puts
