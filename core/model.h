@@ -177,7 +177,9 @@ void model_set_step_count(model *m, int t);                      /* for checkpoi
 /* Linear warmup from 0 over `warmup` steps, then cosine from max_lr to min_lr at total_steps. */
 float lr_cosine(int step, int warmup, int total_steps, float max_lr, float min_lr);
 
-/* ---- evaluation ---- */
+/* ---- evaluation ----
+ * These run forward passes of their own and overwrite the activations: call model_backward only
+ * right after the model_forward it differentiates. */
 /* Σ log p(target) per row (and the number of targets) under the model; mode MODE_LM (text only)
  * or an image mode. */
 int model_sequence_logprob(model *m, const model_batch *batch, int mode, double *logprob /* (B) */,
