@@ -218,6 +218,7 @@ static void test_encoder_embedding_patchify(void) {
 static void test_attention(int causal) {
     int B = 3, T = 37, C = 64, NH = 4;
     long n = (long)B * T * C, na = (long)B * NH * T * T;
+    float *cpu_datt = malloc(sizeof(float) * (size_t)na); /* the CPU backward's scratch */
     float *qkv = rnd(3 * n, 1), *dout = rnd(n, 1), *dqkv = rnd(3 * n, 1);
     float *out = malloc(sizeof(float) * n), *att = malloc(sizeof(float) * na);
     float *d_qkv = devf(qkv, 3 * n), *d_dout = devf(dout, n), *d_dqkv = devf(dqkv, 3 * n);
@@ -230,14 +231,15 @@ static void test_attention(int causal) {
     printf(" attention, %s:\n", causal ? "causal" : "bidirectional");
     cmp("attention_forward", d_out, out, n, tol_mm);
     cmp("attention_forward.att", d_att, att, na, tol_mm);
-    attention_backward(dqkv, dout, qkv, att, B, T, C, NH, causal);
+    attention_backward(dqkv, cpu_datt, dout, qkv, att, B, T, C, NH, causal);
     cuda_attention_backward(d_dqkv, d_dout, d_qkv, d_att, d_scratch, B, T, C, NH, causal);
     cmp("attention_backward.dqkv", d_dqkv, dqkv, 3 * n, tol_mm);
     float *dq0 = calloc((size_t)(3 * n), sizeof(float)), *d_dq0 = poison(3 * n);
-    attention_backward(dq0, dout, qkv, att, B, T, C, NH, causal);
+    attention_backward(dq0, cpu_datt, dout, qkv, att, B, T, C, NH, causal);
     cuda_attention_backward_to(d_dq0, d_dout, d_qkv, d_att, d_scratch, B, T, C, NH, causal);
     cmp("attention_backward_to.dqkv", d_dq0, dq0, 3 * n, tol_mm);
     free(dq0);
+    free(cpu_datt);
     cuda_free(d_dq0);
     /* determinism: the same call again gives the same bits */
     float *h1 = malloc(sizeof(float) * 3 * n), *h2 = malloc(sizeof(float) * 3 * n);
@@ -258,6 +260,7 @@ static void test_attention(int causal) {
 static void test_attention_fused(int causal, int hs) {
     int B = 3, T = 45, NH = 2, C = NH * hs;
     long n = (long)B * T * C, na = (long)B * NH * T * T;
+    float *cpu_datt = malloc(sizeof(float) * (size_t)na); /* the CPU backward's scratch */
     float *qkv = rnd(3 * n, 1), *dout = rnd(n, 1), *dqkv = rnd(3 * n, 1);
     float *out = malloc(sizeof(float) * n), *att = malloc(sizeof(float) * na);
     float *d_qkv = devf(qkv, 3 * n), *d_dout = devf(dout, n), *d_dqkv = devf(dqkv, 3 * n);
@@ -267,14 +270,15 @@ static void test_attention_fused(int causal, int hs) {
     cuda_attention_fused_forward(d_out, d_lse, d_qkv, d_scratch, B, T, C, NH, causal);
     printf(" fused attention, %s, head size %d:\n", causal ? "causal" : "bidirectional", hs);
     cmp("attention_fused_forward", d_out, out, n, TOL_EXACT);
-    attention_backward(dqkv, dout, qkv, att, B, T, C, NH, causal);
+    attention_backward(dqkv, cpu_datt, dout, qkv, att, B, T, C, NH, causal);
     cuda_attention_fused_backward(d_dqkv, d_dout, d_qkv, d_out, d_lse, d_scratch, B, T, C, NH, causal);
     cmp("attention_fused_backward.dqkv", d_dqkv, dqkv, 3 * n, TOL_EXACT);
     float *dq0 = calloc((size_t)(3 * n), sizeof(float)), *d_dq0 = poison(3 * n);
-    attention_backward(dq0, dout, qkv, att, B, T, C, NH, causal);
+    attention_backward(dq0, cpu_datt, dout, qkv, att, B, T, C, NH, causal);
     cuda_attention_fused_backward_to(d_dq0, d_dout, d_qkv, d_out, d_lse, d_scratch, B, T, C, NH, causal);
     cmp("attention_fused_backward_to.dqkv", d_dq0, dq0, 3 * n, TOL_EXACT);
     free(dq0);
+    free(cpu_datt);
     cuda_free(d_dq0);
     free(qkv), free(dout), free(dqkv), free(out), free(att);
     cuda_free(d_qkv), cuda_free(d_dout), cuda_free(d_dqkv), cuda_free(d_out), cuda_free(d_lse);
