@@ -59,7 +59,7 @@ struct acts {
     float *bow_emb, *bow_mean, *txt_e, *txt_u, *txt_rn;
     float *clip_probs;
     /* backward scratch, shared by the layers (each zeroed before use) */
-    float *dres, *dln, *datty, *dqkv, *dfch, *dfchg, *dlnf;
+    float *dres, *dln, *datty, *dqkv, *dfch, *dfchg, *dlnf, *datt;
     float *dxg, *d_adout, *d_adg, *d_adh, *dpooled_u, *dpooled, *dvbar;
     float *dimg_u, *dimg_e, *dvit_mean, *dtxt_u, *dtxt_e, *dbow_mean, *dbow_emb, *dvit_out,
         *dpatch_emb;
@@ -117,6 +117,25 @@ int model_config_check(const model_config *c) {
     REQUIRE(c->lambda >= 0.0f, "lambda %g must be >= 0", (double)c->lambda);
 #undef REQUIRE
     return CG_OK;
+}
+
+static const char *const mode_names[][2] = {
+    {"lm_pretrain", "lm"}, {"vit_pretrain", "clip"}, {"align", "align"}, {"instruct", "instruct"}};
+
+int model_mode_parse(const char *name, int *mode) {
+    for (int i = 0; i < (int)CG_ARRAY_LEN(mode_names); i++)
+        if (!strcmp(name, mode_names[i][0]) || !strcmp(name, mode_names[i][1])) return *mode = i, CG_OK;
+    return cg_err(CG_EUSER, "unknown stage '%s'; use lm_pretrain, vit_pretrain, align or instruct", name);
+}
+
+const char *model_mode_name(int mode) {
+    return mode >= 0 && mode < (int)CG_ARRAY_LEN(mode_names) ? mode_names[mode][0] : "?";
+}
+
+int model_adapter_parse(const char *name, int *adapter) {
+    if (!strcmp(name, "linear")) return *adapter = ADAPTER_LINEAR, CG_OK;
+    if (!strcmp(name, "mlp2x")) return *adapter = ADAPTER_MLP2X, CG_OK;
+    return cg_err(CG_EUSER, "unknown adapter '%s'; use linear or mlp2x", name);
 }
 
 int model_mode_trains(int mode, int group) {
@@ -292,6 +311,21 @@ model_param *model_find_param(model *m, const char *name) {
     return NULL;
 }
 
+int model_copy_params(model *dst, model *src, const char *prefix) {
+    size_t n = strlen(prefix);
+    for (int i = 0; i < dst->nparams; i++) {
+        model_param *d = &dst->params[i];
+        if (strncmp(d->name, prefix, n)) continue;
+        model_param *s = model_find_param(src, d->name);
+        if (!s) return cg_err(CG_EUSER, "source model has no tensor '%s'", d->name);
+        if (s->ndim != d->ndim || s->shape[0] != d->shape[0] || s->shape[1] != d->shape[1])
+            return cg_err(CG_EUSER, "tensor '%s' is %dx%d in the source but %dx%d here", d->name,
+                          s->shape[0], s->shape[1], d->shape[0], d->shape[1]);
+        memcpy(d->data, s->data, sizeof(float) * (size_t)d->numel);
+    }
+    return CG_OK;
+}
+
 long model_num_values(const model *m) {
     long n = 0;
     for (int i = 0; i < m->nparams; i++) n += m->params[i].numel;
@@ -383,6 +417,7 @@ static void layout_acts(model *m, arena *a, int B, int T) {
     x->dfch = take(a, 4 * NC);
     x->dfchg = take(a, 4 * NC);
     x->dlnf = take(a, NC);
+    x->datt = take(a, lmax((long)B * c->vit_heads * P * P, (long)B * c->lm_heads * Tlm * Tlm));
     x->dxg = take(a, Nt * d);
     x->d_adout = take(a, Nv * d);
     x->d_adg = take(a, Nv * d);
@@ -486,7 +521,7 @@ static void stack_backward(model *m, stack *s, const float *dlnf, int B, int T, 
         zero(x->datty, NC);
         matmul_backward(x->datty, WG(p->proj_w), WG(p->proj_b), x->dres, a->atty, p->proj_w, N, C, C);
         zero(x->dqkv, 3 * NC);
-        attention_backward(x->dqkv, x->datty, a->qkv, a->att, B, T, C, s->NH, s->causal);
+        attention_backward(x->dqkv, x->datt, x->datty, a->qkv, a->att, B, T, C, s->NH, s->causal);
         zero(x->dln, NC);
         matmul_backward(x->dln, WG(p->qkv_w), WG(p->qkv_b), x->dqkv, a->ln1, p->qkv_w, N, C, 3 * C);
         layernorm_backward(x->dres, WG(p->ln1_w), WG(p->ln1_b), x->dln, in, p->ln1_w, a->ln1_mean,

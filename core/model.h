@@ -25,6 +25,19 @@
  *                  gradients through without computing its weight gradients.
  *   MODE_INSTRUCT  instruct: L = L_gen; trains adapter.* and lm.*; the ViT runs forward only.
  *
+ * Losses: L_gen = mean cross-entropy of the tied head at the target positions (logits are only
+ * computed there). L_con (align, λ > 0): v̄_i = mean over the P/k² windows of unit(k×k average
+ * pool of image i's adapter outputs); t̄_j = mean over caption j's content tokens (batch.content)
+ * of unit(lm.wte[token]); ½[CE(e^ls·v̄t̄ᵀ, diag) + CE(its transpose, diag)] with ls = logit_scale
+ * (t̄ takes no gradient in align: the LM is frozen there). CLIP (vit_pretrain): image = unit(
+ * clip.img_proj(mean over patches of the ViT output)), caption = unit(clip.txt_proj(mean of
+ * clip.bow.wte over the content tokens, all tokens when content is NULL)), same symmetric InfoNCE
+ * with clip.logit_scale.
+ *
+ * Threads: OpenMP's (omp_set_num_threads / OMP_NUM_THREADS); the kernels set OpenBLAS to one
+ * thread and split every matrix product themselves. On a shared machine run with
+ * OMP_WAIT_POLICY=passive (see docs/PERFORMANCE.md).
+ *
  * Sequences: in image modes row b is P visual tokens (the adapter outputs, P = (S/p)²) followed by
  * the batch's T text tokens; positions count across both, so P + T <= ctx. targets[b,t] is the
  * token to predict from text position t (sequence position P+t), -1 = no loss; the loader puts
@@ -121,6 +134,13 @@ int model_config_preset(model_config *cfg, const char *name);
 /* CG_OK, or CG_EUSER with a message naming the first inconsistent field. */
 int model_config_check(const model_config *cfg);
 
+/* Stage/mode names: "lm_pretrain" or "lm", "vit_pretrain" or "clip", "align", "instruct".
+ * CG_EUSER for another name. model_mode_name gives the stage name. */
+int model_mode_parse(const char *name, int *mode);
+const char *model_mode_name(int mode);
+/* "linear" or "mlp2x"; CG_EUSER for another name. */
+int model_adapter_parse(const char *name, int *adapter);
+
 /* ---- lifecycle ---- */
 int model_init(model *m, const model_config *cfg, uint64_t seed);     /* CG_EUSER on a bad config */
 void model_free(model *m);
@@ -132,6 +152,10 @@ int model_num_params(const model *m);
 model_param *model_param_at(model *m, int i);
 model_param *model_find_param(model *m, const char *name);      /* NULL when absent */
 long model_num_values(const model *m);                          /* total parameter count */
+/* Copies the values of every tensor whose name starts with prefix ("vit.", "lm.", "" for all)
+ * from src to dst (e.g. the ViT of vit_pretrain and the LM of lm_pretrain into the align model).
+ * Moments are not copied. CG_EUSER when a tensor is missing in src or its shape differs. */
+int model_copy_params(model *dst, model *src, const char *prefix);
 /* 1 when a parameter of this group is trained in this mode. */
 int model_mode_trains(int mode, int group);
 int model_num_patches(const model *m);                          /* P */
@@ -153,7 +177,9 @@ void model_set_step_count(model *m, int t);                      /* for checkpoi
 /* Linear warmup from 0 over `warmup` steps, then cosine from max_lr to min_lr at total_steps. */
 float lr_cosine(int step, int warmup, int total_steps, float max_lr, float min_lr);
 
-/* ---- evaluation ---- */
+/* ---- evaluation ----
+ * These run forward passes of their own and overwrite the activations: call model_backward only
+ * right after the model_forward it differentiates. */
 /* Σ log p(target) per row (and the number of targets) under the model; mode MODE_LM (text only)
  * or an image mode. */
 int model_sequence_logprob(model *m, const model_batch *batch, int mode, double *logprob /* (B) */,

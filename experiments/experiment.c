@@ -38,6 +38,7 @@ static const exp_key keys[] = {
     {"world.n_align", K_INT, 1, BIG, 0, "8000", NULL},
     {"world.n_instruct", K_INT, 1, BIG, 0, "10000", NULL},
     {"world.n_corpus", K_INT, 1, BIG, 0, "20000", NULL},
+    {"world.n_corpus_heldout", K_INT, 0, BIG, 0, "1000", NULL},
     {"world.n_bench", K_INT, 1, BIG, 0, "600", NULL},
     {"world.n_heldout", K_INT, 0, BIG, 0, "500", NULL},
 
@@ -101,11 +102,15 @@ static const exp_key keys[] = {
 
     /* the noop pipeline's knobs (tests, benchmarks); ignored by the cgvlm pipeline */
     {"noop.sleep_ms", K_INT, 0, 86400000, 0, "0", NULL},
+    {"noop.sleep_stage", K_ENUM, 0, 0, 0, "\"all\"",
+     "all|world|lm_pretrain|vit_pretrain|align|instruct|eval"},
     {"noop.log", K_STR, 0, 0, 0, "\"\"", NULL},
     {"noop.output", K_BOOL, 0, 0, 0, "true", NULL},
+    {"noop.metrics", K_BOOL, 0, 0, 0, "false", NULL},
     {"noop.fail_stage", K_ENUM, 0, 0, 0, "\"\"",
      "|all|world|lm_pretrain|vit_pretrain|align|instruct|eval"},
     {"noop.fail_message", K_STR, 0, 0, 0, "\"noop failure\"", NULL},
+    {"noop.fail_input", K_BOOL, 0, 0, 0, "false", NULL},
     {"noop.crash_stage", K_ENUM, 0, 0, 0, "\"\"",
      "|all|world|lm_pretrain|vit_pretrain|align|instruct|eval"},
     {"noop.crash_attempts", K_INT, 0, 1000, 0, "1", NULL},
@@ -510,12 +515,15 @@ static cJSON *stage_subconfig(const cJSON *cfg, exp_stage s) {
 static void add_noop_knobs(cJSON *sub, const cJSON *cfg, exp_stage s) {
     const cJSON *noop = cJSON_GetObjectItemCaseSensitive(cfg, "noop");
     cJSON *n = cJSON_AddObjectToObject(sub, "noop");
-    static const char *const always[] = {"sleep_ms", "log", "output"};
+    static const char *const always[] = {"log", "output", "metrics"};
     copy_keys(n, noop, always, CG_ARRAY_LEN(always));
+    const char *sleep = cJSON_GetObjectItemCaseSensitive(noop, "sleep_stage")->valuestring;
+    int sleeps = !strcmp(sleep, "all") || !strcmp(sleep, stage_names[s]);
+    cJSON_AddNumberToObject(n, "sleep_ms", sleeps ? cJSON_GetObjectItemCaseSensitive(noop, "sleep_ms")->valuedouble : 0);
     const char *fail = cJSON_GetObjectItemCaseSensitive(noop, "fail_stage")->valuestring;
     if (!strcmp(fail, "all") || !strcmp(fail, stage_names[s])) {
-        static const char *const k[] = {"fail_message"};
-        copy_keys(n, noop, k, 1);
+        static const char *const k[] = {"fail_message", "fail_input"};
+        copy_keys(n, noop, k, 2);
     }
     const char *crash = cJSON_GetObjectItemCaseSensitive(noop, "crash_stage")->valuestring;
     if (!strcmp(crash, "all") || !strcmp(crash, stage_names[s])) {

@@ -52,12 +52,40 @@ int stage_progress(stage_ctx *ctx, double fraction) {
 
 /* ---------------------------------------------------------------- world */
 
+#if __has_include("experiments/world.h")
+#include "experiments/world.h"
+
+/* The world stage: world_generate into the staging dir, from the stage's "world" section. */
 int stage_world(stage_ctx *ctx) {
-    /* Wired by the lead once experiments/world.h lands: world_generate(ctx->stage_config's
-     * "world" section, ctx->out_dir, ctx->threads, ...). */
-    return cg_err(CG_EFAIL, "stage 'world' is not wired yet: the world generator "
-                            "(experiments/world.h) has not been merged");
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(ctx->stage_config, "world");
+    world_options o;
+    world_options_default(&o);
+    int64_t seed = 0, v[7];
+    static const char *const counts[] = {"image_size", "n_align", "n_instruct", "n_corpus",
+                                         "n_corpus_heldout", "n_bench", "n_heldout"};
+    int rc = cg_json_get_int(w, "seed", 1, &seed);
+    for (size_t i = 0; i < CG_ARRAY_LEN(counts) && rc == CG_OK; i++) rc = cg_json_get_int(w, counts[i], 1, &v[i]);
+    if (rc) return cg_err_wrap(rc, "world stage config");
+    o.seed = (uint64_t)seed;
+    o.image_size = (int)v[0], o.n_align = (int)v[1], o.n_instruct = (int)v[2], o.n_corpus = (int)v[3];
+    o.n_corpus_heldout = (int)v[4], o.n_bench = (int)v[5], o.n_heldout = (int)v[6];
+    if (stage_progress(ctx, 0) == STAGE_CANCELLED) return STAGE_CANCELLED;
+    /* world_generate takes SIGINT/SIGTERM itself while it runs (and stops cleanly): a stop
+     * request then surfaces as its error, which is a cancellation here (it restarts from zero) */
+    rc = world_generate(ctx->out_dir, &o, 1, NULL);
+    if (rc && strstr(cg_errmsg(), "interrupted by signal")) {
+        *ctx->cancel = 1;
+        return STAGE_CANCELLED;
+    }
+    if (rc == CG_OK) stage_progress(ctx, 1);
+    return rc;
 }
+#else
+int stage_world(stage_ctx *ctx) {
+    return cg_err(CG_EUSER, "stage 'world' is not available: this build has no world generator "
+                            "(experiments/world.h)");
+}
+#endif
 
 /* ---------------------------------------------------------------- noop */
 
@@ -65,9 +93,13 @@ int stage_world(stage_ctx *ctx) {
  *   sleep_ms        work for that long, in 10 ms slices, checkpointing the time done in
  *                   work_dir/noop.ckpt: a cancelled or crashed attempt resumes where it was;
  *   crash_attempts, crash_mode   die (SIGKILL to itself, or abort()) on the first N attempts;
- *   fail_message    fail with that error, every attempt;
+ *   fail_message    fail with that error, every attempt (fail_input: as an input error, which
+ *                   the scheduler does not retry);
  *   output          write out_dir/noop.json (key, stage, attempt, resumed_ms: the work done by
- *                   earlier attempts, from the checkpoint);
+ *                   earlier attempts, from the checkpoint; upstream: the stages whose artifacts
+ *                   it was given);
+ *   metrics         log the scalar "noop_ms" (step = ms done) every slice and the eval
+ *                   noop/attempts at the end (tests of metric ingestion across resumes);
  *   log             append "KEY STAGE ATTEMPT\n" to this file when the stage completes (the
  *                   fault tests count these lines: a task must complete once). */
 
@@ -82,7 +114,9 @@ static int64_t read_ckpt(const char *path) {
     return done;
 }
 
-static int write_ckpt(const char *path, int64_t done_ms) {
+static int write_ckpt(const stage_ctx *ctx, const char *path, int64_t done_ms) {
+    int rc = cg_mkdir_p(ctx->work_dir);
+    if (rc) return rc;
     char text[32];
     int n = snprintf(text, sizeof text, "%lld", (long long)done_ms);
     return cg_write_file_atomic(path, text, (size_t)n);
@@ -102,12 +136,14 @@ static int append_line(const char *path, const char *line) {
 int stage_noop(stage_ctx *ctx) {
     const cJSON *knobs = cJSON_GetObjectItemCaseSensitive(ctx->stage_config, "noop");
     int64_t sleep_ms = 0, crash_attempts = 0;
-    int output = 1;
+    int output = 1, metrics = 0, fail_input = 0;
     const char *log = "", *fail = NULL, *crash_mode = "kill";
     int rc = CG_OK;
     if (knobs && ((rc = cg_json_get_int(knobs, "sleep_ms", 0, &sleep_ms)) ||
                   (rc = cg_json_get_int(knobs, "crash_attempts", 0, &crash_attempts)) ||
                   (rc = cg_json_get_bool(knobs, "output", 0, &output)) ||
+                  (rc = cg_json_get_bool(knobs, "metrics", 0, &metrics)) ||
+                  (rc = cg_json_get_bool(knobs, "fail_input", 0, &fail_input)) ||
                   (rc = cg_json_get_str(knobs, "log", 0, &log)) ||
                   (rc = cg_json_get_str(knobs, "fail_message", 0, &fail)) ||
                   (rc = cg_json_get_str(knobs, "crash_mode", 0, &crash_mode))))
@@ -123,10 +159,11 @@ int stage_noop(stage_ctx *ctx) {
     int64_t start = done;
     while (done < sleep_ms) {
         if (stage_progress(ctx, (double)done / (double)sleep_ms) == STAGE_CANCELLED) {
-            rc = write_ckpt(ckpt, done);
+            rc = write_ckpt(ctx, ckpt, done);
             if (rc == CG_OK) rc = STAGE_CANCELLED;
             goto out;
         }
+        if (metrics && (rc = metrics_scalar(ctx->metrics, "noop_ms", done, (double)done))) goto out;
         int64_t slice = sleep_ms - done < 10 ? sleep_ms - done : 10;
         struct timespec ts = {(time_t)(slice / 1000), (long)(slice % 1000) * 1000000L};
         nanosleep(&ts, NULL);
@@ -134,16 +171,26 @@ int stage_noop(stage_ctx *ctx) {
         if (done > sleep_ms) done = sleep_ms;
     }
     if (fail) {
-        rc = cg_err(CG_EFAIL, "%s", fail);
+        rc = cg_err(fail_input ? CG_EUSER : CG_EFAIL, "%s", fail);
         goto out;
     }
+    if (metrics && ((rc = metrics_scalar(ctx->metrics, "noop_ms", done, (double)done)) ||
+                    (rc = metrics_eval(ctx->metrics, "noop", "attempts", "", ctx->attempt, 1))))
+        goto out;
     if (output) {
         /* a plain write: the scheduler publishes out_dir by one rename, so a crash before that
          * leaves nothing; the noop skips the fsync a real artifact's bytes would deserve */
         char *path = cg_path_join(ctx->out_dir, "noop.json");
         FILE *fp = fopen(path, "w");
-        int ok = fp && fprintf(fp, "{\"key\":\"%s\",\"stage\":\"%s\",\"attempt\":%d,\"resumed_ms\":%lld}\n",
-                               ctx->key, exp_stage_name(ctx->stage), ctx->attempt, (long long)start) > 0;
+        cg_buf up;   /* the upstream stages whose artifacts the stage was given */
+        cg_buf_init(&up);
+        for (int u = 0; u < EXP_NSTAGES; u++)
+            if (ctx->upstream[u] && cg_is_dir(ctx->upstream[u]))
+                cg_buf_addf(&up, "%s\"%s\"", up.len ? "," : "", exp_stage_name((exp_stage)u));
+        int ok = fp && fprintf(fp, "{\"key\":\"%s\",\"stage\":\"%s\",\"attempt\":%d,\"resumed_ms\":%lld,"
+                               "\"upstream\":[%s]}\n", ctx->key, exp_stage_name(ctx->stage), ctx->attempt,
+                               (long long)start, up.data ? up.data : "") > 0;
+        cg_buf_free(&up);
         if (fp && fclose(fp) != 0) ok = 0;
         if (!ok) rc = cg_err(CG_EFAIL, "cannot write '%s': %s", path, strerror(errno));
         free(path);

@@ -4,14 +4,16 @@
  * stage_execute(), which dispatches on ctx->kind through the table in stage.c. A stage:
  *   - reads its settings from ctx->stage_config (the canonical sub-config its key was computed
  *     from) and, for anything else, from ctx->run_config (see experiment.h for which keys are safe);
- *   - reads its inputs from ctx->upstream[EXP_...] (the published artifact dirs of its upstream
- *     tasks, NULL for stages that are not upstream);
+ *   - reads its inputs from ctx->upstream[EXP_...] (the published artifact dirs of all its
+ *     ancestor tasks, NULL for stages that are not upstream of it);
  *   - keeps checkpoints in ctx->work_dir, which survives failed, crashed and cancelled attempts:
- *     on start, resume from what is there;
+ *     on start, resume from what is there; it is not created in advance (cg_mkdir_p it before the
+ *     first checkpoint) and is removed once the task is done;
  *   - writes its outputs into ctx->out_dir (staging; empty at start). After a CG_OK return the
  *     scheduler publishes it atomically as <workspace>/artifacts/<key> and records it;
  *   - logs step metrics and evaluations through ctx->metrics (core/metrics.h);
- *   - calls stage_progress() regularly (heartbeat + progress for `cgvlm status`); when it returns
+ *   - calls stage_progress() regularly, at least once a minute (it is the task's heartbeat, and
+ *     the progress `cgvlm status` shows); when it returns
  *     STAGE_CANCELLED (Ctrl-C, `cgvlm cancel`, the scheduler gone), it writes a checkpoint and
  *     returns STAGE_CANCELLED promptly;
  *   - returns CG_OK, STAGE_CANCELLED, or an error rc with cg_err() text (kept as the task's error).
@@ -39,9 +41,10 @@ struct stage_ctx {
     const cJSON *run_config;     /* the resolved experiment config of a run using this task */
     const cJSON *stage_config;   /* the stage's canonical sub-config */
     const char *workspace;       /* the workspace root */
-    const char *work_dir;        /* persistent per task: checkpoints, resumes (created) */
+    const char *work_dir;        /* persistent per task: checkpoints, resumes (may not exist yet) */
     const char *out_dir;         /* staging output dir, published on success (created, empty) */
-    const char *upstream[EXP_NSTAGES]; /* published artifact dir per upstream stage, else NULL */
+    const char *upstream[EXP_NSTAGES]; /* published artifact dir of every ancestor stage (direct
+                                        * or not: instruct sees world, lm/vit_pretrain, align) */
     metrics_sink *metrics;       /* never NULL */
     volatile sig_atomic_t *cancel; /* set asynchronously: checkpoint and return STAGE_CANCELLED */
     /* Heartbeat + progress (0..1) for status/ETA; called through stage_progress(). May be NULL. */
@@ -49,7 +52,7 @@ struct stage_ctx {
     void *progress_arg;
     int attempt;                 /* 1 for the first attempt */
     int threads;                 /* CPU threads the stage may use */
-    const char *device;          /* "cpu", "cuda", "cuda:N" (resolved from the config's "auto") */
+    const char *device;          /* "cpu", "cuda", "cuda:N": the config's, or for "auto" the slot's */
 };
 
 /* Runs ctx->kind. CG_EUSER for an unknown or not yet implemented kind. */

@@ -79,7 +79,8 @@ void patchify_forward(float *out /* (B,P,p*p*3) */, const uint8_t *img_u8 /* (B,
  * (ViT). att keeps the softmax probabilities for the backward pass. */
 void attention_forward(float *out /* (B,T,C) */, float *att /* (B,NH,T,T) */,
                        const float *qkv /* (B,T,3C) */, int B, int T, int C, int NH, int causal);
-void attention_backward(float *dqkv /* (B,T,3C) */, const float *dout /* (B,T,C) */,
+void attention_backward(float *dqkv /* (B,T,3C) */, float *datt /* (B,NH,T,T) scratch */,
+                        const float *dout /* (B,T,C) */,
                         const float *qkv /* (B,T,3C) */, const float *att /* (B,NH,T,T) */,
                         int B, int T, int C, int NH, int causal);
 

@@ -217,7 +217,9 @@ static void headline_box(doc *d, const report_model *m) {
         char *r = pct_ci(&h->ratio);
         cg_buf_addf(&t, "%s: with %s of the instruction data, %s already reaches %s of the generative-only "
                         "accuracy at 100 %% (%.1f %%), the smallest fraction at the 95 %% target",
-                    isnan(fb) || f < fb ? "Yes, in this sweep" : "Not in this sweep", fs, m->lines[l].label, r, 100 * m->base_value);
+                    !(isnan(fb) || f < fb)               ? "Not in this sweep"
+                    : !isnan(fc) && (isnan(fb) || fc < fb) ? "Yes, in this sweep"
+                                                           : "By the point estimates, yes", fs, m->lines[l].label, r, 100 * m->base_value);
         free(r);
         free(fs);
         if (!isnan(fc)) {
@@ -227,7 +229,7 @@ static void headline_box(doc *d, const report_model *m) {
         } else {
             cg_buf_adds(&t, " (though at no fraction is the interval's lower end above 95 %)");
         }
-        if (!isnan(fb)) {
+        if (!isnan(fb) && fb < m->xs[m->nx - 1]) {
             char *s = report_fmt_x(m, fb);
             cg_buf_addf(&t, "; generative-only alignment needs %s.", s);
             free(s);
@@ -255,7 +257,7 @@ static void headline_box(doc *d, const report_model *m) {
     if (h) {
         char *xs = report_fmt_x(m, m->xs[h->xi]), *dd = pp_ci(&h->diff);
         const report_cell *on = REPORT_CELL(m, m->primary, l, h->xi), *off = REPORT_CELL(m, m->primary, m->lines[l].base, h->xi);
-        cg_buf_init(&t);
+        cg_buf_free(&t);   /* empties it for the next line */
         cg_buf_addf(&t, "At %s: contrastive %.1f %%, generative-only %.1f %%, difference %s (%s).", xs, 100 * on->ci.mean,
                     100 * off->ci.mean, dd, report_ci_name(h->diff.ci));
         cg_buf_adds(&d->html, "<div class=\"kv\">");
@@ -265,9 +267,13 @@ static void headline_box(doc *d, const report_model *m) {
         free(xs);
         free(dd);
     }
-    cg_buf_init(&t);
-    cg_buf_addf(&t, "Primary metric: %s on %s, mean over seeds (%d per point at most)%s. Intervals are 95 %%.", pm->metric, pm->bench,
-                m->max_seeds, m->max_seeds == 1 ? "; single seed: intervals are bootstraps over benchmark questions" : "");
+    cg_buf_free(&t);   /* empties it for the next line */
+    if (m->max_seeds == 1)
+        cg_buf_addf(&t, "Primary metric: %s on %s, a single seed per point; its 95 %% intervals are bootstraps over the "
+                        "benchmark questions.", pm->metric, pm->bench);
+    else
+        cg_buf_addf(&t, "Primary metric: %s on %s, mean over seeds (%d per point at most); intervals are 95 %%.", pm->metric,
+                    pm->bench, m->max_seeds);
     cg_buf_adds(&d->html, "<div class=\"fine\">");
     html_esc(&d->html, t.data);
     cg_buf_adds(&d->html, "</div></div>\n");
@@ -277,7 +283,9 @@ static void headline_box(doc *d, const report_model *m) {
 
 static void headline_table(doc *d, const report_model *m) {
     static const char *head[] = {"line", "fraction", "contrastive", "generative only", "contrastive / gen.-only at 100 %",
-                                 "on − off", "interval"};
+                                 "on − off", "intervals (ratio; difference)"};
+    int nlines = 0;   /* one contrastive line (the usual case): no line column */
+    for (int i = 0; i < m->nheads; i++) nlines += i == 0 || m->heads[i].line != m->heads[i - 1].line;
     char **cells = cg_calloc((size_t)m->nheads * 7 + 1, sizeof *cells);
     for (int i = 0; i < m->nheads; i++) {
         const report_head *h = &m->heads[i];
@@ -290,9 +298,19 @@ static void headline_table(doc *d, const report_model *m) {
         row[3] = off->n ? pct(off->ci.mean) : cg_strdup("—");
         row[4] = pct_ci(&h->ratio);
         row[5] = pp_ci(&h->diff);
-        row[6] = cg_fmt("ratio: %s; diff: %s (%d pairs)", short_ci(h->ratio.ci), short_ci(h->diff.ci), h->diff.n);
+        row[6] = cg_fmt("%s; %s (%d pair%s)", short_ci(h->ratio.ci), short_ci(h->diff.ci), h->diff.n, h->diff.n == 1 ? "" : "s");
+        if (nlines == 1) {
+            free(row[0]);
+            memmove(row, row + 1, 6 * sizeof *row);
+            row[6] = NULL;
+        }
     }
-    doc_table(d, 7, 2, head, cells, m->nheads);
+    if (nlines == 1) {   /* compact the rows of 7 into rows of 6 */
+        for (int i = 0; i < m->nheads; i++) memmove(&cells[(size_t)i * 6], &cells[(size_t)i * 7], 6 * sizeof *cells);
+        doc_table(d, 6, 1, head + 1, cells, m->nheads);
+    } else {
+        doc_table(d, 7, 2, head, cells, m->nheads);
+    }
     free(cells);
 }
 
@@ -305,7 +323,8 @@ static void category_table(doc *d, const report_model *m) {
         for (int l = 0; l < m->nlines; l++) {
             char *xs = report_fmt_x(m, m->xs[k]);
             const char *lab = m->cg && !isnan(m->lines[l].lambda) ? (m->lines[l].lambda > 0 ? "on" : "off") : m->lines[l].key;
-            own[1 + k * m->nlines + l] = m->cg ? cg_fmt("%s %s", xs, lab) : cg_fmt("%s; %s", xs, lab);
+            if (m->xaxis < 0) own[1 + k * m->nlines + l] = cg_strdup(m->lines[l].label);
+            else own[1 + k * m->nlines + l] = m->cg ? cg_fmt("%s %s", xs, lab) : cg_fmt("%s; %s", xs, lab);
             head[1 + k * m->nlines + l] = own[1 + k * m->nlines + l];
             free(xs);
         }
@@ -350,7 +369,7 @@ static const char *css =
     "td{text-align:right;padding:5px 10px;border-bottom:1px solid var(--rule);white-space:nowrap}"
     "th.l,td.l{text-align:left}tbody tr:nth-child(even){background:#f7f8f9}"
     "pre{background:#f5f6f7;border:1px solid var(--rule);border-radius:4px;padding:12px 14px;overflow-x:auto;"
-    "font:12.5px/1.5 'DejaVu Sans Mono',monospace}"
+    "font:12.5px/1.5 'DejaVu Sans Mono',monospace;tab-size:4}"
     "footer{margin-top:48px;color:var(--muted);font:13px 'DejaVu Sans',Helvetica,Arial,sans-serif}";
 
 int report_write_docs(const report_model *m, const char *dir, const report_fig *figs, int nfigs, int gnuplot_found) {
@@ -383,6 +402,14 @@ int report_write_docs(const report_model *m, const char *dir, const report_fig *
         doc_note(&d, "Figures were not rendered: gnuplot was not found on PATH (install gnuplot-nox). "
                      "The tables, CSV files and the gnuplot scripts and data (*.gp, *.dat) are complete.");
     int cg_head = m->cg && m->primary >= 0 && m->nheads > 0 && m->base_line >= 0;
+    if (cg_head && m->xs[m->nx - 1] != 1.0) {
+        char *full = report_fmt_x(m, m->xs[m->nx - 1]);
+        char *n = cg_fmt("The largest instruction-data fraction in this sweep is %s: the baseline called "
+                         "\"generative-only at 100 %%\" below is generative-only at %s.", full, full);
+        doc_note(&d, n);
+        free(n);
+        free(full);
+    }
     if (cg_head) headline_box(&d, m);
     else if (m->cg)
         doc_note(&d, "No headline: the sweep has no generative-only (λ = 0) accuracy at the largest fraction yet.");
@@ -391,21 +418,11 @@ int report_write_docs(const report_model *m, const char *dir, const report_fig *
         doc_h(&d, 2, "Data efficiency");
         const report_fig *f = fig_named(figs, nfigs, "data_efficiency", 1);
         if (f) doc_fig(&d, f);
-        for (int i = -1; i < m->nmetrics; i++) {   /* the primary metric first, then the others */
-            int mt = i < 0 ? m->primary : i;
-            if (i == m->primary || !m->metrics[mt].is_acc || !strcmp(m->metrics[mt].bench, "alignment")) continue;
-            char *h = cg_fmt("%s on %s%s", m->metrics[mt].metric, m->metrics[mt].bench, mt == m->primary ? " (primary)" : "");
+        {
+            char *h = cg_fmt("%s on %s (primary)", m->metrics[m->primary].metric, m->metrics[m->primary].bench);
             doc_h(&d, 3, h);
             free(h);
-            if (mt != m->primary) {
-                char *nm = cg_fmt("data_efficiency_%s_%s", m->metrics[mt].bench, m->metrics[mt].metric);
-                for (char *c = nm; *c; c++)
-                    if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-", *c)) *c = '_';
-                const report_fig *g = fig_named(figs, nfigs, nm, 1);
-                if (g) doc_fig(&d, g);
-                free(nm);
-            }
-            metric_table(&d, m, mt);
+            metric_table(&d, m, m->primary);
         }
         if (cg_head) {
             doc_h(&d, 2, "Headline numbers");
@@ -418,6 +435,21 @@ int report_write_docs(const report_model *m, const char *dir, const report_fig *
             doc_p(&d, p);
             free(p);
             headline_table(&d, m);
+        }
+        for (int mt = 0; mt < m->nmetrics; mt++) {   /* the other scoring methods and benchmarks */
+            if (mt == m->primary || !m->metrics[mt].is_acc || !strcmp(m->metrics[mt].bench, "alignment")) continue;
+            char *h = cg_fmt("Data efficiency: %s on %s", m->metrics[mt].metric, m->metrics[mt].bench);
+            doc_h(&d, 2, h);
+            free(h);
+            {
+                char *nm = cg_fmt("data_efficiency_%s_%s", m->metrics[mt].bench, m->metrics[mt].metric);
+                for (char *c = nm; *c; c++)
+                    if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-", *c)) *c = '_';
+                const report_fig *g = fig_named(figs, nfigs, nm, 1);
+                if (g) doc_fig(&d, g);
+                free(nm);
+            }
+            metric_table(&d, m, mt);
         }
     } else if (m->primary < 0 && m->cg) {
         doc_note(&d, "No benchmark accuracy in this sweep's evaluations yet.");
@@ -441,7 +473,11 @@ int report_write_docs(const report_model *m, const char *dir, const report_fig *
         char *h = cg_fmt("Accuracy by category (%s, %%)", m->metrics[m->primary].metric);
         doc_h(&d, 2, h);
         free(h);
-        doc_p(&d, "Mean over seeds of the per-category accuracy, by fraction and line; intervals are in categories.csv.");
+        doc_p(&d, m->cg ? "Mean over seeds of the per-category accuracy at each fraction, generative-only (off) and "
+                           "contrastive (on); intervals are in categories.csv."
+                         : "Mean over seeds of the per-category accuracy; intervals are in categories.csv.");
+        const report_fig *f = fig_named(figs, nfigs, "categories", 1);
+        if (f) doc_fig(&d, f);
         category_table(&d, m);
     }
 
@@ -451,6 +487,8 @@ int report_write_docs(const report_model *m, const char *dir, const report_fig *
         doc_h(&d, 2, "Alignment quality");
         doc_p(&d, "Caption perplexity, image→caption retrieval R@1 / R@5 and text-only perplexity (the LM's text ability), "
                   "mean and 95 % interval over seeds.");
+        const report_fig *f = fig_named(figs, nfigs, "alignment", 1);
+        if (f) doc_fig(&d, f);
         for (int mt = 0; mt < m->nmetrics; mt++) {
             if (strcmp(m->metrics[mt].bench, "alignment")) continue;
             doc_h(&d, 3, m->metrics[mt].metric);

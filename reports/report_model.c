@@ -36,7 +36,7 @@ static double col_num(sqlite3_stmt *st, int i) {
 const char *report_ci_name(int ci) {
     switch (ci) {
     case REPORT_CI_T: return "95 % t-interval over seeds";
-    case REPORT_CI_BOOT_Q: return "95 % bootstrap interval over benchmark questions (single seed)";
+    case REPORT_CI_BOOT_Q: return "95 % bootstrap interval over benchmark questions, single seed";
     case REPORT_CI_BOOT_SEEDS: return "95 % bootstrap interval over seeds";
     default: return "no interval (one replicate)";
     }
@@ -560,10 +560,10 @@ static int load_chance(sqlite3 *db, report_model *m) {
 
 static int load_envs(sqlite3 *db, int64_t sweep_id, report_model *m) {
     sqlite3_stmt *st;
-    int rc = prep(db, "SELECT DISTINCT e.code_version, e.compiler, e.blas, e.cuda, e.driver, e.device, e.host, e.os, "
-                      "(SELECT COUNT(*) FROM tasks t2 WHERE t2.env_id = e.env_id) "
+    int rc = prep(db, "SELECT e.code_version, e.compiler, e.blas, e.cuda, e.driver, e.device, e.host, e.os, "
+                      "COUNT(DISTINCT t.task_id) "
                       "FROM environments e JOIN tasks t ON t.env_id = e.env_id JOIN run_tasks rt ON rt.task_id = t.task_id "
-                      "JOIN runs r ON r.run_id = rt.run_id WHERE r.sweep_id = ? ORDER BY e.env_id", &st);
+                      "JOIN runs r ON r.run_id = rt.run_id WHERE r.sweep_id = ? GROUP BY e.env_id ORDER BY e.env_id", &st);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, sweep_id);
     static const char *names[] = {"code", "compiler", "blas", "cuda", "driver", "device", "host", "os"};
@@ -603,7 +603,7 @@ static int cmp_point(const void *a, const void *b) {
 
 static const char *task_group(const task_info *t) {
     if (!t->has_lambda) return "all";
-    if (t->con_min != t->con_max) return "shared";
+    if (t->con_min != t->con_max) return "shared by on and off";
     return t->con_max ? "contrastive" : "generative only";
 }
 

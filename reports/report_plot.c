@@ -195,7 +195,8 @@ static int curve_fig(const report_model *m, const char *dir, int metric, const c
     cg_buf_adds(&gp, "\nset ylabel ");
     char *ylab = mt->is_acc ? cg_fmt("%s (%%)", mt->metric) : cg_strdup(mt->metric);
     gp_str(&gp, ylab);
-    cg_buf_addf(&gp, "\nset yrange [%.6g:%.6g]\n", ymin, ymax);
+    /* intervals are clamped to the plotted range: gnuplot clips filled areas badly */
+    cg_buf_addf(&gp, "\nylo = %.10g\nyhi = %.10g\nclamp(v) = v < ylo ? ylo : (v > yhi ? yhi : v)\nset yrange [ylo:yhi]\n", ymin, ymax);
     if (mt->is_acc) cg_buf_adds(&gp, "set format y '%g %%'\n");
     int logx = m->cg && m->xs[0] > 0;
     if (logx) {
@@ -211,9 +212,9 @@ static int curve_fig(const report_model *m, const char *dir, int metric, const c
         if (blk[l] < 0) continue;
         const char *c = line_color(m, l);
         int pt = m->cg && m->lines[l].lambda > 0 ? 7 : 5;
-        cg_buf_addf(&gp, "%s'%s.dat' index %d using 1:($3*%g):($4*%g) with filledcurves fc rgb '%s' notitle, \\\n",
+        cg_buf_addf(&gp, "%s'%s.dat' index %d using 1:(clamp($3*%g)):(clamp($4*%g)) with filledcurves fc rgb '%s' notitle, \\\n",
                     first ? "" : ", \\\n     ", name, blk[l], scale, scale, c);
-        cg_buf_addf(&gp, "     '' index %d using 1:($2*%g):($3*%g):($4*%g) with yerrorbars lc rgb '%s' lw 1.3 pt -1 notitle, \\\n",
+        cg_buf_addf(&gp, "     '' index %d using 1:($2*%g):(clamp($3*%g)):(clamp($4*%g)) with yerrorbars lc rgb '%s' lw 1.3 pt -1 notitle, \\\n",
                     blk[l], scale, scale, scale, c);
         cg_buf_addf(&gp, "     '' index %d using 1:($2*%g) with linespoints lc rgb '%s' lw 2.6 pt %d ps 1.5 title ",
                     blk[l], scale, c, pt);
@@ -266,7 +267,7 @@ static int loss_fig(const report_model *m, const char *dir, const char *stage, r
     gp_str(&gp, title);
     cg_buf_adds(&gp, " font 'DejaVu Sans,15'\nset xlabel 'step'\nset ylabel 'loss'\nplot ");
     int block = 0, ntasks_max = 0;
-    static const char *groups[] = {"generative only", "contrastive", "shared", "all"};
+    static const char *groups[] = {"generative only", "contrastive", "shared by on and off", "all"};
     static const char *losses[] = {"loss", "loss_gen", "loss_con"};
     for (int o = 0; o < 12; o++)   /* in legend order: group, then total / generative / contrastive */
     for (int i = 0; i < m->nseries; i++) {
@@ -301,6 +302,143 @@ static int loss_fig(const report_model *m, const char *dir, const char *stage, r
     return rc;
 }
 
+/* Small multiples: one panel per category (or alignment metric), each the lines of the sweep against
+ * the x axis with their 95 % bands. cells[(p * nlines + l) * nx + k] are the panel's cells. */
+static int multiples_fig(const report_model *m, const char *dir, const char *name, char *title, char *caption,
+                         int npanels, char **ptitles, const report_cell *const *cells, const int *pct,
+                         report_fig **figs, int *nfigs) {
+    int cols = npanels <= 3 ? npanels : npanels == 4 ? 2 : 3, rows = (npanels + cols - 1) / cols;
+    int H = 110 + 330 * rows;
+    cg_buf dat, body, gp;
+    cg_buf_init(&dat);
+    cg_buf_init(&body);
+    cg_buf_init(&gp);
+    cg_buf_addf(&dat, "# %s.dat: one block per panel and line (gnuplot index)\n"
+                      "# columns: x mean lo hi n has_interval (lo = hi = mean when there is no interval)\n", name);
+    cg_buf_addf(&body, "set multiplot layout %d,%d title ", rows, cols);
+    gp_str(&body, title);
+    cg_buf_addf(&body, " font 'DejaVu Sans,15' margins 0.07,0.98,%.3f,%.3f spacing 0.07,%.3f\n", 60.0 / H,
+                1.0 - (105.0 + 20.0 * ((m->nlines - 1) / 3)) / H, 80.0 / H);
+    cg_buf_adds(&body, "set key off\nset style fill transparent solid 0.16 noborder\nset bars small\n");
+    int logx = m->cg && m->xs[0] > 0;
+    if (logx)
+        cg_buf_addf(&body, "set logscale x\nset xrange [%.6g:%.6g]\nset xtics (\"1 %%%%\" 0.01, \"10 %%%%\" 0.1, \"100 %%%%\" 1)\n",
+                    fmin(m->xs[0], 0.01) / 1.4, fmax(m->xs[m->nx - 1], 1.0) * 1.4);
+    /* the legend: coloured labels above the panels, drawn with the first panel */
+    for (int l = 0; l < m->nlines; l++) {
+        cg_buf_addf(&body, "set label %d ", 900 + l);
+        char *lab = cg_fmt("■ %s", m->lines[l].label);
+        gp_str(&body, lab);
+        free(lab);
+        cg_buf_addf(&body, " at screen %.3f,%.3f tc rgb '%s' font 'DejaVu Sans,13'\n", 0.07 + 0.3 * (l % 3),
+                    1.0 - (48.0 + 20.0 * (l / 3)) / H, line_color(m, l));
+    }
+    int block = 0;
+    for (int p = 0; p < npanels; p++) {
+        double scale = pct[p] ? 100.0 : 1.0;
+        cg_buf_adds(&body, "set title ");
+        gp_str(&body, ptitles[p]);
+        cg_buf_adds(&body, " font 'DejaVu Sans,13'\n");
+        /* accuracy panels share one scale, so categories compare at a glance */
+        cg_buf_adds(&body, pct[p] ? "set format y '%g %%'\nylo = 0\nyhi = 100\nset yrange [0:100]\nset ytics 0,25,100\n"
+                                  : "set format y '%g'\nylo = -1e300\nyhi = 1e300\nset yrange [*:*]\nset ytics autofreq\n");
+        cg_buf_adds(&body, "clamp(v) = v < ylo ? ylo : (v > yhi ? yhi : v)\nplot ");
+        int first = 1;
+        for (int l = 0; l < m->nlines; l++) {
+            int any = 0;
+            for (int k = 0; k < m->nx; k++) any |= cells[((size_t)p * m->nlines + l) * m->nx + k]->n > 0;
+            if (!any) continue;
+            cg_buf_addf(&dat, "%s# panel %d line %d: %s | %s\n", block ? "\n\n" : "", p, l, ptitles[p], m->lines[l].label);
+            for (int k = 0; k < m->nx; k++) {
+                const report_cell *c = cells[((size_t)p * m->nlines + l) * m->nx + k];
+                if (!c->n) continue;
+                int has = !isnan(c->ci.lo);
+                cg_buf_addf(&dat, "%.17g %.17g %.17g %.17g %d %d\n", m->xs[k], c->ci.mean, has ? c->ci.lo : c->ci.mean,
+                            has ? c->ci.hi : c->ci.mean, c->n, has);
+            }
+            const char *col = line_color(m, l);
+            cg_buf_addf(&body, "%s'%s.dat' index %d using 1:(clamp($3*%g)):(clamp($4*%g)) with filledcurves fc rgb '%s', \\\n"
+                               "     '' index %d using 1:($2*%g) with linespoints lc rgb '%s' lw 2.2 pt 7 ps 1.0",
+                        first ? "" : ", \\\n     ", name, block, scale, scale, col, block, scale, col);
+            block++;
+            first = 0;
+        }
+        if (first) cg_buf_adds(&body, "NaN notitle");   /* an empty panel keeps the grid in place */
+        cg_buf_adds(&body, "\n");
+        if (p == 0)
+            for (int l = 0; l < m->nlines; l++) cg_buf_addf(&body, "unset label %d\n", 900 + l);
+    }
+    cg_buf_adds(&body, "unset multiplot\n");
+    cg_buf_addf(&gp,
+                "# %s.gp: written by cgvlm report; re-render with: gnuplot %s.gp\n"
+                "set encoding utf8\n"
+                "set border 3 lw 1.2 lc rgb '#555555'\n"
+                "set tics nomirror out scale 0.6 textcolor rgb '#333333'\n"
+                "set grid xtics ytics lc rgb '#e3e3e3' lw 1 dt 1\n"
+                "set terminal pngcairo size %d,%d enhanced font 'DejaVu Sans,12' linewidth 1.3 background rgb 'white'\n"
+                "set output '%s.png'\n%s"
+                "set terminal svg size %d,%d enhanced font 'DejaVu Sans,12' linewidth 1.3 background rgb 'white'\n"
+                "set output '%s.svg'\n%sunset output\n",
+                name, name, FIG_W, H, name, body.data, FIG_W, H, name, body.data);
+    char *f = cg_fmt("%s.dat", name);
+    int rc = write_text(dir, f, &dat);
+    free(f);
+    f = cg_fmt("%s.gp", name);
+    if (!rc) rc = write_text(dir, f, &gp);
+    free(f);
+    add_fig(figs, nfigs, name, title, caption);
+    cg_buf_free(&dat);
+    cg_buf_free(&body);
+    cg_buf_free(&gp);
+    return rc;
+}
+
+/* Per-category accuracy (primary metric) and the alignment metrics, as small multiples. */
+static int panel_figs(const report_model *m, const char *dir, report_fig **figs, int *nfigs) {
+    int rc = CG_OK;
+    if (m->xaxis < 0) return CG_OK;
+    if (m->ncats > 0 && m->primary >= 0) {
+        const report_cell **cells = cg_malloc(((size_t)m->ncats * m->nlines * m->nx + 1) * sizeof *cells);
+        int *pct = cg_malloc(((size_t)m->ncats + 1) * sizeof *pct);
+        for (int c = 0; c < m->ncats; c++) {
+            pct[c] = 1;
+            for (int l = 0; l < m->nlines; l++)
+                for (int k = 0; k < m->nx; k++) cells[((size_t)c * m->nlines + l) * m->nx + k] = REPORT_CATCELL(m, c, l, k);
+        }
+        char *title = cg_fmt("Accuracy by category (%s on %s)", m->metrics[m->primary].metric, m->metrics[m->primary].bench);
+        char *cap = cg_fmt("Per-category %s vs %s, one panel per category; mean over seeds with a shaded 95 %% t-interval "
+                           "over seeds (none with a single seed).", m->metrics[m->primary].metric,
+                           m->cg ? "instruction-data fraction (log scale)" : m->axes[m->xaxis]);
+        rc = multiples_fig(m, dir, "categories", title, cap, m->ncats, m->cats, cells, pct, figs, nfigs);
+        free(cells);
+        free(pct);
+    }
+    int na = 0;
+    for (int mt = 0; mt < m->nmetrics; mt++) na += !strcmp(m->metrics[mt].bench, "alignment");
+    if (!rc && na > 0 && m->cg) {
+        const report_cell **cells = cg_malloc(((size_t)na * m->nlines * m->nx + 1) * sizeof *cells);
+        int *pct = cg_malloc(((size_t)na + 1) * sizeof *pct);
+        char **titles = cg_malloc(((size_t)na + 1) * sizeof *titles);
+        int p = 0;
+        for (int mt = 0; mt < m->nmetrics; mt++) {
+            if (strcmp(m->metrics[mt].bench, "alignment")) continue;
+            pct[p] = 0;
+            titles[p] = m->metrics[mt].metric;
+            for (int l = 0; l < m->nlines; l++)
+                for (int k = 0; k < m->nx; k++) cells[((size_t)p * m->nlines + l) * m->nx + k] = REPORT_CELL(m, mt, l, k);
+            p++;
+        }
+        rc = multiples_fig(m, dir, "alignment", cg_strdup("Alignment quality"),
+                           cg_strdup("Caption perplexity, image→caption retrieval R@1 / R@5 and text-only perplexity vs "
+                                     "instruction-data fraction; mean over seeds with a shaded 95 % t-interval over seeds."),
+                           na, titles, cells, pct, figs, nfigs);
+        free(cells);
+        free(pct);
+        free(titles);
+    }
+    return rc;
+}
+
 static void sanitize(char *s) {
     for (; *s; s++)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' || *s == '-')) *s = '_';
@@ -324,6 +462,7 @@ int report_plot(const report_model *m, const char *dir, const char *gnuplot, rep
             free(name);
         }
     }
+    if (!rc) rc = panel_figs(m, dir, figs, nfigs);
     for (int i = 0; i < m->nseries && !rc; i++) {
         int seen = 0;
         for (int j = 0; j < i; j++) seen |= !strcmp(m->series[j].stage, m->series[i].stage);

@@ -81,6 +81,9 @@ static int worker_start(local_backend *lb, worker *w) {
         if (getppid() != parent) _exit(111);   /* the scheduler died before prctl */
         dup2(in[0], 0);
         dup2(out[1], 1);
+        char slot[16];
+        snprintf(slot, sizeof slot, "%d", (int)(w - lb->w));
+        setenv("CGVLM_WORKER_SLOT", slot, 1);
         if (w->gpu >= 0) {
             char g[16];
             snprintf(g, sizeof g, "%d", w->gpu);

@@ -2,6 +2,7 @@
  * lifecycle and the retry rules). */
 #define _GNU_SOURCE
 #include "sweeps/sched.h"
+#include "sweeps/task.h"
 #include "db/store.h"
 #include "experiments/stage.h"
 #include "util/json.h"
@@ -309,11 +310,13 @@ typedef struct {
     int64_t id;
     char key[65];
     char kind[24];
+    char label[40];    /* kind, or noop:STAGE */
     char state;        /* q(ueued) r(unning) d(one) f(ailed) c(rashed) x (cancelled) */
     int fails;         /* failures + crashes in this invocation */
     int mine;          /* running here */
     int attempt;
     int timed_out;
+    int suspect;       /* running elsewhere with no live process: to recover */
     double started, limit;
     int ndeps, *deps;  /* indices */
 } stask;
@@ -352,8 +355,9 @@ static int find_task(const runner *r, int64_t id) {
 
 static int load_tasks(runner *r) {
     sqlite3_stmt *st;
-    int rc = sql_prep(r->db, "SELECT DISTINCT t.task_id, t.key, t.kind, t.state FROM runs JOIN run_tasks USING (run_id) "
-                             "JOIN tasks t USING (task_id) WHERE runs.sweep_id = ? ORDER BY t.task_id", &st);
+    int rc = sql_prep(r->db, "SELECT DISTINCT t.task_id, t.key, t.kind, t.state, CASE WHEN t.kind = 'noop' THEN "
+                             "'noop:' || json_extract(t.config_json, '$.stage') ELSE t.kind END FROM runs "
+                             "JOIN run_tasks USING (run_id) JOIN tasks t USING (task_id) WHERE runs.sweep_id = ? ORDER BY t.task_id", &st);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, r->sweep_id);
     int cap = 64;
@@ -368,6 +372,8 @@ static int load_tasks(runner *r) {
         snprintf(t->key, sizeof t->key, "%s", (const char *)sqlite3_column_text(st, 1));
         snprintf(t->kind, sizeof t->kind, "%s", (const char *)sqlite3_column_text(st, 2));
         t->state = state_char((const char *)sqlite3_column_text(st, 3));
+        const char *label = (const char *)sqlite3_column_text(st, 4);
+        snprintf(t->label, sizeof t->label, "%s", label ? label : t->kind);
         double lim = r->o->time_limit;
         if (lim <= 0 && r->o->sw) lim = sweep_time_limit(r->o->sw, t->kind);
         t->limit = lim;
@@ -442,13 +448,21 @@ static int refresh(runner *r) {
     while (sqlite3_step(st) == SQLITE_ROW) {
         int i = find_task(r, sqlite3_column_int64(st, 0));
         if (i < 0 || r->t[i].mine) continue;
-        r->t[i].state = state_char((const char *)sqlite3_column_text(st, 1));
-        orphans |= r->t[i].state == 'r';
+        stask *t = &r->t[i];
+        t->state = state_char((const char *)sqlite3_column_text(st, 1));
+        t->suspect = 0;
+        if (t->state == 'r') {   /* running elsewhere: is its process still there? */
+            const char *host = (const char *)sqlite3_column_text(st, 2);
+            int64_t pid = sqlite3_column_type(st, 3) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 3);
+            t->suspect = (host && !strcmp(host, sched_hostname())) ? !sched_proc_alive(pid)
+                                                                   : cg_wall_time() - sqlite3_column_double(st, 4) > SCHED_STALE_S;
+            orphans |= t->suspect;
+        }
     }
     sqlite3_reset(st);
     int rc = CG_OK;
     for (int i = 0; orphans && i < r->n && rc == CG_OK; i++)
-        if (!r->t[i].mine && r->t[i].state == 'r') rc = recover(r, &r->t[i]);
+        if (r->t[i].suspect) rc = recover(r, &r->t[i]);   /* re-checked inside the write lock */
     return rc;
 }
 
@@ -526,10 +540,11 @@ static int reap(runner *r, const sched_exit *ev) {
     sqlite3_stmt *st = r->state_of;
     sqlite3_bind_int64(st, 1, t->id);
     int attempts = 0;
-    char state = 'x';
+    char state = 'x', *error = NULL;
     if (sqlite3_step(st) == SQLITE_ROW) {
         state = state_char((const char *)sqlite3_column_text(st, 0));
         attempts = sqlite3_column_int(st, 1);
+        if (sqlite3_column_text(st, 2)) error = cg_strdup((const char *)sqlite3_column_text(st, 2));
     }
     sqlite3_reset(st);
     if (state == 'r' && attempts == t->attempt) {
@@ -559,10 +574,13 @@ static int reap(runner *r, const sched_exit *ev) {
             rc = sql_done(r->db, u);
             sqlite3_finalize(u);
         }
-        if (r->o->progress) cg_info("%s %.12s: %s (attempt %d)", t->kind, t->key, err, t->attempt);
+        if (r->o->progress) cg_info("%-8s %-16s %.12s: %s (attempt %d)", ns, t->label, t->key, err, t->attempt);
         free(err);
     }
     t->state = state;
+    /* a failure in the task's input (exit status 2) would fail every attempt: no retry */
+    int permanent = state == 'f' && ev->wstatus >= 0 && WIFEXITED(ev->wstatus) && WEXITSTATUS(ev->wstatus) == TASK_BAD_INPUT;
+    if (permanent) t->fails = r->o->max_attempts;
     if (state == 'f' || state == 'c') {
         t->fails++;
         if (t->fails < r->o->max_attempts && !r->stopping && rc == CG_OK) {
@@ -573,7 +591,13 @@ static int reap(runner *r, const sched_exit *ev) {
     }
     if (rc == CG_OK) rc = store_commit(r->db);
     if (rc) store_rollback(r->db);
-    if (r->o->progress && state == 'd') cg_info("done %s %.12s", t->kind, t->key);
+    if (r->o->progress && (state == 'd' || state == 'f')) {
+        if (cg_stderr_is_tty()) fprintf(stderr, "\r\033[K");
+        cg_info("%-8s %-16s %.12s (attempt %d, %.1f s)%s%s", state == 'd' ? "done" : "failed", t->label, t->key,
+                t->attempt, cg_mono_time() - t->started, state == 'f' && error ? ": " : "",
+                state == 'f' && error ? error : "");
+    }
+    free(error);
     return rc;
 }
 
@@ -597,10 +621,10 @@ int sched_run(sqlite3 *db, int64_t sweep_id, sched_backend *be, const sched_opts
                            "WHERE task_id = ? AND state IN ('queued','failed','crashed','cancelled') RETURNING attempts", &r.claim)) ||
         (rc = sql_prep(db, "INSERT OR REPLACE INTO task_attempts (task_id, attempt, state, host, pid, started_at) "
                            "VALUES (?,?,'running',?,?,?)", &r.attempt_ins)) ||
-        (rc = sql_prep(db, "SELECT state, attempts FROM tasks WHERE task_id = ?", &r.state_of)) ||
+        (rc = sql_prep(db, "SELECT state, attempts, error FROM tasks WHERE task_id = ?", &r.state_of)) ||
         (rc = sql_prep(db, "UPDATE tasks SET state = 'queued' WHERE task_id = ? AND state IN ('failed','crashed')", &r.requeue)) ||
-        (rc = sql_prep(db, "SELECT DISTINCT t.task_id, t.state FROM runs JOIN run_tasks USING (run_id) JOIN tasks t USING (task_id) "
-                           "WHERE runs.sweep_id = ?", &r.refresh)) ||
+        (rc = sql_prep(db, "SELECT DISTINCT t.task_id, t.state, t.host, t.pid, t.heartbeat_at FROM runs JOIN run_tasks USING (run_id) "
+                           "JOIN tasks t USING (task_id) WHERE runs.sweep_id = ?", &r.refresh)) ||
         (rc = load_tasks(&r)) || (rc = refresh(&r)))
         goto out;
 
@@ -715,7 +739,6 @@ out:
     if (rc == CG_OK && lost) rc = cg_err(CG_EFAIL, "another scheduler took the sweep over");
     if (rc == CG_OK && r.stopping) rc = STAGE_CANCELLED;
     if (rc == CG_OK && out->done < out->tasks)
-        rc = cg_err(CG_EFAIL, "%d task(s) failed after %d attempt(s), %d blocked by them",
-                    out->failed, o->max_attempts, out->blocked);
+        rc = cg_err(CG_EFAIL, "%d task(s) failed, %d blocked by them", out->failed, out->blocked);
     return rc;
 }

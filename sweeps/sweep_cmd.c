@@ -190,6 +190,7 @@ int cmd_sweep(int argc, char **argv) {
 
 static void fmt_secs(char *out, size_t n, double s) {
     if (s < 0 || !isfinite(s)) snprintf(out, n, "?");
+    else if (s < 10) snprintf(out, n, "%.2fs", s);
     else if (s < 60) snprintf(out, n, "%.0fs", s);
     else if (s < 3600) snprintf(out, n, "%dm%02ds", (int)s / 60, (int)s % 60);
     else snprintf(out, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
@@ -248,7 +249,9 @@ static int status_sweep(sqlite3 *db, int64_t id, const char *name, int *active) 
         else if (mean >= 0) remaining += mean * (left + sqlite3_column_double(st, 9));
     }
     sqlite3_finalize(st);
-    if (done < all) {
+    if (done < all && !*active && running == 0) {
+        printf("  %d/%d tasks done; not running (re-run the sweep to resume)\n", done, all);
+    } else if (done < all) {
         double eta = remaining / (running > 0 ? running : 1);
         fmt_secs(a, sizeof a, eta);
         printf("  %d/%d tasks done; ETA %s%s\n", done, all, unknown ? "at least " : "", a);

@@ -11,6 +11,13 @@
 #include "util/sha256.h"
 #include "util/util.h"
 
+/* The results-store sink (db/sink.h), when this tree has it: metrics also reach the db while a
+ * task runs, for people watching; the journal stays the record ingested at the end. */
+#if __has_include("db/sink.h")
+#include "db/sink.h"
+#define TASK_LIVE_SINK 1
+#endif
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -89,7 +96,9 @@ static int artifact_digest(const char *dir, int64_t *size, char hex[65]) {
 typedef struct {
     sqlite3 *db;
     long long task_id;
-    sqlite3_stmt *name_ins, *name_id, *metric, *eval, *pred;
+    sqlite3_stmt *name_ins, *name_id, *metric, *eval, *pred, *rewind;
+    int nseen;
+    int64_t seen_id[64], seen_step[64];   /* the last step ingested per metric name */
 } ingest_sink;
 
 static int ing_step(ingest_sink *s, sqlite3_stmt *st) {
@@ -106,6 +115,18 @@ static int ing_scalar(void *ctx, const char *name, int64_t step, double value) {
     sqlite3_bind_text(s->name_id, 1, name, -1, SQLITE_TRANSIENT);
     int64_t id = sqlite3_step(s->name_id) == SQLITE_ROW ? sqlite3_column_int64(s->name_id, 0) : 0;
     sqlite3_reset(s->name_id);
+    /* a resumed attempt logs again from its checkpoint's step: its records replace the later
+     * records of the attempt it resumed (the journal is in time order) */
+    int k = 0;
+    while (k < s->nseen && s->seen_id[k] != id) k++;
+    if (k < s->nseen && step <= s->seen_step[k]) {
+        sqlite3_bind_int64(s->rewind, 1, s->task_id);
+        sqlite3_bind_int64(s->rewind, 2, id);
+        sqlite3_bind_int64(s->rewind, 3, step);
+        if ((rc = ing_step(s, s->rewind))) return rc;
+    }
+    if (k == s->nseen && k < 64) s->seen_id[s->nseen++] = id;
+    if (k < 64) s->seen_step[k] = step;
     sqlite3_bind_int64(s->metric, 1, s->task_id);
     sqlite3_bind_int64(s->metric, 2, id);
     sqlite3_bind_int64(s->metric, 3, step);
@@ -156,6 +177,7 @@ int task_ingest_journal(void *sqlite_db, long long task_id, const char *journal)
     if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO metric_names (name) VALUES (?)", -1, &s.name_ins, NULL) ||
         sqlite3_prepare_v2(db, "SELECT name_id FROM metric_names WHERE name = ?", -1, &s.name_id, NULL) ||
         sqlite3_prepare_v2(db, "INSERT INTO metrics (task_id, name_id, step, value, wall) VALUES (?,?,?,?,?)", -1, &s.metric, NULL) ||
+        sqlite3_prepare_v2(db, "DELETE FROM metrics WHERE task_id = ? AND name_id = ? AND step >= ?", -1, &s.rewind, NULL) ||
         sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO evals (task_id, benchmark, metric, category, value, n) VALUES (?,?,?,?,?,?)", -1, &s.eval, NULL) ||
         sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO predictions (task_id, benchmark, method, question_id, category, skill, "
                                "chosen, answer, correct, scores_json) VALUES (?,?,?,?,?,?,?,?,?,?)", -1, &s.pred, NULL))
@@ -169,6 +191,7 @@ int task_ingest_journal(void *sqlite_db, long long task_id, const char *journal)
     sqlite3_finalize(s.metric);
     sqlite3_finalize(s.eval);
     sqlite3_finalize(s.pred);
+    sqlite3_finalize(s.rewind);
     return rc;
 }
 
@@ -183,7 +206,11 @@ typedef struct {
 } lazy_sink;
 
 static int lazy_open(lazy_sink *l) {
-    return l->inner ? CG_OK : metrics_journal_open(l->path, &l->inner);
+    if (l->inner) return CG_OK;
+    char *dir = cg_strndup(l->path, (size_t)(strrchr(l->path, '/') - l->path));
+    int rc = cg_mkdir_p(dir);
+    free(dir);
+    return rc ? rc : metrics_journal_open(l->path, &l->inner);
 }
 static int lazy_scalar(void *ctx, const char *name, int64_t step, double value) {
     int rc = lazy_open(ctx);
@@ -236,6 +263,13 @@ static void heartbeat(void *arg, double fraction) {
     store_exec(b->db, sql, "heartbeat");   /* a missed beat is not a failure */
     cg_err_clear();
     free(sql);
+}
+
+/* The config's device unless "auto", else the worker slot's ("cuda" on a GPU slot, else "cpu"). */
+static const char *run_device(const cJSON *run_cfg, const char *slot_device) {
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(run_cfg, "device");
+    if (cJSON_IsString(d) && strcmp(d->valuestring, "auto")) return d->valuestring;
+    return slot_device && *slot_device ? slot_device : "cpu";
 }
 
 /* Claims for standalone use (attempt 0): the same transition as the scheduler's sched_claim. */
@@ -332,6 +366,7 @@ static int finish(sqlite3 *db, int64_t id, int attempt, const char *state, const
         sqlite3_finalize(st);
         st = NULL;
     }
+    if (rc == CG_OK && journal) rc = task_ingest_journal(db, id, journal);   /* every outcome keeps its metrics */
     if (rc == CG_OK && done) {
         if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO artifacts (key, task_id, path, size, sha256, created_at) "
                                    "VALUES (?,?,?,?,?,?)", -1, &st, NULL) == SQLITE_OK) {
@@ -345,7 +380,6 @@ static int finish(sqlite3 *db, int64_t id, int attempt, const char *state, const
             sqlite3_finalize(st);
             st = NULL;
         }
-        if (rc == CG_OK) rc = task_ingest_journal(db, id, journal);
     }
 out:
     sqlite3_finalize(st);
@@ -357,10 +391,24 @@ out:
     return rc;
 }
 
+/* mkdir with the parents only when missing: one syscall in the common case. */
+static int make_dir(const char *path) {
+    if (mkdir(path, 0755) == 0 || errno == EEXIST) return CG_OK;
+    return cg_mkdir_p(path);
+}
+
 /* Publishes staging as artifacts/<key> by one rename. An artifact already there was published
  * complete by an earlier attempt (rename is atomic): keep it. */
 static int publish(const char *staging, const char *final) {
-    if (rename(staging, final) == 0) {
+    int ok = rename(staging, final) == 0;
+    if (!ok && errno == ENOENT) {   /* the first artifact of this workspace */
+        char *dir = cg_strndup(final, (size_t)(strrchr(final, '/') - final));
+        int rc = cg_mkdir_p(dir);
+        free(dir);
+        if (rc) return rc;
+        ok = rename(staging, final) == 0;
+    }
+    if (ok) {
         char *dir = cg_strndup(final, (size_t)(strrchr(final, '/') - final));
         cg_fsync_dir(dir);
         free(dir);
@@ -386,7 +434,7 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
     cJSON *stage_cfg = NULL, *run_cfg = NULL;
     char *kind = NULL, *work = NULL, *staging = NULL, *final = NULL, *journal = NULL, *arts = NULL;
     char *up[EXP_NSTAGES] = {0};
-    metrics_sink *sink = NULL;
+    metrics_sink *sink = NULL, *journal_sink = NULL, *live_sink = NULL, *tee_sink = NULL;
     int64_t id = -1;
     int rc = store_open(db_path, 0, &db), result = TASK_FAILED, held = 0;
     if (rc) goto out;
@@ -415,6 +463,20 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
         goto out;
     }
 
+#if STORE_SCHEMA_VERSION >= 2   /* db/ with store_env_record (db/record.c) */
+    /* the environment the attempt runs in (reports show it); not for noop stand-ins, because
+     * describing the GPU initialises CUDA */
+    if (strcmp(kind, "noop")) {
+        int64_t env_id;
+        if (store_env_record(db, &env_id) == CG_OK) {
+            char *sql = cg_fmt("UPDATE tasks SET env_id = %lld WHERE task_id = %lld", (long long)env_id, (long long)id);
+            store_exec(db, sql, "cannot record the task's environment");
+            free(sql);
+        }
+        cg_err_clear();   /* a missing environment row is not worth failing the task */
+    }
+#endif
+
     /* the config of a run using this task (runs sharing it agree on everything it may read) */
     if (sqlite3_prepare_v2(db, "SELECT r.config_json FROM run_tasks rt JOIN runs r USING (run_id) WHERE rt.task_id = ? "
                                "ORDER BY r.run_id LIMIT 1", -1, &st, NULL) == SQLITE_OK) {
@@ -428,8 +490,11 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
     if (!run_cfg) run_cfg = cJSON_CreateObject();
 
     /* upstream artifacts, by the stage they are */
-    if (sqlite3_prepare_v2(db, "SELECT t.kind, t.key, t.config_json, t.state FROM task_deps d JOIN tasks t ON t.task_id = d.dep_id "
-                               "WHERE d.task_id = ?", -1, &st, NULL) != SQLITE_OK) {
+    /* every ancestor, not only the direct deps: instruct needs the world and the pretrained LM too */
+    if (sqlite3_prepare_v2(db, "WITH RECURSIVE anc(id) AS (SELECT dep_id FROM task_deps WHERE task_id = ?1 "
+                               "UNION SELECT d.dep_id FROM task_deps d JOIN anc ON d.task_id = anc.id) "
+                               "SELECT t.kind, t.key, t.config_json, t.state FROM tasks t JOIN anc ON t.task_id = anc.id",
+                           -1, &st, NULL) != SQLITE_OK) {
         rc = cg_err(CG_EFAIL, "results db: %s", sqlite3_errmsg(db));
         goto fail;
     }
@@ -460,8 +525,13 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
     final = cg_fmt("%s/%s", arts, key);
     journal = cg_path_join(work, "metrics.jsonl");
     cg_rm_rf(staging);
-    if ((rc = cg_mkdir_p(work)) || (rc = cg_mkdir_p(staging)) || (rc = cg_mkdir_p(arts))) goto fail;
-    sink = lazy_journal(journal);
+    if ((rc = make_dir(staging))) goto fail;
+    journal_sink = lazy_journal(journal);
+    sink = journal_sink;
+#ifdef TASK_LIVE_SINK
+    if (store_sink_open(db, id, &live_sink) == CG_OK) sink = tee_sink = metrics_tee(journal_sink, live_sink);
+    else cg_err_clear();
+#endif
 
     const cJSON *sn = cJSON_GetObjectItemCaseSensitive(stage_cfg, "stage");
     int stage = exp_stage_from_name(kind);
@@ -472,13 +542,16 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
         .run_config = run_cfg, .stage_config = stage_cfg, .workspace = workspace,
         .work_dir = work, .out_dir = staging, .metrics = sink, .cancel = &task_cancel,
         .progress = heartbeat, .progress_arg = &beat, .attempt = attempt,
-        .threads = threads > 0 ? threads : 1, .device = device ? device : "cpu",
+        .threads = threads > 0 ? threads : 1, .device = run_device(run_cfg, device),
     };
     for (int s = 0; s < EXP_NSTAGES; s++) ctx.upstream[s] = up[s];
     rc = stage_execute(&ctx);
-    int frc = metrics_flush(sink);
-    metrics_close(sink);
-    sink = NULL;
+    int frc = metrics_flush(journal_sink);   /* the live sink's flush may fail: the journal counts */
+    if (tee_sink && metrics_flush(live_sink) != CG_OK) cg_err_clear();
+    metrics_close(tee_sink);
+    metrics_close(live_sink);
+    metrics_close(journal_sink);
+    sink = tee_sink = live_sink = journal_sink = NULL;
     if (rc == CG_OK) rc = frc;
 
     if (rc == CG_OK) {
@@ -490,29 +563,33 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
         free(rel);
         if (rc == CG_OK) {
             result = held ? TASK_DONE : TASK_SUPERSEDED;
-            if (held) cg_rm_rf(work);   /* checkpoints are not needed once the artifact is out */
+            if (held && cg_is_dir(work)) cg_rm_rf(work);   /* checkpoints are not needed once the artifact is out */
             goto out;
         }
     }
     if (rc == STAGE_CANCELLED) {
         rc = finish(db, id, attempt, "cancelled", "cancelled; its checkpoint is kept for the next attempt",
-                    TASK_CANCELLED, key, NULL, 0, NULL, NULL, &held);
+                    TASK_CANCELLED, key, NULL, 0, NULL, journal, &held);
         result = TASK_CANCELLED;
         cg_rm_rf(staging);
         goto out;
     }
 fail:
+    /* an error in the task's input (CG_EUSER: a bad setting, a kind not implemented) fails the
+     * same way every time: exit status 2 tells the scheduler not to retry it */
+    result = rc == CG_EUSER ? TASK_BAD_INPUT : TASK_FAILED;
     if (id >= 0 && held) {
         char *err = cg_strdup(cg_errmsg()[0] ? cg_errmsg() : "failed");
-        finish(db, id, attempt, "failed", err, TASK_FAILED, key, NULL, 0, NULL, NULL, &held);
+        finish(db, id, attempt, "failed", err, result, key, NULL, 0, NULL, journal, &held);
         fprintf(stderr, "cgvlm task %.12s: %s\n", key, err);
         free(err);
     }
     if (staging) cg_rm_rf(staging);
-    result = TASK_FAILED;
 out:
-    if (rc && result != TASK_FAILED && result != TASK_CANCELLED) cg_report(rc);
-    if (sink) metrics_close(sink);
+    if (rc && result != TASK_FAILED && result != TASK_BAD_INPUT && result != TASK_CANCELLED) cg_report(rc);
+    metrics_close(tee_sink);
+    metrics_close(live_sink);
+    metrics_close(journal_sink);
     sqlite3_finalize(st);
     store_close(db);
     cJSON_Delete(stage_cfg);
@@ -528,13 +605,16 @@ out:
 int task_worker(const char *db_path, const char *workspace, int threads) {
     signal(SIGINT, SIG_IGN);    /* Ctrl-C reaches the tasks and the scheduler directly */
     signal(SIGTERM, SIG_IGN);
-    const char *device = getenv("CGVLM_DEVICE");
+    const char *device = getenv("CGVLM_DEVICE"), *slot = getenv("CGVLM_WORKER_SLOT");
     char *logs = cg_fmt("%s/logs", workspace);
     int rc = cg_mkdir_p(logs);
-    if (rc) {
-        free(logs);
-        return cg_report(rc);
-    }
+    char *log = cg_fmt("%s/worker-%s.log", logs, slot ? slot : "0");
+    free(logs);
+    /* one log per worker slot, a header per attempt: no file to create per task */
+    int logfd = rc ? -1 : open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (rc == CG_OK && logfd < 0) rc = cg_err(CG_EFAIL, "cannot open worker log '%s': %s", log, strerror(errno));
+    free(log);
+    if (rc) return cg_report(rc);
     char line[256];
     while (fgets(line, sizeof line, stdin)) {
         int attempt;
@@ -544,6 +624,7 @@ int task_worker(const char *db_path, const char *workspace, int threads) {
             break;
         }
         pid_t me = getpid();
+        dprintf(logfd, "== task %s attempt %d\n", key, attempt);
         fflush(stdout);
         pid_t pid = fork();
         if (pid == 0) {
@@ -551,12 +632,10 @@ int task_worker(const char *db_path, const char *workspace, int threads) {
             if (getppid() != me) _exit(TASK_CANCELLED);
             signal(SIGINT, SIG_DFL);
             signal(SIGTERM, SIG_DFL);
-            char *log = cg_fmt("%s/%s.%d.log", logs, key, attempt);
-            int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
             int nul = open("/dev/null", O_RDONLY);
             if (nul >= 0) dup2(nul, 0);
-            if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
-            free(log);
+            dup2(logfd, 1);
+            dup2(logfd, 2);
             _exit(task_main(db_path, workspace, key, attempt, threads, device));
         }
         if (pid < 0) {
@@ -570,6 +649,6 @@ int task_worker(const char *db_path, const char *workspace, int threads) {
         printf("EXIT %d %d\n", (int)pid, status);
         fflush(stdout);
     }
-    free(logs);
+    close(logfd);
     return CG_OK;
 }

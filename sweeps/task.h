@@ -13,7 +13,8 @@
 #define CG_TASK_H
 
 /* Exit codes of a task process. */
-enum { TASK_DONE = 0, TASK_FAILED = 1, TASK_CANCELLED = 3, TASK_SUPERSEDED = 4 };
+enum { TASK_DONE = 0, TASK_FAILED = 1, TASK_BAD_INPUT = 2 /* failed, not worth retrying */,
+       TASK_CANCELLED = 3, TASK_SUPERSEDED = 4 };
 
 /* Runs one attempt. attempt 0: claim the task first (standalone use: `cgvlm task --key K`, Slurm
  * jobs). device: "cpu" / "cuda" (from the worker slot); threads: CPU threads for the stage. */

@@ -31,8 +31,8 @@ try:
     if re.search(r"""<img[^>]+src=["'](?!data:)""", html):
         fail("report.html has an image that is not inline")
     nimg = len(re.findall(r"<img[^>]+src=\"data:image/png;base64,", html))
-    if nimg != 5:
-        fail("report.html has %d inline figures, want 5" % nimg)
+    if nimg != 7:
+        fail("report.html has %d inline figures, want 7" % nimg)
     for text in ("Does contrastive alignment make the model", "Headline numbers", "Accuracy by category",
                  "Alignment quality", "Training loss", "Sweep configuration", "Code and environment", "OpenBLAS"):
         if text not in html:

@@ -21,7 +21,7 @@ expect() { # expect STATUS PATTERN DESCRIPTION -- command...: exit status, one l
 }
 
 cd "$T"
-expect 2 "no sweep named 'nope'.*'cg1', 'cg3', 'generic', 'pending'" "unknown sweep" -- "$BIN" report --db t.db --sweep nope
+expect 2 "no sweep named 'nope'.*'cg1', 'cg3', 'generic', 'noaxes', 'partial', 'pending', 'strings'" "unknown sweep" -- "$BIN" report --db t.db --sweep nope
 expect 2 "sweep 'pending' has no evaluation results yet" "sweep without evals" -- "$BIN" report --db t.db --sweep pending
 expect 2 "results db 'missing.db' does not exist" "missing db" -- "$BIN" report --db missing.db --sweep cg3
 expect 2 "not a cgvlm results database" "not a db" -- "$BIN" report --db "$SCHEMA" --sweep cg3

@@ -23,7 +23,7 @@ q() { sqlite3 -cmd ".timeout 30000" "$DB" "$1"; }
 # wait_until SECONDS SHELL-CONDITION: polls every 50 ms; 1 on timeout.
 wait_until() {
     local end=$(( $(date +%s) + $1 ))
-    while ! eval "$2"; do
+    while ! eval "$2" 2>/dev/null; do
         [ "$(date +%s)" -ge "$end" ] && return 1
         sleep 0.05
     done

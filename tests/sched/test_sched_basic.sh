@@ -28,6 +28,11 @@ expect 0 "noop sweep" -- "$BIN" sweep ok.json --db "$DB" --workspace "$WS" --wor
 [ -z "$(ls "$WS/staging")" ] || fail "staging dirs left behind: $(ls "$WS/staging")"
 k=$(q "SELECT key FROM tasks WHERE kind = 'noop' LIMIT 1")
 grep -q "\"key\":\"$k\"" "$WS/artifacts/$k/noop.json" || fail "artifact content of $k"
+# a stage gets every ancestor's artifact (eval: all five upstream stages)
+e=$(q "SELECT key FROM tasks WHERE config_json LIKE '%\"stage\":\"eval\"%' LIMIT 1")
+grep -q '"upstream":\["world","lm_pretrain","vit_pretrain","align","instruct"\]' "$WS/artifacts/$e/noop.json" || fail "eval's upstream: $(cat "$WS/artifacts/$e/noop.json")"
+w=$(q "SELECT key FROM tasks WHERE config_json LIKE '%\"stage\":\"world\"%' LIMIT 1")
+grep -q '"upstream":\[\]' "$WS/artifacts/$w/noop.json" || fail "world's upstream: $(cat "$WS/artifacts/$w/noop.json")"
 [ "$(q "SELECT owner_pid IS NULL FROM sweeps WHERE name = 'ok'")" = 1 ] || fail "ownership not released"
 # deps are respected: every task started after its deps ended
 [ "$(q "SELECT COUNT(*) FROM task_deps d JOIN tasks t ON t.task_id = d.task_id JOIN tasks u ON u.task_id = d.dep_id WHERE t.started_at < u.ended_at")" = 0 ] || fail "a task started before its dependency ended"
@@ -80,7 +85,7 @@ cat > fail.json <<JSON
  "axes": {"noop.fail_stage": ["", "instruct"]}, "seeds": [0], "max_attempts": 3}
 JSON
 expect 1 "failing sweep" -- "$BIN" sweep fail.json --db "$DB" --workspace "$WS"
-contains "failing sweep" "1 task(s) failed after 3 attempt(s), 1 blocked"
+contains "failing sweep" "1 task(s) failed, 1 blocked"
 [ "$(q "SELECT state || ' ' || attempts || ' ' || error FROM tasks WHERE config_json LIKE '%the noop says no%'")" = "failed 3 the noop says no" ] \
     || fail "failing task row: $(q "SELECT state, attempts, error FROM tasks WHERE config_json LIKE '%the noop says no%'")"
 [ "$(q "SELECT state FROM v_runs WHERE sweep = 'fail' ORDER BY run")" = "$(printf 'done\nfailed')" ] || fail "runs of the failing sweep: $(q "SELECT run, state FROM v_runs WHERE sweep = 'fail'")"
@@ -93,6 +98,15 @@ contains "status lists sweeps" "sweep crash: not running"
 expect 1 "failing sweep re-run" -- "$BIN" sweep fail.json --db "$DB" --workspace "$WS" --max-attempts 1
 [ "$(q "SELECT attempts FROM tasks WHERE config_json LIKE '%the noop says no%'")" = 4 ] || fail "re-run did not retry the failed task"
 
+# an error in the task's input fails at once: no retry
+cat > input.json <<JSON
+{"name": "input", "base": {"pipeline": "noop", "world": {"seed": 5}, "noop": {"fail_stage": "align", "fail_input": true, "fail_message": "bad setting"}}, "max_attempts": 3}
+JSON
+expect 1 "input error" -- "$BIN" sweep input.json --db "$DB" --workspace "$WS"
+[ "$(q "SELECT state || ' ' || attempts || ' ' || error FROM tasks WHERE config_json LIKE '%bad setting%'")" = "failed 1 bad setting" ] \
+    || fail "input error retried: $(q "SELECT state, attempts, error FROM tasks WHERE config_json LIKE '%bad setting%'")"
+[ "$(q "SELECT exit_status FROM task_attempts JOIN tasks USING (task_id) WHERE config_json LIKE '%bad setting%'")" = 2 ] || fail "input error: exit status not 2"
+
 # a time limit kills and fails the attempt
 cat > limit.json <<JSON
 {"name": "limit", "base": {"pipeline": "noop", "world": {"seed": 4}, "noop": {"sleep_ms": 20000}}, "max_attempts": 1, "time_limit_s": {"noop": 0.5}}
@@ -101,4 +115,6 @@ expect 1 "time limit" -- "$BIN" sweep limit.json --db "$DB" --workspace "$WS"
 [ "$(q "SELECT error FROM tasks WHERE config_json LIKE '%\"seed\":4%' AND state = 'failed'")" = "time limit of 0.5 s exceeded" ] || fail "time limit not recorded: $(q "SELECT state, error FROM tasks WHERE config_json LIKE '%\"seed\":4%'")"
 
 [ "$(q "PRAGMA integrity_check")" = ok ] || fail "integrity_check"
+# task processes write to the worker logs: no sanitizer report may be there (ASan builds)
+! grep -l "AddressSanitizer\|runtime error:" "$WS"/logs/*.log 2>/dev/null || fail "sanitizer reports in the task logs"
 finish test_sched_basic

@@ -109,9 +109,9 @@ static void test_attention(int causal) {
     long n = (long)c.B * c.T * 3 * c.C;
     c.qkv = rnd(n, 1), c.out = zeros(c.B * c.T * c.C), c.att = zeros(c.B * c.NH * c.T * c.T);
     c.dout = rnd(c.B * c.T * c.C, 1);
-    float *dq = zeros(n);
+    float *dq = zeros(n), *datt = zeros(c.B * c.NH * c.T * c.T);
     att_loss(&c);
-    attention_backward(dq, c.dout, c.qkv, c.att, c.B, c.T, c.C, c.NH, c.causal);
+    attention_backward(dq, datt, c.dout, c.qkv, c.att, c.B, c.T, c.C, c.NH, c.causal);
     gc_check(causal ? "attention(causal).dqkv" : "attention(bidir).dqkv", c.qkv, n, dq, att_loss,
              &c, 1e-3f, 1e-3, 1e-2, 1000);
     if (causal) {
@@ -119,7 +119,7 @@ static void test_attention(int causal) {
         CHECK_CLOSE(c.out[0], c.qkv[2 * c.C], 1e-6, 1e-6);
         CHECK(c.att[1] == 0.0f);
     }
-    free(c.qkv), free(c.out), free(c.att), free(c.dout), free(dq);
+    free(c.qkv), free(c.out), free(c.att), free(c.dout), free(dq), free(datt);
 }
 
 /* ---- encoder (visual tokens + token embeddings + positions) ---- */

@@ -161,6 +161,9 @@ static void run_steps(int mode, uint64_t seed, float *curve, int steps) {
     model_free(&m);
 }
 
+/* Same seed and thread count: bitwise the same loss curve; another seed: another curve. (Another
+ * thread count splits the sgemm rows differently, and OpenBLAS's edge-row kernels round
+ * differently: curves then agree to ~1e-6, not bitwise.) */
 static void test_determinism(void) {
     for (int mode = MODE_LM; mode <= MODE_INSTRUCT; mode++) {
         float a[20], b[20], c[20];
@@ -277,11 +280,45 @@ static void test_eval_and_errors(void) {
     CHECK(model_find_param(&m, "lm.h.1.attn.qkv.w") && model_find_param(&m, "lm.h.1.attn.qkv.w")->shape[0] == 96);
     CHECK(model_find_param(&m, "con.logit_scale") != NULL);
     CHECK(model_find_param(&m, "lm.h.2.ln1.w") == NULL);
+    /* stage names, adapters, copying a stage's tensors into the next stage's model */
+    int mode = -1, ad = -1;
+    CHECK(model_mode_parse("vit_pretrain", &mode) == CG_OK && mode == MODE_CLIP);
+    CHECK(model_mode_parse("lm", &mode) == CG_OK && mode == MODE_LM);
+    CHECK(model_mode_parse("dance", &mode) == CG_EUSER);
+    CHECK_STR(model_mode_name(MODE_INSTRUCT), "instruct");
+    CHECK(model_adapter_parse("linear", &ad) == CG_OK && ad == ADAPTER_LINEAR);
+    CHECK(model_adapter_parse("mlp3x", &ad) == CG_EUSER);
+    model m3;
+    CHECK(model_init(&m3, &cfg, 10) == CG_OK);
+    CHECK(model_copy_params(&m3, &m, "vit.") == CG_OK);
+    CHECK(memcmp(model_find_param(&m3, "vit.h.1.mlp.fc.w")->data,
+                 model_find_param(&m, "vit.h.1.mlp.fc.w")->data, sizeof(float) * 16 * 64) == 0);
+    CHECK(memcmp(model_find_param(&m3, "lm.wte")->data, model_find_param(&m, "lm.wte")->data,
+                 sizeof(float) * 20 * 32) != 0);
+    model_config other = cfg;
+    other.lm_dim = 48;
+    model m4;
+    CHECK(model_init(&m4, &other, 1) == CG_OK);
+    CHECK(model_copy_params(&m4, &m, "lm.") == CG_EUSER);
+    CHECK(strstr(cg_errmsg(), "lm.wte") != NULL);
+    model_free(&m3);
+    model_free(&m4);
     free(logits);
     model_free(&m);
 }
 
+static void test_schedule(void) {
+    CHECK_CLOSE(lr_cosine(0, 10, 110, 1e-3f, 1e-4f), 1e-4, 1e-9, 0);          /* warmup 1/10 */
+    CHECK_CLOSE(lr_cosine(9, 10, 110, 1e-3f, 1e-4f), 1e-3, 1e-9, 0);          /* warmup done */
+    CHECK_CLOSE(lr_cosine(10, 10, 110, 1e-3f, 1e-4f), 1e-3, 1e-9, 0);         /* cosine start */
+    CHECK_CLOSE(lr_cosine(60, 10, 110, 1e-3f, 1e-4f), 5.5e-4, 1e-9, 0);       /* halfway */
+    CHECK_CLOSE(lr_cosine(110, 10, 110, 1e-3f, 1e-4f), 1e-4, 1e-9, 0);        /* the end */
+    CHECK_CLOSE(lr_cosine(0, 0, 0, 1e-3f, 0.0f), 0.0, 1e-9, 0);               /* degenerate */
+    CHECK(lr_cosine(30, 10, 110, 1e-3f, 1e-4f) > lr_cosine(31, 10, 110, 1e-3f, 1e-4f));
+}
+
 int main(void) {
+    test_schedule();
     for (int mode = MODE_LM; mode <= MODE_INSTRUCT; mode++) check_mode(mode);
     test_eval_and_errors();
     test_determinism();
