@@ -297,7 +297,12 @@ static int load_checkpoint(const stage_ctx *ctx, model *m, const stage_train_opt
     int rc = CG_OK;
     if (!cg_file_exists(path)) goto out;
     rc = ckpt_open(path, &f);
-    if (rc) goto out;
+    if (rc) {
+        char *msg = cg_strdup(cg_errmsg());
+        rc = cg_err(rc, "%s; delete it to start this task over", msg);
+        free(msg);
+        goto out;
+    }
     const char *stage = ckpt_meta(f, "stage"), *key = ckpt_meta(f, "config_key");
     if (!stage || strcmp(stage, o->stage) != 0 || !key || strcmp(key, ctx->key ? ctx->key : "") != 0) {
         rc = cg_err(CG_EUSER, "checkpoint '%s' belongs to another task (stage '%s', key '%.12s'); "

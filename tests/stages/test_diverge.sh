@@ -32,4 +32,15 @@ bad = [k for k, v in t.items() if v.dtype.kind == 'f' and not np.isfinite(v).all
 assert not bad, bad
 print('kept checkpoint at step', meta['step'], 'finite:', len(t), 'tensors')
 " || fail "the kept checkpoint is not finite or not at the step named"
+# a damaged checkpoint in the work dir: the re-run refuses it with a clear error naming it
+head -c 1000 "$ck" >"$ck.cut" && mv "$ck.cut" "$ck"
+"$driver" "$dir/ws" "$cfg" --set world.n_align=50 --set world.n_instruct=50 --set world.n_corpus=100 \
+  --set world.n_bench=6 --set world.n_heldout=10 --set lm_pretrain.steps=60 --set lm_pretrain.warmup=20 \
+  --set lm_pretrain.batch=4 --set lm_pretrain.lr=1 --set lm_pretrain.weight_decay=10 \
+  --set lm_pretrain.clip=0 --set checkpoint_every=4 --until lm_pretrain >"$dir/log2" 2>&1
+rc=$?
+tail -n 1 "$dir/log2"
+[ $rc = 2 ] || fail "a truncated checkpoint: exit status $rc, expected 2"
+grep -q "cannot resume lm_pretrain: checkpoint '.*checkpoint.safetensors' is truncated" "$dir/log2" \
+  || fail "a truncated checkpoint: no clear error"
 echo "diverge: ok"
