@@ -239,8 +239,8 @@ int ckpt_open(const char *path, ckpt_file **out) {
     int64_t fsize = (int64_t)st.st_size;
     uint8_t len_le[8];
     if (fsize < 8 || fread(len_le, 1, 8, f->fp) != 8) {
-        rc = cg_err(CG_EUSER, "checkpoint '%s' is truncated (%lld bytes, no header): delete it to "
-                    "start over", path, (long long)fsize);
+        rc = cg_err(CG_EUSER, "checkpoint '%s' is truncated (%lld bytes, no header)", path,
+                    (long long)fsize);
         goto out;
     }
     uint64_t hlen = 0;
@@ -301,7 +301,7 @@ int ckpt_open(const char *path, ckpt_file **out) {
     if (rc) goto out;
     if (f->data_start + pos != fsize) {
         rc = cg_err(CG_EUSER, "checkpoint '%s' is %s: the header describes %lld data bytes, the "
-                    "file has %lld; delete it to start over", path,
+                    "file has %lld", path,
                     f->data_start + pos > fsize ? "truncated" : "longer than its header says",
                     (long long)pos, (long long)(fsize - f->data_start));
         goto out;
