@@ -30,6 +30,15 @@ for m in accuracy_likelihood accuracy_letter; do
     || fail "no per-category $m"
 done
 [ "$(q "SELECT COUNT(*) FROM predictions")" = $((2 * n_test)) ] || fail "expected $((2 * n_test)) predictions"
+# the accuracies are those of the recorded predictions, overall and per category
+for m in likelihood letter; do
+  bad=$(q "SELECT COUNT(*) FROM (SELECT category, AVG(correct) AS a FROM predictions WHERE method='$m' GROUP BY category
+           UNION ALL SELECT '', AVG(correct) FROM predictions WHERE method='$m') p
+           JOIN evals e ON e.category = p.category AND e.metric = 'accuracy_$m' AND e.benchmark = 'cgvlm-world'
+           WHERE ABS(e.value - p.a) > 1e-9")
+  [ "$bad" = 0 ] || fail "$m: $bad accuracies differ from their predictions"
+  [ "$(q "SELECT COUNT(*) FROM predictions WHERE method='$m' AND correct <> (chosen = answer)")" = 0 ] || fail "$m: correct flags"
+done
 for m in caption_ppl retrieval_r1 retrieval_r5 text_ppl; do
   [ -n "$(q "SELECT value FROM evals WHERE benchmark='alignment' AND metric='$m'")" ] || fail "no alignment $m"
 done
