@@ -61,6 +61,13 @@ if [ "$FLAVOUR" = cuda ]; then
         bad "the missing plugin's path is not named"
     CGVLM_CUDA_PLUGIN=$libm "$BIN" env 2>&1 | grep -q 'not a cgvlm CUDA plugin' ||
         bad "a library without the entry point is not named as such"
+    # the build's plugin with its libcublas missing (the name it needs renamed, same length)
+    plugin=$(dirname "$BIN")/libcgvlm_cuda.so
+    perl -0777 -pe 's/libcublas\.so/libcublax.so/g' < "$plugin" > "$T/nocublas.so"
+    out=$(CGVLM_CUDA_PLUGIN=$T/nocublas.so "$BIN" env 2>&1) || bad "env without libcublas failed: $out"
+    echo "without libcublas: $(echo "$out" | grep '^cuda ')"
+    echo "$out" | grep -q '^cuda       no GPU (cannot load libcgvlm_cuda.so: libcublax\.so' ||
+        bad "a plugin whose libcublas is missing: $(echo "$out" | grep '^cuda ')"
 fi
 
 [ $fail = 0 ] && echo "gpu_lazy: ok"
