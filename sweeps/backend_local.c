@@ -94,6 +94,7 @@ static int worker_start(local_backend *lb, worker *w) {
         }
         char *argv[] = {"cgvlm", "task", "--worker", "--db", lb->db, "--workspace", lb->ws,
                         "--threads", threads, NULL};
+        /* /proc/self/exe, not its path: a binary rebuilt during the sweep must not serve it */
         execv("/proc/self/exe", argv);
         _exit(127);
     }
