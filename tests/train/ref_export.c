@@ -55,8 +55,9 @@ static void write_params(model *m, const char *dir, int which /* 0 data, 1 grad 
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: ref_export lm|clip|align|instruct DIR\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: ref_export lm|clip|align|instruct DIR [variant]\n"
+                        "  variant 'linear': linear adapter, fixed tau, lambda 0.5\n");
         return 2;
     }
     static const char *modes[] = {"lm", "clip", "align", "instruct"};
@@ -68,10 +69,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *dir = argv[2];
+    int linear = argc == 4 && !strcmp(argv[3], "linear");
     model_config cfg = {.image_size = 16, .patch = 4, .vit_dim = 32, .vit_layers = 2, .vit_heads = 2,
                         .lm_dim = 48, .lm_layers = 2, .lm_heads = 3, .ctx = 32, .vocab = 40,
                         .adapter = ADAPTER_MLP2X, .pool = 2, .tau = 0.07f, .learn_tau = 1,
                         .lambda = 1.0f, .batch = 4};
+    if (linear) cfg.adapter = ADAPTER_LINEAR, cfg.learn_tau = 0, cfg.lambda = 0.5f;
     enum { B = 4, T = 12 };
     float lr = 1e-3f, clip = 1.0f;
     adamw_params hp = {0.9f, 0.95f, 1e-8f, 0.1f};
