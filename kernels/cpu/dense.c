@@ -241,7 +241,7 @@ void patchify_forward(float *out, const uint8_t *img_u8, const float *img_f32, i
                 long src = (((long)b * S + gy * p + y) * S + gx * p) * 3;
                 float *row = o + y * p * 3;
                 if (img_u8)
-                    for (int i = 0; i < p * 3; i++) row[i] = img_u8[src + i] * (1.0f / 255.0f) - 0.5f;
+                    for (int i = 0; i < p * 3; i++) row[i] = img_u8[src + i] / 255.0f - 0.5f; /* as numpy: x / 255 - 0.5 */
                 else
                     memcpy(row, img_f32 + src, sizeof(float) * p * 3);
             }

@@ -175,6 +175,12 @@ static void test_patch_embed(void) {
     int b = 1, gy = 1, gx = 1, y = 2, x = 1, ch = 2;
     float want = c.img[(((long)b * c.S + gy * 4 + y) * c.S + gx * 4 + x) * 3 + ch] / 255.0f - 0.5f;
     CHECK_CLOSE(c.patches[((long)b * c.P + 3) * c.K + (y * 4 + x) * 3 + ch], want, 1e-7, 0);
+    /* float images (already normalised) give the same patches */
+    float *imgf = malloc(sizeof(float) * (size_t)npx), *pf = zeros(c.B * c.P * c.K);
+    for (long i = 0; i < npx; i++) imgf[i] = c.img[i] / 255.0f - 0.5f;
+    patchify_forward(pf, NULL, imgf, c.B, c.S, c.p);
+    CHECK(memcmp(pf, c.patches, sizeof(float) * c.B * c.P * c.K) == 0);
+    free(imgf), free(pf);
     float *demb = zeros(c.B * c.P * c.D), *dw = zeros(c.D * c.K), *db = zeros(c.D), *dpos = zeros(c.P * c.D);
     encoder_backward(demb, NULL, dpos, c.dout, NULL, c.B, c.P, c.P, c.D);
     matmul_backward(NULL, dw, db, demb, c.patches, c.w, c.B * c.P, c.K, c.D);
