@@ -44,18 +44,18 @@ typedef struct {
 
 struct acts {
     stack vit, lm;
-    float *patches, *patch_emb;                     /* (B,P,K) (B,P,dv) */
-    float *ad_h, *ad_g, *ad_out;                    /* (B,P,d); ad_out == ad_h for `linear` */
-    float *scratch;                                 /* (N,C) projection outputs (forward) */
+    float *patches, *patch_emb;  /* (B,P,K) (B,P,dv) */
+    float *ad_h, *ad_g, *ad_out; /* (B,P,d); ad_out == ad_h for `linear` */
+    float *scratch;              /* (N,C) projection outputs (forward) */
     /* L_gen on the target rows */
-    float *xg, *probs, *tok_losses;                 /* (Nt,d) (Nt,V) (Nt) */
-    int *rows, *tg;                                 /* (Nt) sequence row, target */
+    float *xg, *probs, *tok_losses; /* (Nt,d) (Nt,V) (Nt) */
+    int *rows, *tg;                 /* (Nt) sequence row, target */
     /* L_con */
-    float *pooled, *pooled_u, *pooled_rn, *vbar;    /* (B,P',d) (B,P',d) (B*P') (B,d) */
-    float *tok_e, *tok_u, *tok_rn, *tbar;           /* (B,T,d) (B,T,d) (B*T) (B,d) */
-    float *con_probs;                               /* (2,B,B) */
+    float *pooled, *pooled_u, *pooled_rn, *vbar; /* (B,P',d) (B,P',d) (B*P') (B,d) */
+    float *tok_e, *tok_u, *tok_rn, *tbar;        /* (B,T,d) (B,T,d) (B*T) (B,d) */
+    float *con_probs;                            /* (2,B,B) */
     /* CLIP */
-    float *vit_mean, *img_e, *img_u, *img_rn;       /* (B,dv) ... (B) */
+    float *vit_mean, *img_e, *img_u, *img_rn; /* (B,dv) ... (B) */
     float *bow_emb, *bow_mean, *txt_e, *txt_u, *txt_rn;
     float *clip_probs;
     /* backward scratch, shared by the layers (each zeroed before use) */
@@ -83,19 +83,29 @@ int model_config_preset(model_config *cfg, const char *name) {
     };
     for (size_t i = 0; i < CG_ARRAY_LEN(sizes); i++) {
         if (strcmp(name, sizes[i].name)) continue;
-        *cfg = (model_config){.image_size = sizes[i].S, .patch = sizes[i].p,
-                              .vit_dim = sizes[i].dv, .vit_layers = sizes[i].Lv,
-                              .vit_heads = sizes[i].hv, .lm_dim = sizes[i].d,
-                              .lm_layers = sizes[i].L, .lm_heads = sizes[i].h, .ctx = sizes[i].ctx,
-                              .vocab = sizes[i].V, .adapter = ADAPTER_MLP2X, .pool = 2,
-                              .tau = 0.07f, .learn_tau = 0, .lambda = 1.0f, .batch = 32};
+        *cfg = (model_config){.image_size = sizes[i].S,
+                              .patch = sizes[i].p,
+                              .vit_dim = sizes[i].dv,
+                              .vit_layers = sizes[i].Lv,
+                              .vit_heads = sizes[i].hv,
+                              .lm_dim = sizes[i].d,
+                              .lm_layers = sizes[i].L,
+                              .lm_heads = sizes[i].h,
+                              .ctx = sizes[i].ctx,
+                              .vocab = sizes[i].V,
+                              .adapter = ADAPTER_MLP2X,
+                              .pool = 2,
+                              .tau = 0.07f,
+                              .learn_tau = 0,
+                              .lambda = 1.0f,
+                              .batch = 32};
         return CG_OK;
     }
     return cg_err(CG_EUSER, "unknown model size '%s'; use tiny, small or base", name);
 }
 
 int model_config_check(const model_config *c) {
-#define REQUIRE(cond, ...) \
+#define REQUIRE(cond, ...)                                                                         \
     if (!(cond)) return cg_err(CG_EUSER, __VA_ARGS__)
     REQUIRE(c->patch > 0 && c->image_size > 0 && c->image_size % c->patch == 0,
             "image size %d is not a multiple of the patch size %d", c->image_size, c->patch);
@@ -124,8 +134,10 @@ static const char *const mode_names[][2] = {
 
 int model_mode_parse(const char *name, int *mode) {
     for (int i = 0; i < (int)CG_ARRAY_LEN(mode_names); i++)
-        if (!strcmp(name, mode_names[i][0]) || !strcmp(name, mode_names[i][1])) return *mode = i, CG_OK;
-    return cg_err(CG_EUSER, "unknown stage '%s'; use lm_pretrain, vit_pretrain, align or instruct", name);
+        if (!strcmp(name, mode_names[i][0]) || !strcmp(name, mode_names[i][1]))
+            return *mode = i, CG_OK;
+    return cg_err(CG_EUSER, "unknown stage '%s'; use lm_pretrain, vit_pretrain, align or instruct",
+                  name);
 }
 
 const char *model_mode_name(int mode) {
@@ -183,8 +195,8 @@ static float *add_param(param_builder *pb, const char *name, int d0, int d1, int
         cg_rng r;
         cg_rng_seed2(&r, pb->seed, (uint64_t)pb->n);
         for (long i = 0; i < numel; i++)
-            p[i] = init == INIT_NORMAL ? value * cg_rng_normal(&r)
-                   : init == INIT_ONE  ? 1.0f
+            p[i] = init == INIT_NORMAL  ? value * cg_rng_normal(&r)
+                   : init == INIT_ONE   ? 1.0f
                    : init == INIT_CONST ? value
                                         : 0.0f;
     }
@@ -197,9 +209,9 @@ static void add_stack_params(param_builder *pb, const char *prefix, block_params
                              int group, float **lnf_w, float **lnf_b) {
     char nm[40];
     float res_std = 0.02f / sqrtf(2.0f * L);
-#define P(field, suffix, d0, d1, decay, init, val)                         \
-    snprintf(nm, sizeof nm, "%s.h.%d.%s", prefix, l, suffix);              \
-    p = add_param(pb, nm, d0, d1, group, decay, init, val);                \
+#define P(field, suffix, d0, d1, decay, init, val)                                                 \
+    snprintf(nm, sizeof nm, "%s.h.%d.%s", prefix, l, suffix);                                      \
+    p = add_param(pb, nm, d0, d1, group, decay, init, val);                                        \
     if (bp) bp[l].field = p
     for (int l = 0; l < L; l++) {
         float *p;
@@ -243,7 +255,8 @@ static void build_params(param_builder *pb) {
     m->wte = add_param(pb, "lm.wte", V, d, GROUP_LM, 0, INIT_NORMAL, 0.02f);
     m->wpe = add_param(pb, "lm.wpe", c->ctx, d, GROUP_LM, 0, INIT_NORMAL, 0.01f);
     add_stack_params(pb, "lm", lb, c->lm_layers, d, GROUP_LM, &m->lm_lnf_w, &m->lm_lnf_b);
-    if (c->learn_tau) m->con_logit_scale = add_param(pb, "con.logit_scale", 1, 0, GROUP_CON, 0, INIT_CONST, ls);
+    if (c->learn_tau)
+        m->con_logit_scale = add_param(pb, "con.logit_scale", 1, 0, GROUP_CON, 0, INIT_CONST, ls);
     /* CLIP's projections N(0, dv^-1/2) and nn.Embedding's N(0, 1) for the bag of words: the
      * embeddings are unit-normalised right after, and tiny vectors would make that ill-conditioned */
     float proj_std = 1.0f / sqrtf((float)dv);
@@ -252,7 +265,9 @@ static void build_params(param_builder *pb) {
     m->clip_bow_wte = add_param(pb, "clip.bow.wte", V, dv, GROUP_CLIP, 0, INIT_NORMAL, 1.0f);
     m->clip_txt_w = add_param(pb, "clip.txt_proj.w", dv, dv, GROUP_CLIP, 1, INIT_NORMAL, proj_std);
     m->clip_txt_b = add_param(pb, "clip.txt_proj.b", dv, 0, GROUP_CLIP, 0, INIT_ZERO, 0);
-    if (c->learn_tau) m->clip_logit_scale = add_param(pb, "clip.logit_scale", 1, 0, GROUP_CLIP, 0, INIT_CONST, ls);
+    if (c->learn_tau)
+        m->clip_logit_scale =
+            add_param(pb, "clip.logit_scale", 1, 0, GROUP_CLIP, 0, INIT_CONST, ls);
 }
 
 int model_init(model *m, const model_config *cfg, uint64_t seed) {
@@ -300,7 +315,9 @@ void model_free(model *m) {
 }
 
 int model_num_params(const model *m) { return m->nparams; }
-model_param *model_param_at(model *m, int i) { return i >= 0 && i < m->nparams ? &m->params[i] : NULL; }
+model_param *model_param_at(model *m, int i) {
+    return i >= 0 && i < m->nparams ? &m->params[i] : NULL;
+}
 int model_num_patches(const model *m) { return m->P; }
 int model_step_count(const model *m) { return m->opt_step; }
 void model_set_step_count(model *m, int t) { m->opt_step = t; }
@@ -450,10 +467,20 @@ void model_reserve(model *m, int B, int T) {
     }
     const model_config *c = &m->cfg;
     struct acts *x = m->acts = cg_calloc(1, sizeof *x);
-    x->vit = (stack){.L = c->vit_layers, .C = c->vit_dim, .NH = c->vit_heads, .causal = 0,
-                     .bp = m->vit_blocks, .lnf_w = m->vit_lnf_w, .lnf_b = m->vit_lnf_b};
-    x->lm = (stack){.L = c->lm_layers, .C = c->lm_dim, .NH = c->lm_heads, .causal = 1,
-                    .bp = m->lm_blocks, .lnf_w = m->lm_lnf_w, .lnf_b = m->lm_lnf_b};
+    x->vit = (stack){.L = c->vit_layers,
+                     .C = c->vit_dim,
+                     .NH = c->vit_heads,
+                     .causal = 0,
+                     .bp = m->vit_blocks,
+                     .lnf_w = m->vit_lnf_w,
+                     .lnf_b = m->vit_lnf_b};
+    x->lm = (stack){.L = c->lm_layers,
+                    .C = c->lm_dim,
+                    .NH = c->lm_heads,
+                    .causal = 1,
+                    .bp = m->lm_blocks,
+                    .lnf_w = m->lm_lnf_w,
+                    .lnf_b = m->lm_lnf_b};
     x->vit.la = cg_calloc((size_t)c->vit_layers, sizeof(layer_acts));
     x->lm.la = cg_calloc((size_t)c->lm_layers, sizeof(layer_acts));
     arena a = {0};
@@ -489,8 +516,8 @@ static void stack_forward(stack *s, float *scratch, int B, int T) {
         matmul_forward(scratch, a->fch_gelu, p->fcp_w, p->fcp_b, N, 4 * C, C);
         residual_forward(a->res3, a->res2, scratch, N * C);
     }
-    layernorm_forward(s->lnf, s->lnf_mean, s->lnf_rstd, s->la[s->L - 1].res3, s->lnf_w, s->lnf_b,
-                      N, C);
+    layernorm_forward(s->lnf, s->lnf_mean, s->lnf_rstd, s->la[s->L - 1].res3, s->lnf_w, s->lnf_b, N,
+                      C);
 }
 
 /* From dlnf (N,C), the gradient of the stack's output, to x->dres = the gradient of its input;
@@ -519,7 +546,8 @@ static void stack_backward(model *m, stack *s, const float *dlnf, int B, int T, 
                            a->ln2_mean, a->ln2_rstd, N, C);
         /* attention: res2 = in + proj(attn(qkv(ln1(in)))) */
         zero(x->datty, NC);
-        matmul_backward(x->datty, WG(p->proj_w), WG(p->proj_b), x->dres, a->atty, p->proj_w, N, C, C);
+        matmul_backward(x->datty, WG(p->proj_w), WG(p->proj_b), x->dres, a->atty, p->proj_w, N, C,
+                        C);
         zero(x->dqkv, 3 * NC);
         attention_backward(x->dqkv, x->datt, x->datty, a->qkv, a->att, B, T, C, s->NH, s->causal);
         zero(x->dln, NC);
@@ -541,7 +569,8 @@ static float logit_scale_of(const model *m, const float *param) {
 
 static int batch_check(const model *m, const model_batch *b, int mode) {
     const model_config *c = &m->cfg;
-    if (mode < MODE_LM || mode > MODE_INSTRUCT) return cg_err(CG_EUSER, "unknown model mode %d", mode);
+    if (mode < MODE_LM || mode > MODE_INSTRUCT)
+        return cg_err(CG_EUSER, "unknown model mode %d", mode);
     if (b->B <= 0 || b->T <= 0) return cg_err(CG_EUSER, "empty batch (B=%d, T=%d)", b->B, b->T);
     int P = is_image_mode(mode) && mode != MODE_CLIP ? m->P : 0;
     if (P + b->T > c->ctx)
@@ -817,7 +846,8 @@ void model_adamw_step(model *m, const adamw_params *hp, float lr) {
 float lr_cosine(int step, int warmup, int total_steps, float max_lr, float min_lr) {
     if (step < warmup) return max_lr * (float)(step + 1) / (float)warmup;
     if (step >= total_steps) return min_lr;
-    double r = (double)(step - warmup) / (double)(total_steps - warmup > 0 ? total_steps - warmup : 1);
+    double r =
+        (double)(step - warmup) / (double)(total_steps - warmup > 0 ? total_steps - warmup : 1);
     return min_lr + (float)(0.5 * (1.0 + cos(M_PI * r))) * (max_lr - min_lr);
 }
 
@@ -860,15 +890,17 @@ int model_generate(model *m, const model_batch *b, int mode, const int *prompt_l
     }
     int P = is_image_mode(mode) ? m->P : 0, Tend = maxlen + n_new - 1;
     if (n_new < 1 || P + Tend > m->cfg.ctx)
-        return cg_err(CG_EUSER, "generating %d tokens after a %d-token prompt exceeds ctx %d", n_new,
-                      maxlen, m->cfg.ctx);
+        return cg_err(CG_EUSER, "generating %d tokens after a %d-token prompt exceeds ctx %d",
+                      n_new, maxlen, m->cfg.ctx);
     int *work = cg_calloc((size_t)B * (size_t)Tend, sizeof(int));
     int *packed = cg_calloc((size_t)B * (size_t)Tend, sizeof(int));
     int rc = CG_OK, d = m->cfg.lm_dim, V = m->cfg.vocab;
-    for (int i = 0; i < B; i++) memcpy(work + (long)i * Tend, b->tokens + (long)i * T, sizeof(int) * prompt_len[i]);
+    for (int i = 0; i < B; i++)
+        memcpy(work + (long)i * Tend, b->tokens + (long)i * T, sizeof(int) * prompt_len[i]);
     for (int s = 0; s < n_new; s++) {
         int Tc = maxlen + s;
-        for (int i = 0; i < B; i++) memcpy(packed + (long)i * Tc, work + (long)i * Tend, sizeof(int) * Tc);
+        for (int i = 0; i < B; i++)
+            memcpy(packed + (long)i * Tc, work + (long)i * Tend, sizeof(int) * Tc);
         model_batch nb = *b;
         nb.tokens = packed;
         nb.T = Tc;
@@ -930,7 +962,8 @@ int model_caption_embed(model *m, const model_batch *b, float *out) {
  *   the tied head is 2·n_targets·d·V per pass (forward, dx, and dwte when the LM trains).
  * Elementwise work (layernorm, GELU, softmax, optimizer) is not counted. */
 static double stack_flops(int B, int T, int C, int NH, int L, int causal, int bwd_in, int bwd_w) {
-    double N = (double)B * T, mm = 2.0 * N * C * C * 12.0; /* qkv 3C² + proj C² + fc 4C² + fcp 4C² */
+    double N = (double)B * T,
+           mm = 2.0 * N * C * C * 12.0; /* qkv 3C² + proj C² + fc 4C² + fcp 4C² */
     double pairs = causal ? (double)T * (T + 1) / 2.0 : (double)T * T;
     double att = (double)B * NH * pairs * (C / NH);
     double f = mm + 4.0 * att;
@@ -953,7 +986,8 @@ double model_step_flops(const model *m, int mode, int B, int T, int n_targets) {
     if (mode == MODE_CLIP) return f + 2.0 * 2.0 * B * dv * dv * 3.0; /* two projections */
     if (mode != MODE_LM) {
         /* forward fc1 (+ fc2); backward: fc1 weight gradient only (the ViT is frozen), fc2 both */
-        double fc1 = 2.0 * B * P * dv * d, fc2 = c->adapter == ADAPTER_MLP2X ? 2.0 * B * P * d * d : 0.0;
+        double fc1 = 2.0 * B * P * dv * d,
+               fc2 = c->adapter == ADAPTER_MLP2X ? 2.0 * B * P * d * d : 0.0;
         f += fc1 + fc2 + (ad_w ? fc1 + 2.0 * fc2 : 0.0);
     }
     int Ttot = (mode == MODE_LM ? 0 : P) + T;

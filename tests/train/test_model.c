@@ -19,10 +19,22 @@
 #define T_ 8
 
 static model_config test_config(void) {
-    model_config c = {.image_size = 16, .patch = 4, .vit_dim = 16, .vit_layers = 2, .vit_heads = 2,
-                      .lm_dim = 32, .lm_layers = 2, .lm_heads = 2, .ctx = 24, .vocab = 20,
-                      .adapter = ADAPTER_MLP2X, .pool = 2, .tau = 0.07f, .learn_tau = 1,
-                      .lambda = 1.0f, .batch = B_};
+    model_config c = {.image_size = 16,
+                      .patch = 4,
+                      .vit_dim = 16,
+                      .vit_layers = 2,
+                      .vit_heads = 2,
+                      .lm_dim = 32,
+                      .lm_layers = 2,
+                      .lm_heads = 2,
+                      .ctx = 24,
+                      .vocab = 20,
+                      .adapter = ADAPTER_MLP2X,
+                      .pool = 2,
+                      .tau = 0.07f,
+                      .learn_tau = 1,
+                      .lambda = 1.0f,
+                      .batch = B_};
     return c;
 }
 
@@ -41,9 +53,14 @@ static void make_batch(test_batch *tb, cg_rng *r, int V) {
             tb->tok[i] = t == 0 ? 1 : 4 + (int)cg_rng_below(r, (uint32_t)V - 4);
             tb->content[i] = t > 0 && t < T_ - 2 - b;
         }
-    for (int i = 0; i < B_ * T_; i++) tb->tgt[i] = (i % T_) >= 2 && (i % T_) < T_ - 1 ? tb->tok[i + 1] : -1;
-    tb->b = (model_batch){.B = B_, .T = T_, .images_u8 = tb->img, .tokens = tb->tok,
-                          .targets = tb->tgt, .content = tb->content};
+    for (int i = 0; i < B_ * T_; i++)
+        tb->tgt[i] = (i % T_) >= 2 && (i % T_) < T_ - 1 ? tb->tok[i + 1] : -1;
+    tb->b = (model_batch){.B = B_,
+                          .T = T_,
+                          .images_u8 = tb->img,
+                          .tokens = tb->tok,
+                          .targets = tb->tgt,
+                          .content = tb->content};
 }
 
 typedef struct {
@@ -77,11 +94,13 @@ static void check_mode(int mode) {
     model_losses l;
     CHECK(model_forward(&m, &tb.b, mode, &l) == CG_OK);
     CHECK(isfinite(l.loss) && l.loss > 0);
-    if (mode == MODE_ALIGN) CHECK(l.con > 0 && l.gen > 0 && fabsf(l.loss - (l.gen + l.con)) < 1e-5f);
+    if (mode == MODE_ALIGN)
+        CHECK(l.con > 0 && l.gen > 0 && fabsf(l.loss - (l.gen + l.con)) < 1e-5f);
     model_zero_grad(&m);
     model_backward(&m);
     fd_ctx c = {&m, &tb, mode};
-    float *g = malloc(sizeof(float) * (size_t)m.nvalues), *u = malloc(sizeof(float) * (size_t)m.nvalues);
+    float *g = malloc(sizeof(float) * (size_t)m.nvalues),
+          *u = malloc(sizeof(float) * (size_t)m.nvalues);
     memcpy(g, m.grads_mem, sizeof(float) * (size_t)m.nvalues);
     int ntrain = 0;
     double worst = 0;
@@ -277,7 +296,8 @@ static void test_eval_and_errors(void) {
     CHECK(model_config_preset(&badcfg, "huge") == CG_EUSER);
     CHECK(model_config_preset(&badcfg, "tiny") == CG_OK && badcfg.lm_dim == 128);
     /* names */
-    CHECK(model_find_param(&m, "lm.h.1.attn.qkv.w") && model_find_param(&m, "lm.h.1.attn.qkv.w")->shape[0] == 96);
+    CHECK(model_find_param(&m, "lm.h.1.attn.qkv.w") &&
+          model_find_param(&m, "lm.h.1.attn.qkv.w")->shape[0] == 96);
     CHECK(model_find_param(&m, "con.logit_scale") != NULL);
     CHECK(model_find_param(&m, "lm.h.2.ln1.w") == NULL);
     /* stage names, adapters, copying a stage's tensors into the next stage's model */
@@ -314,9 +334,15 @@ static void test_eval_and_errors(void) {
 #if !defined(__SANITIZE_ADDRESS__)
 extern void *__libc_malloc(size_t), *__libc_calloc(size_t, size_t), *__libc_realloc(void *, size_t);
 static long n_allocs;
-void *malloc(size_t n) { return __atomic_add_fetch(&n_allocs, 1, __ATOMIC_RELAXED), __libc_malloc(n); }
-void *calloc(size_t c, size_t n) { return __atomic_add_fetch(&n_allocs, 1, __ATOMIC_RELAXED), __libc_calloc(c, n); }
-void *realloc(void *p, size_t n) { return __atomic_add_fetch(&n_allocs, 1, __ATOMIC_RELAXED), __libc_realloc(p, n); }
+void *malloc(size_t n) {
+    return __atomic_add_fetch(&n_allocs, 1, __ATOMIC_RELAXED), __libc_malloc(n);
+}
+void *calloc(size_t c, size_t n) {
+    return __atomic_add_fetch(&n_allocs, 1, __ATOMIC_RELAXED), __libc_calloc(c, n);
+}
+void *realloc(void *p, size_t n) {
+    return __atomic_add_fetch(&n_allocs, 1, __ATOMIC_RELAXED), __libc_realloc(p, n);
+}
 
 static void test_no_alloc_in_loop(void) {
     model_config cfg = test_config();
@@ -353,12 +379,12 @@ static void test_no_alloc_in_loop(void) {}
 #endif
 
 static void test_schedule(void) {
-    CHECK_CLOSE(lr_cosine(0, 10, 110, 1e-3f, 1e-4f), 1e-4, 1e-9, 0);          /* warmup 1/10 */
-    CHECK_CLOSE(lr_cosine(9, 10, 110, 1e-3f, 1e-4f), 1e-3, 1e-9, 0);          /* warmup done */
-    CHECK_CLOSE(lr_cosine(10, 10, 110, 1e-3f, 1e-4f), 1e-3, 1e-9, 0);         /* cosine start */
-    CHECK_CLOSE(lr_cosine(60, 10, 110, 1e-3f, 1e-4f), 5.5e-4, 1e-9, 0);       /* halfway */
-    CHECK_CLOSE(lr_cosine(110, 10, 110, 1e-3f, 1e-4f), 1e-4, 1e-9, 0);        /* the end */
-    CHECK_CLOSE(lr_cosine(0, 0, 0, 1e-3f, 0.0f), 0.0, 1e-9, 0);               /* degenerate */
+    CHECK_CLOSE(lr_cosine(0, 10, 110, 1e-3f, 1e-4f), 1e-4, 1e-9, 0);    /* warmup 1/10 */
+    CHECK_CLOSE(lr_cosine(9, 10, 110, 1e-3f, 1e-4f), 1e-3, 1e-9, 0);    /* warmup done */
+    CHECK_CLOSE(lr_cosine(10, 10, 110, 1e-3f, 1e-4f), 1e-3, 1e-9, 0);   /* cosine start */
+    CHECK_CLOSE(lr_cosine(60, 10, 110, 1e-3f, 1e-4f), 5.5e-4, 1e-9, 0); /* halfway */
+    CHECK_CLOSE(lr_cosine(110, 10, 110, 1e-3f, 1e-4f), 1e-4, 1e-9, 0);  /* the end */
+    CHECK_CLOSE(lr_cosine(0, 0, 0, 1e-3f, 0.0f), 0.0, 1e-9, 0);         /* degenerate */
     CHECK(lr_cosine(30, 10, 110, 1e-3f, 1e-4f) > lr_cosine(31, 10, 110, 1e-3f, 1e-4f));
 }
 
