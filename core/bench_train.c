@@ -156,16 +156,18 @@ int bench_train(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     double rss_mb = ru.ru_maxrss / 1024.0;
     const char *wait = getenv("OMP_WAIT_POLICY");
+    /* parameters, gradients and two AdamW moments, plus the activations */
+    double arena_mb = (4.0 * m.nvalues + m.acts_size) * sizeof(float) / (1024.0 * 1024.0);
     if (json)
         printf(
             "{\"bench\":\"train\",\"device\":\"cpu\",\"size\":\"%s\",\"stage\":\"%s\",\"batch\":%d,"
             "\"seq\":%d,\"threads\":%d,\"steps\":%d,\"ms_per_step\":%.2f,\"ms_per_step_best\":%.2f,"
             "\"tokens_per_s\":%.0f,\"gflop_per_step\":%.3f,\"gflops_per_s\":%.1f,"
             "\"peak_rss_mb\":%.1f,\"params\":%ld,\"loss_first\":%.4f,\"loss_last\":%.4f,"
-            "\"blas_core\":\"%s\",\"omp_wait_policy\":\"%s\",\"load1\":%.2f}\n",
+            "\"arena_mb\":%.1f,\"blas_core\":\"%s\",\"omp_wait_policy\":\"%s\",\"load1\":%.2f}\n",
             size, model_mode_name(mode), B, seq, threads, steps, med * 1e3, best * 1e3,
             B * seq / med, flops * 1e-9, flops / med * 1e-9, rss_mb, model_num_values(&m),
-            loss_first, loss_last, openblas_get_corename(), wait ? wait : "default",
+            loss_first, loss_last, arena_mb, openblas_get_corename(), wait ? wait : "default",
             load_average());
     else
         printf(
