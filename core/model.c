@@ -854,10 +854,14 @@ float lr_cosine(int step, int warmup, int total_steps, float max_lr, float min_l
 /* ---------------------------------------------------------------------------------------------
  * Evaluation */
 
+/* The forward an evaluation needs: the LM over text (MODE_LM) or over image + text (every image
+ * mode; no L_con, so align batches need no content mask). */
+static int eval_mode(int mode) { return mode == MODE_LM ? MODE_LM : MODE_INSTRUCT; }
+
 int model_sequence_logprob(model *m, const model_batch *b, int mode, double *logprob, int *count) {
     if (!b->targets) return cg_err(CG_EUSER, "log-likelihood needs targets");
     model_losses l;
-    int rc = model_forward(m, b, mode == MODE_CLIP ? MODE_INSTRUCT : mode, &l);
+    int rc = model_forward(m, b, eval_mode(mode), &l);
     if (rc) return rc;
     for (int i = 0; i < b->B; i++) logprob[i] = 0.0, count[i] = 0;
     for (int i = 0; i < m->n_targets; i++) {
@@ -872,7 +876,7 @@ int model_logits(model *m, const model_batch *b, int mode, float *out) {
     model_batch nb = *b;
     nb.targets = NULL;
     model_losses l;
-    int rc = model_forward(m, &nb, mode == MODE_CLIP ? MODE_INSTRUCT : mode, &l);
+    int rc = model_forward(m, &nb, eval_mode(mode), &l);
     if (rc) return rc;
     matmul_forward(out, m->acts->lm.lnf, m->wte, NULL, b->B * m->Ttot, m->cfg.lm_dim, m->cfg.vocab);
     return CG_OK;
@@ -881,7 +885,7 @@ int model_logits(model *m, const model_batch *b, int mode, float *out) {
 int model_generate(model *m, const model_batch *b, int mode, const int *prompt_len, int n_new,
                    int *out) {
     int B = b->B, T = b->T, maxlen = 0;
-    if (mode == MODE_CLIP) mode = MODE_INSTRUCT;
+    mode = eval_mode(mode);
     for (int i = 0; i < B; i++) {
         if (prompt_len[i] < 1 || prompt_len[i] > T)
             return cg_err(CG_EUSER, "prompt length %d of row %d is outside [1, %d]", prompt_len[i],

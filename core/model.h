@@ -181,7 +181,7 @@ float lr_cosine(int step, int warmup, int total_steps, float max_lr, float min_l
  * These run forward passes of their own and overwrite the activations: call model_backward only
  * right after the model_forward it differentiates. */
 /* Σ log p(target) per row (and the number of targets) under the model; mode MODE_LM (text only)
- * or an image mode. */
+ * or any image mode (all run the image + text forward, without L_con). */
 int model_sequence_logprob(model *m, const model_batch *batch, int mode, double *logprob /* (B) */,
                            int *count /* (B) */);
 /* Logits at every sequence position (visual ones included): out (B, P+T, V) in image modes,

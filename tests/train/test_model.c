@@ -266,6 +266,12 @@ static void test_eval_and_errors(void) {
     CHECK(model_sequence_logprob(&m, &tb.b, MODE_INSTRUCT, lp, cnt) == CG_OK);
     CHECK_CLOSE(-(lp[0] + lp[1] + lp[2]) / (cnt[0] + cnt[1] + cnt[2]), l.gen, 1e-5, 1e-5);
     CHECK(cnt[0] == 5);
+    /* an align-mode evaluation needs no content mask and gives the same numbers */
+    model_batch nocontent = tb.b;
+    nocontent.content = NULL;
+    double lp2[B_];
+    CHECK(model_sequence_logprob(&m, &nocontent, MODE_ALIGN, lp2, cnt) == CG_OK);
+    CHECK(lp2[1] == lp[1]);
     /* greedy generation agrees with the argmax of the full logits */
     int P = model_num_patches(&m), V = cfg.vocab;
     float *logits = malloc(sizeof(float) * B_ * (P + T_) * V);
