@@ -156,8 +156,7 @@ int bench_train(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     double rss_mb = ru.ru_maxrss / 1024.0;
     const char *wait = getenv("OMP_WAIT_POLICY");
-    /* parameters, gradients and two AdamW moments, plus the activations */
-    double arena_mb = (4.0 * m.nvalues + m.acts_size) * sizeof(float) / (1024.0 * 1024.0);
+    double arena_mb = model_arena_mb(&m);
     if (json)
         printf(
             "{\"bench\":\"train\",\"device\":\"cpu\",\"size\":\"%s\",\"stage\":\"%s\",\"batch\":%d,"

@@ -20,7 +20,9 @@ struct block_params {
     float *ln2_w, *ln2_b, *fc_w, *fc_b, *fcp_w, *fcp_b;
 };
 
-/* what one transformer block keeps for its backward pass; N = B*T rows */
+/* what one transformer block keeps for its backward pass; N = B*T rows. ln1, atty, ln2 and
+ * fch_gelu are the inputs of the block's matrix products, needed only for weight gradients: a
+ * stack that does not train points them all at one shared set (see stack_bind). */
 typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd; /* (N,C) (N) (N) */
     float *qkv;                       /* (N,3C) */
@@ -40,6 +42,10 @@ typedef struct {
     layer_acts *la;                   /* (L) */
     float *x0;                        /* (N,C) input */
     float *lnf, *lnf_mean, *lnf_rstd; /* (N,C) (N) (N) output */
+    long Ncap;                        /* rows the buffers hold */
+    float *shared_wi;                 /* (7,Ncap,C) one set of weight-gradient inputs */
+    float *kept_wi;                   /* (L,7,Ncap,C) one set per layer, allocated on first use */
+    int kept;                         /* 1: the last forward kept every layer's set */
 } stack;
 
 struct acts {
@@ -270,6 +276,14 @@ static void build_params(param_builder *pb) {
             add_param(pb, "clip.logit_scale", 1, 0, GROUP_CLIP, 0, INIT_CONST, ls);
 }
 
+static void acts_free(struct acts *x) {
+    free(x->vit.la);
+    free(x->lm.la);
+    free(x->vit.kept_wi);
+    free(x->lm.kept_wi);
+    free(x);
+}
+
 int model_init(model *m, const model_config *cfg, uint64_t seed) {
     memset(m, 0, sizeof *m);
     int rc = model_config_check(cfg);
@@ -297,11 +311,7 @@ int model_init(model *m, const model_config *cfg, uint64_t seed) {
 }
 
 void model_free(model *m) {
-    if (m->acts) {
-        free(m->acts->vit.la);
-        free(m->acts->lm.la);
-        free(m->acts);
-    }
+    if (m->acts) acts_free(m->acts);
     free(m->acts_mem);
     free(m->ints_mem);
     free(m->params);
@@ -365,21 +375,19 @@ static float *take(arena *a, long n) {
 
 static void layout_stack(arena *a, stack *s, int N, int B, int T) {
     int C = s->C;
+    s->Ncap = N;
     s->x0 = take(a, (long)N * C);
+    s->shared_wi = take(a, 7L * N * C);
     for (int l = 0; l < s->L; l++) {
         layer_acts *la = &s->la[l];
-        la->ln1 = take(a, (long)N * C);
         la->ln1_mean = take(a, N);
         la->ln1_rstd = take(a, N);
         la->qkv = take(a, 3L * N * C);
         la->att = take(a, (long)B * s->NH * T * T);
-        la->atty = take(a, (long)N * C);
         la->res2 = take(a, (long)N * C);
-        la->ln2 = take(a, (long)N * C);
         la->ln2_mean = take(a, N);
         la->ln2_rstd = take(a, N);
         la->fch = take(a, 4L * N * C);
-        la->fch_gelu = take(a, 4L * N * C);
         la->res3 = take(a, (long)N * C);
     }
     s->lnf = take(a, (long)N * C);
@@ -459,9 +467,7 @@ void model_reserve(model *m, int B, int T) {
     if (m->acts) {
         B = B > m->cap_B ? B : m->cap_B;
         T = T > m->cap_T ? T : m->cap_T;
-        free(m->acts->vit.la);
-        free(m->acts->lm.la);
-        free(m->acts);
+        acts_free(m->acts);
         free(m->acts_mem);
         free(m->ints_mem);
     }
@@ -499,8 +505,23 @@ void model_reserve(model *m, int B, int T) {
 /* ---------------------------------------------------------------------------------------------
  * Transformer stacks */
 
-static void stack_forward(stack *s, float *scratch, int B, int T) {
+/* Points each layer's weight-gradient inputs (ln1, atty, ln2, fch_gelu) at its own kept set when
+ * the stack trains in this forward (allocated the first time: frozen stacks, e.g. the LM in align,
+ * never pay for it), else every layer at the one shared set. */
+static void stack_bind(stack *s, int keep) {
+    long NC = s->Ncap * s->C;
+    if (keep && !s->kept_wi) s->kept_wi = cg_malloc(sizeof(float) * 7 * (size_t)NC * (size_t)s->L);
+    for (int l = 0; l < s->L; l++) {
+        float *w = keep ? s->kept_wi + 7 * NC * l : s->shared_wi;
+        layer_acts *a = &s->la[l];
+        a->ln1 = w, a->atty = w + NC, a->ln2 = w + 2 * NC, a->fch_gelu = w + 3 * NC;
+    }
+    s->kept = keep;
+}
+
+static void stack_forward(stack *s, float *scratch, int B, int T, int keep) {
     int C = s->C, N = B * T;
+    stack_bind(s, keep);
     for (int l = 0; l < s->L; l++) {
         const block_params *p = &s->bp[l];
         layer_acts *a = &s->la[l];
@@ -526,6 +547,7 @@ static void stack_backward(model *m, stack *s, const float *dlnf, int B, int T, 
     struct acts *x = m->acts;
     int C = s->C, N = B * T;
     long NC = (long)N * C;
+    assert(s->kept || !wgrad);
 #define WG(p) (wgrad ? GRAD(m, p) : NULL)
     zero(x->dres, NC);
     layernorm_backward(x->dres, WG(s->lnf_w), WG(s->lnf_b), dlnf, s->la[s->L - 1].res3, s->lnf_w,
@@ -600,7 +622,7 @@ static void vit_forward(model *m, const model_batch *b) {
     patchify_forward(x->patches, b->images_u8, b->images_f32, B, m->cfg.image_size, m->cfg.patch);
     matmul_forward(x->patch_emb, x->patches, m->vit_patch_w, m->vit_patch_b, B * P, m->K, dv);
     encoder_forward(x->vit.x0, x->patch_emb, NULL, NULL, m->vit_pos, B, P, P, dv);
-    stack_forward(&x->vit, x->scratch, B, P);
+    stack_forward(&x->vit, x->scratch, B, P, model_mode_trains(m->mode, GROUP_VIT));
 }
 
 /* ViT features → visual tokens x->ad_out (B,P,d) */
@@ -674,7 +696,7 @@ static void lm_forward(model *m, const int *tokens, int B, int T, int P) {
     struct acts *x = m->acts;
     encoder_forward(x->lm.x0, P ? x->ad_out : NULL, tokens, m->wte, m->wpe, B, P + T, P,
                     m->cfg.lm_dim);
-    stack_forward(&x->lm, x->scratch, B, P + T);
+    stack_forward(&x->lm, x->scratch, B, P + T, model_mode_trains(m->mode, GROUP_LM));
 }
 
 int model_forward(model *m, const model_batch *b, int mode, model_losses *out) {
@@ -955,6 +977,16 @@ int model_caption_embed(model *m, const model_batch *b, float *out) {
     con_text_forward(m, b);
     memcpy(out, m->acts->tbar, sizeof(float) * (size_t)b->B * m->cfg.lm_dim);
     return CG_OK;
+}
+
+double model_arena_mb(const model *m) {
+    double floats = 4.0 * m->nvalues + m->acts_size;
+    if (m->acts) {
+        const stack *st[2] = {&m->acts->vit, &m->acts->lm};
+        for (int i = 0; i < 2; i++)
+            if (st[i]->kept_wi) floats += 7.0 * st[i]->Ncap * st[i]->C * st[i]->L;
+    }
+    return floats * sizeof(float) / (1024.0 * 1024.0);
 }
 
 /* ---------------------------------------------------------------------------------------------

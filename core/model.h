@@ -197,6 +197,10 @@ int model_image_embed(model *m, const model_batch *batch, float *out /* (B,d) */
 /* t̄ (B,d): mean of the unit-normalised wte rows of each caption's content tokens. */
 int model_caption_embed(model *m, const model_batch *batch, float *out /* (B,d) */);
 
+/* Bytes held in the model's arenas: parameters, gradients, 2 AdamW moments, activations (with
+ * the per-layer sets a training stack keeps), in MiB. */
+double model_arena_mb(const model *m);
+
 /* Floating-point operations of one training step (forward + backward) for mode and batch shape,
  * counting 2 per multiply-add of the matrix products and attention (see core/model.c). */
 double model_step_flops(const model *m, int mode, int B, int T, int n_targets);
