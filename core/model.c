@@ -622,7 +622,7 @@ static void vit_forward(model *m, const model_batch *b) {
     patchify_forward(x->patches, b->images_u8, b->images_f32, B, m->cfg.image_size, m->cfg.patch);
     matmul_forward(x->patch_emb, x->patches, m->vit_patch_w, m->vit_patch_b, B * P, m->K, dv);
     encoder_forward(x->vit.x0, x->patch_emb, NULL, NULL, m->vit_pos, B, P, P, dv);
-    stack_forward(&x->vit, x->scratch, B, P, model_mode_trains(m->mode, GROUP_VIT));
+    stack_forward(&x->vit, x->scratch, B, P, m->train && model_mode_trains(m->mode, GROUP_VIT));
 }
 
 /* ViT features → visual tokens x->ad_out (B,P,d) */
@@ -696,16 +696,19 @@ static void lm_forward(model *m, const int *tokens, int B, int T, int P) {
     struct acts *x = m->acts;
     encoder_forward(x->lm.x0, P ? x->ad_out : NULL, tokens, m->wte, m->wpe, B, P + T, P,
                     m->cfg.lm_dim);
-    stack_forward(&x->lm, x->scratch, B, P + T, model_mode_trains(m->mode, GROUP_LM));
+    stack_forward(&x->lm, x->scratch, B, P + T, m->train && model_mode_trains(m->mode, GROUP_LM));
 }
 
-int model_forward(model *m, const model_batch *b, int mode, model_losses *out) {
+/* The forward pass; train = 0 for evaluations (no per-layer weight-gradient inputs kept, no
+ * backward allowed after it). */
+static int forward(model *m, const model_batch *b, int mode, model_losses *out, int train) {
     int rc = batch_check(m, b, mode);
     if (rc) return rc;
     model_reserve(m, b->B, b->T);
     struct acts *x = m->acts;
     int B = b->B, T = b->T;
     memset(out, 0, sizeof *out);
+    m->train = train;
     m->mode = mode;
     m->B = B;
     m->T = T;
@@ -737,6 +740,10 @@ int model_forward(model *m, const model_batch *b, int mode, model_losses *out) {
         out->loss += m->cfg.lambda * out->con;
     }
     return CG_OK;
+}
+
+int model_forward(model *m, const model_batch *b, int mode, model_losses *out) {
+    return forward(m, b, mode, out, 1);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -776,7 +783,7 @@ static void clip_backward(model *m) {
 }
 
 void model_backward(model *m) {
-    assert(m->acts && m->B > 0);
+    assert(m->acts && m->B > 0 && m->train); /* right after model_forward, not an evaluation */
     struct acts *x = m->acts;
     const model_batch *b = &m->batch;
     int mode = m->mode, B = m->B, T = m->T;
@@ -883,7 +890,7 @@ static int eval_mode(int mode) { return mode == MODE_LM ? MODE_LM : MODE_INSTRUC
 int model_sequence_logprob(model *m, const model_batch *b, int mode, double *logprob, int *count) {
     if (!b->targets) return cg_err(CG_EUSER, "log-likelihood needs targets");
     model_losses l;
-    int rc = model_forward(m, b, eval_mode(mode), &l);
+    int rc = forward(m, b, eval_mode(mode), &l, 0);
     if (rc) return rc;
     for (int i = 0; i < b->B; i++) logprob[i] = 0.0, count[i] = 0;
     for (int i = 0; i < m->n_targets; i++) {
@@ -898,7 +905,7 @@ int model_logits(model *m, const model_batch *b, int mode, float *out) {
     model_batch nb = *b;
     nb.targets = NULL;
     model_losses l;
-    int rc = model_forward(m, &nb, eval_mode(mode), &l);
+    int rc = forward(m, &nb, eval_mode(mode), &l, 0);
     if (rc) return rc;
     matmul_forward(out, m->acts->lm.lnf, m->wte, NULL, b->B * m->Ttot, m->cfg.lm_dim, m->cfg.vocab);
     return CG_OK;
@@ -932,7 +939,7 @@ int model_generate(model *m, const model_batch *b, int mode, const int *prompt_l
         nb.T = Tc;
         nb.targets = NULL;
         model_losses l;
-        rc = model_forward(m, &nb, mode, &l);
+        rc = forward(m, &nb, mode, &l, 0);
         if (rc) goto out;
         for (int i = 0; i < B; i++) {
             int pos = P + prompt_len[i] + s - 1;
@@ -959,6 +966,7 @@ int model_image_embed(model *m, const model_batch *b, float *out) {
     if (!b->images_u8 && !b->images_f32) return cg_err(CG_EUSER, "image embedding needs images");
     if (b->B <= 0) return cg_err(CG_EUSER, "empty batch (B=%d)", b->B);
     model_reserve(m, b->B, 1);
+    m->train = 0;
     vit_forward(m, b);
     adapter_forward(m, b->B);
     con_image_forward(m, b->B);

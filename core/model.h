@@ -232,6 +232,7 @@ struct model {
     struct acts *acts;
     /* the last forward */
     int mode, B, T, Ttot, n_targets, has_con;
+    int train; /* 1: the last forward was model_forward (backward may follow), 0: an evaluation */
     model_batch batch; /* the last forward's batch: its arrays must stay alive until
                                     model_backward */
     int opt_step;
