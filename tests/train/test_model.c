@@ -317,6 +317,17 @@ static void test_eval_and_errors(void) {
     CHECK(model_init(&m2, &badcfg, 1) == CG_EUSER);
     CHECK(model_config_preset(&badcfg, "huge") == CG_EUSER);
     CHECK(model_config_preset(&badcfg, "tiny") == CG_OK && badcfg.lm_dim == 128);
+    /* evaluations keep no per-layer weight-gradient inputs: a fresh model's arenas do not grow
+     * from a log-likelihood pass, and do from a training forward of a mode that trains the LM */
+    model m5;
+    model_init(&m5, &cfg, 3);
+    CHECK(model_sequence_logprob(&m5, &tb.b, MODE_INSTRUCT, lp, cnt) == CG_OK);
+    double eval_mb = model_arena_mb(&m5);
+    CHECK(model_forward(&m5, &tb.b, MODE_ALIGN, &l) == CG_OK); /* LM frozen: still no growth */
+    CHECK(model_arena_mb(&m5) == eval_mb);
+    CHECK(model_forward(&m5, &tb.b, MODE_INSTRUCT, &l) == CG_OK);
+    CHECK(model_arena_mb(&m5) > eval_mb);
+    model_free(&m5);
     /* names */
     CHECK(model_find_param(&m, "lm.h.1.attn.qkv.w") &&
           model_find_param(&m, "lm.h.1.attn.qkv.w")->shape[0] == 96);
