@@ -9,8 +9,11 @@
 #
 # The GPU machine's image may lack the Debian -dev packages of the full build (SQLite, libcurl,
 # cJSON, libpng, OpenBLAS). When the full CMake configure fails, a minimal build compiles only
-# what the GPU parts need (util, the CPU model and kernels as the oracle, kernels/cuda, tests/gpu)
-# with gcc and nvcc, linking a system CBLAS when one links, else tests/gpu/fallback/sgemm.c.
+# what the GPU parts need (util, the CPU model and kernels as the oracle, the plugin loader
+# kernels/gpu_loader.c, tests/gpu, and the CUDA plugin libcgvlm_cuda.so from kernels/cuda next to
+# the test binaries) with gcc and nvcc, linking a system CBLAS when one links, else
+# tests/gpu/fallback/sgemm.c. The tests load the plugin as cgvlm does (kernels/cuda/plugin.h); the
+# kernel tests also link kernels/cuda/ops.cu directly.
 #
 # Environment:
 #   CGVLM_GPU_BUILD=DIR   build dir (default: build-gpu in the repository)
@@ -86,22 +89,29 @@ min_build() {
     else
         echo "minimal build: CBLAS from $blas_libs $blas_cflags"
     fi
-    local csrc="util/util.c util/rng.c core/model.c $(cd "$ROOT" && ls kernels/cpu/*.c tests/gpu/*.c) $extra_src"
-    local cflags="-std=gnu17 -O2 -fopenmp -I$ROOT -I$cuinc $blas_cflags -DCGVLM_HAVE_CUDA=1"
+    local csrc="util/util.c util/rng.c core/model.c kernels/gpu_loader.c $(cd "$ROOT" && ls kernels/cpu/*.c tests/gpu/*.c) $extra_src"
+    local cflags="-std=gnu17 -O2 -fopenmp -fPIC -I$ROOT -I$cuinc $blas_cflags -DCGVLM_HAVE_CUDA=1"
     (
         cd "$ROOT" || exit 1
         for f in $csrc; do echo "gcc $cflags -c $f -o $obj/$(echo "$f" | tr / _).o"; done
+        # the plugin's objects: position-independent, hidden but for its entry point
+        echo "gcc -std=gnu17 -O2 -fPIC -fvisibility=hidden -I$ROOT -DCGVLM_HAVE_CUDA=1 -c kernels/cuda/plugin.c -o $obj/plugin_entry.o"
         for f in kernels/cuda/*.cu; do
-            echo "$NVCC -O2 -arch=sm_90 -I$ROOT -c $f -o $obj/$(echo "$f" | tr / _).o"
+            echo "$NVCC -O2 -arch=sm_90 -Xcompiler -fPIC,-fvisibility=hidden -I$ROOT -DCGVLM_HAVE_CUDA=1 -c $f -o $obj/$(echo "$f" | tr / _).o"
         done
     ) | xargs -P "$JOBS" -I{} sh -c "echo {}; {}" || return 1
-    local common=""
-    for o in "$obj"/*.o; do
+    # libcgvlm_cuda.so next to the binaries, where the loader looks (kernels/gpu_loader.c)
+    g++ -shared -o "$dir/libcgvlm_cuda.so" "$obj/plugin_entry.o" "$obj"/kernels_cuda_*.cu.o \
+        -L"$culib" -Wl,-rpath,"$culib" -Wl,-Bsymbolic -Wl,--no-undefined \
+        -lcublas -lcublasLt -lcudart -lm || return 1
+    # the binaries: the loader, and kernels/cuda/ops.cu for the tests that call the kernels
+    local common="$obj/kernels_cuda_ops.cu.o"
+    for o in "$obj"/*.c.o; do
         case $o in *tests_gpu_test_gpu_* | *tests_gpu_gpu_bench*) ;; *) common="$common $o" ;; esac
     done
     for exe in test_gpu_ops test_gpu_model gpu_bench; do
         g++ -fopenmp -o "$dir/$exe" "$obj/tests_gpu_$exe.c.o" $common -L"$culib" \
-            -Wl,-rpath,"$culib" -lcublas -lcublasLt -lcudart $blas_libs -lm || return 1
+            -Wl,-rpath,"$culib" -lcublas -lcublasLt -lcudart $blas_libs -ldl -lpthread -lm || return 1
     done
 }
 
@@ -128,7 +138,7 @@ if [ "$MINIMAL" != 1 ]; then
         record "full build" "$(status_of $rc)" "$(($(date +%s) - T0)) s into $BUILD"
         [ $rc -ne 0 ] && MINIMAL=1
     fi
-    # a build that did not find nvcc compiled the stubs: no use on a GPU machine
+    # a build that did not find nvcc has no CUDA plugin: no use on a GPU machine
     if [ "$MINIMAL" != 1 ] && [ -x "$NVCC" ]; then
         part env 30 "$BUILD/cgvlm" env
         if ! grep -q "CUDA on" "$LOGS/env.log"; then
@@ -157,6 +167,18 @@ BENCH=$BIN/gpu_bench
 if [ -x "$BUILD/cgvlm" ] && [ "$MINIMAL" != 1 ]; then
     [ -f "$LOGS/env.log" ] || part env 30 "$BUILD/cgvlm" env
     record "cgvlm env" "$(status_of $?)" "$(grep -m1 '^build' "$LOGS/env.log" | sed -E 's/^build +//')"
+    # the CUDA plugin (libcgvlm_cuda.so next to cgvlm) must load; its line names the devices
+    if grep -q 'cannot load libcgvlm_cuda' "$LOGS/env.log"; then
+        record "cuda plugin" FAIL "$(grep -m1 '^cuda' "$LOGS/env.log" | cut -c12-120)"
+    else
+        record "cuda plugin" ok "$(grep -m1 '^cuda' "$LOGS/env.log" | cut -c12-90)"
+    fi
+fi
+# the tests and the benchmark load the plugin of this build (not one found elsewhere)
+if [ "$MINIMAL" = 1 ]; then
+    export CGVLM_CUDA_PLUGIN=$BIN/libcgvlm_cuda.so
+else
+    export CGVLM_CUDA_PLUGIN=$BUILD/libcgvlm_cuda.so
 fi
 if command -v nvidia-smi > /dev/null; then
     nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,power.limit,driver_version \

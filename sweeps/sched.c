@@ -41,7 +41,15 @@ int sched_proc_alive(int64_t pid) {
     fclose(fp);
     buf[n] = 0;
     const char *paren = strrchr(buf, ')');   /* "PID (comm) STATE ..." */
-    return !(paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X'));
+    if (paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X')) return 0;
+    /* a recycled pid: cgvlm's processes all run the cgvlm binary (argv[0]) */
+    snprintf(path, sizeof path, "/proc/%lld/cmdline", (long long)pid);
+    fp = fopen(path, "r");
+    if (!fp) return 1;
+    n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[n] = 0;   /* argv[0] ends at the first NUL */
+    return n == 0 || strstr(buf, "cgvlm") != NULL;
 }
 
 /* ---------------------------------------------------------------- small SQL helpers */

@@ -114,6 +114,11 @@ double sweep_time_limit(const sweep *sw, const char *kind) {
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
+static int cmp_eval_key(const void *a, const void *b) {
+    const sweep_run *x = *(sweep_run *const *)a, *y = *(sweep_run *const *)b;
+    return strcmp(x->plan.task[EXP_EVAL].key, y->plan.task[EXP_EVAL].key);
+}
+
 static int expand(sweep *sw, const cJSON *base, const cJSON *axes_obj, const dim *dims, int ndims,
                   const cJSON *seeds, const char *code_version) {
     const cJSON *axis_items[64];
@@ -167,13 +172,19 @@ static int expand(sweep *sw, const cJSON *base, const cJSON *axes_obj, const dim
             if (rc) cg_err_wrap(rc, "run '%s'", r->name);
         }
     }
-    /* a duplicate run: two grid points with the same resolved config */
-    for (int i = 0; i < sw->nruns && rc == CG_OK; i++)
-        for (int j = 0; j < i && rc == CG_OK; j++)
-            if (!strcmp(sw->runs[i].plan.task[EXP_EVAL].key, sw->runs[j].plan.task[EXP_EVAL].key) &&
-                cJSON_Compare(sw->runs[i].config, sw->runs[j].config, 1))
-                rc = cg_err(CG_EUSER, "duplicate run: '%s' and '%s' have the same config",
-                            sw->runs[j].name, sw->runs[i].name);
+    /* a duplicate run: two grid points with the same tasks (the eval key covers the whole chain) */
+    if (rc == CG_OK && sw->nruns > 1) {
+        sweep_run **by_key = cg_calloc((size_t)sw->nruns, sizeof *by_key);
+        for (int i = 0; i < sw->nruns; i++) by_key[i] = &sw->runs[i];
+        qsort(by_key, (size_t)sw->nruns, sizeof *by_key, cmp_eval_key);
+        for (int i = 1; i < sw->nruns && rc == CG_OK; i++)
+            if (!strcmp(by_key[i]->plan.task[EXP_EVAL].key, by_key[i - 1]->plan.task[EXP_EVAL].key)) {
+                const sweep_run *a = by_key[i - 1] < by_key[i] ? by_key[i - 1] : by_key[i];
+                const sweep_run *b = a == by_key[i] ? by_key[i - 1] : by_key[i];
+                rc = cg_err(CG_EUSER, "duplicate run: '%s' and '%s' have the same config", a->name, b->name);
+            }
+        free(by_key);
+    }
     return rc;
 }
 

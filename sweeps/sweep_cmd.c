@@ -40,15 +40,17 @@ static int ncores(void) {
 
 /* ---------------------------------------------------------------- dry run */
 
+static int cmp_key(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
 static void print_plan(const sweep *sw) {
     int counts[EXP_NSTAGES] = {0}, total = 0;
-    for (int s = 0; s < EXP_NSTAGES; s++)
-        for (int i = 0; i < sw->nruns; i++) {
-            int seen = 0;
-            for (int j = 0; j < i && !seen; j++)
-                seen = !strcmp(sw->runs[j].plan.task[s].key, sw->runs[i].plan.task[s].key);
-            if (!seen) counts[s]++;
-        }
+    const char **keys = cg_calloc((size_t)sw->nruns, sizeof *keys);
+    for (int s = 0; s < EXP_NSTAGES; s++) {   /* distinct keys: sort, count changes */
+        for (int i = 0; i < sw->nruns; i++) keys[i] = sw->runs[i].plan.task[s].key;
+        qsort(keys, (size_t)sw->nruns, sizeof *keys, cmp_key);
+        for (int i = 0; i < sw->nruns; i++) counts[s] += i == 0 || strcmp(keys[i], keys[i - 1]) != 0;
+    }
+    free(keys);
     for (int s = 0; s < EXP_NSTAGES; s++) total += counts[s];
     printf("sweep %s: %d runs, %d distinct tasks (%d stage executions without sharing)\n", sw->name,
            sw->nruns, total, sw->nruns * EXP_NSTAGES);
@@ -83,7 +85,10 @@ int sched_execute(const sweep *sw, const char *db_path, const char *workspace, i
         workers = gpus > 0 ? gpus : ncores();
     }
     int threads = ncores() / workers > 0 ? ncores() / workers : 1;
-    if ((rc = backend_local_open(db_path, ws, workers, gpus, threads, &be))) goto out;
+    char *db_abs = realpath(db_path, NULL);   /* workers get absolute paths */
+    rc = backend_local_open(db_abs ? db_abs : db_path, ws, workers, gpus, threads, &be);
+    free(db_abs);
+    if (rc) goto out;
     if (progress)
         cg_info("sweep %s: %d runs on %d %s worker(s), %d thread(s) each; workspace %s", sw->name, sw->nruns,
                 workers, gpus ? "GPU" : "CPU", threads, ws);
@@ -222,6 +227,14 @@ static int status_sweep(sqlite3 *db, int64_t id, const char *name, int *active) 
     printf("\n");
     sqlite3_finalize(st);
 
+    /* the mean task time over all stages: the guess for stages with no finished task yet */
+    double overall = -1;
+    if (sqlite3_prepare_v2(db, "SELECT AVG(ended_at - started_at) FROM tasks WHERE state = 'done' AND task_id IN " SWEEP_TASKS,
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, id);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) overall = sqlite3_column_double(st, 0);
+        sqlite3_finalize(st);
+    }
     /* per stage: counts by state, mean duration of done tasks, remaining work */
     if (sqlite3_prepare_v2(db,
                            "SELECT " STAGE_EXPR " AS stage, COUNT(*), SUM(state = 'done'), SUM(state = 'running'), "
@@ -245,8 +258,11 @@ static int status_sweep(sqlite3 *db, int64_t id, const char *name, int *active) 
                sqlite3_column_int(st, 4), sqlite3_column_int(st, 5), sqlite3_column_int(st, 6),
                sqlite3_column_int(st, 7), mean < 0 ? "-" : a);
         running += r, all += n, done += d;
-        if (mean < 0 && (left || r)) unknown = 1;
-        else if (mean >= 0) remaining += mean * (left + sqlite3_column_double(st, 9));
+        if (mean < 0 && (left || r)) {
+            unknown = 1;
+            mean = overall;
+        }
+        if (mean >= 0) remaining += mean * (left + sqlite3_column_double(st, 9));
     }
     sqlite3_finalize(st);
     if (done < all && !*active && running == 0) {
@@ -254,7 +270,11 @@ static int status_sweep(sqlite3 *db, int64_t id, const char *name, int *active) 
     } else if (done < all) {
         double eta = remaining / (running > 0 ? running : 1);
         fmt_secs(a, sizeof a, eta);
-        printf("  %d/%d tasks done; ETA %s%s\n", done, all, unknown ? "at least " : "", a);
+        if (unknown && overall < 0)
+            printf("  %d/%d tasks done; ETA unknown until a task finishes\n", done, all);
+        else
+            printf("  %d/%d tasks done; ETA %s%s\n", done, all, a,
+                   unknown ? " (rough: stages without a finished task are guessed from the others)" : "");
     } else {
         printf("  all %d tasks done\n", all);
     }
@@ -465,7 +485,9 @@ int bench_sched(int argc, char **argv) {
     cJSON_AddStringToObject(spec, "name", "bench-sched");
     cJSON *base = cJSON_AddObjectToObject(spec, "base");
     cJSON_AddStringToObject(base, "pipeline", "noop");
-    cJSON_AddNumberToObject(cJSON_AddObjectToObject(base, "noop"), "sleep_ms", sleep_ms);
+    cJSON *noop = cJSON_AddObjectToObject(base, "noop");
+    cJSON_AddNumberToObject(noop, "sleep_ms", sleep_ms);
+    cJSON_AddBoolToObject(noop, "output", 0);   /* trivial: the stage writes nothing; its (empty) artifact is still published */
     cJSON *axis = cJSON_AddArrayToObject(cJSON_AddObjectToObject(spec, "axes"), "world.seed");
     for (int i = 0; i < nruns; i++) cJSON_AddItemToArray(axis, cJSON_CreateNumber(i));
     sweep sw;

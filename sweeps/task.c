@@ -436,7 +436,7 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
     char *up[EXP_NSTAGES] = {0};
     metrics_sink *sink = NULL, *journal_sink = NULL, *live_sink = NULL, *tee_sink = NULL;
     int64_t id = -1;
-    int rc = store_open(db_path, 0, &db), result = TASK_FAILED, held = 0;
+    int rc = store_open(db_path, 0, &db), result = TASK_FAILED, held = 0, fenced = 0;
     if (rc) goto out;
     if (sqlite3_prepare_v2(db, "SELECT task_id, kind, config_json FROM tasks WHERE key = ?", -1, &st, NULL)) {
         rc = cg_err(CG_EFAIL, "results db: %s", sqlite3_errmsg(db));
@@ -462,6 +462,7 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
         result = TASK_SUPERSEDED;   /* recovered or cancelled before we started: do nothing */
         goto out;
     }
+    fenced = 1;   /* from here on, every outcome is recorded in the task's row */
 
 #if STORE_SCHEMA_VERSION >= 2   /* db/ with store_env_record (db/record.c) */
     /* the environment the attempt runs in (reports show it); not for noop stand-ins, because
@@ -586,7 +587,7 @@ fail:
     }
     if (staging) cg_rm_rf(staging);
 out:
-    if (rc && result != TASK_FAILED && result != TASK_BAD_INPUT && result != TASK_CANCELLED) cg_report(rc);
+    if (rc && (!fenced || result == TASK_DONE)) cg_report(rc);   /* not recorded in the db: say it */
     metrics_close(tee_sink);
     metrics_close(live_sink);
     metrics_close(journal_sink);
@@ -596,13 +597,14 @@ out:
     cJSON_Delete(run_cfg);
     for (int s = 0; s < EXP_NSTAGES; s++) free(up[s]);
     free(kind), free(work), free(staging), free(final), free(journal), free(arts);
-    if (id < 0 && rc) return rc == CG_EUSER ? CG_EUSER : TASK_FAILED;
+    if (!fenced && rc) return rc == CG_EUSER ? TASK_BAD_INPUT : TASK_FAILED;
     return result;
 }
 
 /* ---------------------------------------------------------------- the worker (fork server) */
 
 int task_worker(const char *db_path, const char *workspace, int threads) {
+    prctl(PR_SET_NAME, "cgvlm-worker");   /* in ps/top, instead of "exe" */
     signal(SIGINT, SIG_IGN);    /* Ctrl-C reaches the tasks and the scheduler directly */
     signal(SIGTERM, SIG_IGN);
     const char *device = getenv("CGVLM_DEVICE"), *slot = getenv("CGVLM_WORKER_SLOT");
@@ -629,6 +631,7 @@ int task_worker(const char *db_path, const char *workspace, int threads) {
         pid_t pid = fork();
         if (pid == 0) {
             prctl(PR_SET_PDEATHSIG, SIGTERM);
+            prctl(PR_SET_NAME, "cgvlm-task");
             if (getppid() != me) _exit(TASK_CANCELLED);
             signal(SIGINT, SIG_DFL);
             signal(SIGTERM, SIG_DFL);

@@ -19,8 +19,8 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
             const float *q = qkv + (long)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
             float *a = att + ((long)b * NH + h) * T * T;
             /* scores = scale · q kᵀ, then a row-wise softmax over the visible positions */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3, 0.0f,
-                        a, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3,
+                        0.0f, a, T);
             for (int t = 0; t < T; t++) {
                 float *row = a + (long)t * T;
                 int n = causal ? t + 1 : T;
@@ -35,8 +35,8 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
                 for (int t2 = 0; t2 < n; t2++) row[t2] *= inv;
                 for (int t2 = n; t2 < T; t2++) row[t2] = 0.0f;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, C3, 0.0f,
-                        out + (long)b * T * C + h * hs, C);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, C3,
+                        0.0f, out + (long)b * T * C + h * hs, C);
         }
 }
 
@@ -71,8 +71,8 @@ void attention_backward(float *dqkv, float *datt, const float *dout, const float
                 for (int t2 = n; t2 < T; t2++) dr[t2] = 0.0f;
             }
             /* scores = q kᵀ: dq += ds k, dk += dsᵀ q */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, da, T, k, C3, 1.0f,
-                        dq, C3);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, da, T, k, C3,
+                        1.0f, dq, C3);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, da, T, q, C3, 1.0f,
                         dk, C3);
         }

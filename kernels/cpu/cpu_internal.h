@@ -8,7 +8,8 @@
 
 /* Compute-bound elementwise loops are compiled for AVX-512, AVX2+FMA and baseline x86-64, picked
  * at load time by the CPU (GCC function multi-versioning): portable binaries, full-width vectors. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
+    !defined(__SANITIZE_ADDRESS__)
 #define SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define SIMD_CLONES

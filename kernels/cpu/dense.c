@@ -154,7 +154,8 @@ SIMD_CLONES static void gelu_backward_range(float *dinp, const float *inp, const
         float u = GELU_SCALE * (x + 0.044715f * x * x * x);
         float th = tanh_fast(u);
         float sech2 = 1.0f - th * th;
-        float g = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        float g =
+            0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
         dinp[i] += g * dout[i];
     }
 }
@@ -209,7 +210,7 @@ void encoder_backward(float *dvis, float *dwte, float *dwpe, const float *dout, 
             }
     }
     if (!dwte && !dwpe) return;
-    /* scatter-adds: each thread owns a channel range and visits rows in order (deterministic) */
+        /* scatter-adds: each thread owns a channel range and visits rows in order (deterministic) */
 #pragma omp parallel
     {
         long lo, hi;
@@ -229,7 +230,8 @@ void encoder_backward(float *dvis, float *dwte, float *dwpe, const float *dout, 
     }
 }
 
-void patchify_forward(float *out, const uint8_t *img_u8, const float *img_f32, int B, int S, int p) {
+void patchify_forward(float *out, const uint8_t *img_u8, const float *img_f32, int B, int S,
+                      int p) {
     assert((img_u8 != NULL) != (img_f32 != NULL));
     int g = S / p, P = g * g, K = p * p * 3;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -241,7 +243,8 @@ void patchify_forward(float *out, const uint8_t *img_u8, const float *img_f32, i
                 long src = (((long)b * S + gy * p + y) * S + gx * p) * 3;
                 float *row = o + y * p * 3;
                 if (img_u8)
-                    for (int i = 0; i < p * 3; i++) row[i] = img_u8[src + i] * (1.0f / 255.0f) - 0.5f;
+                    for (int i = 0; i < p * 3; i++)
+                        row[i] = img_u8[src + i] / 255.0f - 0.5f; /* as numpy: x / 255 - 0.5 */
                 else
                     memcpy(row, img_f32 + src, sizeof(float) * p * 3);
             }

@@ -13,7 +13,6 @@
 extern "C" {
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/model_cuda.h"
-#include "kernels/gpu.h"
 #include "util/rng.h"
 #include "util/util.h"
 }
@@ -159,8 +158,6 @@ static void build_segments(model_cuda *g) {
     cuda_upload(g->d_segs, h, sizeof(cuda_segment) * 4 * (size_t)g->nparams);
     free(h);
 }
-
-extern "C" int model_cuda_available(void) { return 1; }
 
 extern "C" int model_cuda_create(model_cuda **out, const model *m) {
     *out = NULL;

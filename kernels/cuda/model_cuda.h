@@ -1,8 +1,10 @@
 /* model_cuda.h: the CG-VLM model of core/model.h on one GPU (kernels/cuda/model_cuda.cu), with the
  * same parameter layout: four device arenas (params, grads, AdamW m and v) of the host model's
  * nvalues floats at the host model's offsets, so a whole arena copies in one transfer and the CPU
- * model stays the owner of checkpoints and the oracle of the maths. Without CUDA every entry
- * point answers "built without CUDA" (model_cuda_stub.c).
+ * model stays the owner of checkpoints and the oracle of the maths. The functions live in the
+ * CUDA plugin (kernels/cuda/plugin.h); cgvlm calls them through kernels/gpu_loader.c, which loads
+ * the plugin on first use. Without CUDA in the build, or without a plugin that loads, every entry
+ * point fails with CG_EFAIL and says why ("built without CUDA", "cannot load libcgvlm_cuda.so").
  *
  * Lifecycle:
  *     model m; model_init(&m, &cfg, seed);          (or a checkpoint loaded into it)
@@ -33,7 +35,7 @@ extern "C" {
 
 typedef struct model_cuda model_cuda;
 
-/* 1 when this binary has the CUDA model (the stub answers 0). */
+/* 1 when this binary has the CUDA model: built with CUDA and the plugin loads (loads it). */
 int model_cuda_available(void);
 /* Allocates the device arenas for m's configuration and uploads m (params, m, v, step count).
  * CG_EFAIL with a message when there is no GPU or the build has no CUDA. */

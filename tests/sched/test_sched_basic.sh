@@ -115,6 +115,26 @@ expect 1 "time limit" -- "$BIN" sweep limit.json --db "$DB" --workspace "$WS"
 [ "$(q "SELECT error FROM tasks WHERE config_json LIKE '%\"seed\":4%' AND state = 'failed'")" = "time limit of 0.5 s exceeded" ] || fail "time limit not recorded: $(q "SELECT state, error FROM tasks WHERE config_json LIKE '%\"seed\":4%'")"
 
 [ "$(q "PRAGMA integrity_check")" = ok ] || fail "integrity_check"
+# cgvlm task by hand (what a Slurm job runs): refuses a done task and an unknown key
+d=$(q "SELECT key FROM tasks WHERE state = 'done' LIMIT 1")
+expect 2 "task on a done task" -- "$BIN" task --db "$DB" --workspace "$WS" --key "$d"
+contains "task on a done task" "the task is done or already running"
+expect 2 "task with an unknown key" -- "$BIN" task --db "$DB" --workspace "$WS" --key nope
+contains "task with an unknown key" "no task with key 'nope'"
+# ... and runs a failed one (claiming it itself)
+f=$(q "SELECT key FROM tasks WHERE config_json LIKE '%the noop says no%'")
+expect 1 "task by hand" -- "$BIN" task --db "$DB" --workspace "$WS" --key "$f"
+[ "$(q "SELECT attempts FROM tasks WHERE key = '$f'")" = 5 ] || fail "task by hand did not claim an attempt"
+
+# cgvlm run: one experiment through the same machinery
+printf '{"name": "one", "pipeline": "noop", "world": {"seed": 11}, "noop": {"log": "%s"}}\n' "$LOG.run" > one.json
+expect 0 "cgvlm run" -- "$BIN" run one.json --set align.lambda=0 --db "$DB" --workspace "$WS"
+contains "cgvlm run" "all 6 tasks done"
+[ "$(wc -l < "$LOG.run")" = 6 ] || fail "cgvlm run: 6 completions expected"
+[ "$(q "SELECT COUNT(*) FROM v_runs WHERE sweep LIKE 'run-one-%' AND state = 'done' AND lambda = 0")" = 1 ] || fail "cgvlm run: run not recorded"
+expect 0 "cgvlm run again" -- "$BIN" run one.json --set align.lambda=0 --db "$DB" --workspace "$WS"
+contains "cgvlm run again" "(0 run now"
+
 # task processes write to the worker logs: no sanitizer report may be there (ASan builds)
 ! grep -l "AddressSanitizer\|runtime error:" "$WS"/logs/*.log 2>/dev/null || fail "sanitizer reports in the task logs"
 finish test_sched_basic

@@ -39,4 +39,25 @@ contains "takeover" "taking over from a scheduler that is gone"
 [ "$(q "SELECT COUNT(*) FROM tasks WHERE state = 'done'")" = 9 ] || fail "resume did not complete: $(q "SELECT state, COUNT(*) FROM tasks GROUP BY 1")"
 [ "$(q "SELECT COUNT(*) FROM task_attempts WHERE state = 'cancelled'")" -ge 1 ] || fail "cancelled attempts not kept in the history"
 [ "$(q "PRAGMA integrity_check")" = ok ] || fail "integrity_check"
+# an owner pid recycled by another program (not cgvlm) is not a live scheduler
+sleep 60 & other=$!; bg_pids="$bg_pids $other"
+q "UPDATE sweeps SET owner_host = '$(hostname)', owner_pid = $other, owner_heartbeat = 0 WHERE name = 'pair'"
+expect 0 "owner pid recycled" -- "$BIN" sweep s.json --db "$DB" --workspace "$WS"
+contains "owner pid recycled" "taking over"
+kill $other 2>/dev/null
+
+# two schedulers on two sweeps that share tasks, at the same time: each shared task runs once
+cat > a.json <<JSON
+{"name": "a", "base": {"pipeline": "noop", "world": {"seed": 5}, "noop": {"sleep_ms": 200, "log": "$TMP/shared.log"}}, "axes": {"align.lambda": [0, 1]}}
+JSON
+cat > b.json <<JSON
+{"name": "b", "base": {"pipeline": "noop", "world": {"seed": 5}, "noop": {"sleep_ms": 200, "log": "$TMP/shared.log"}}, "axes": {"align.lambda": [1, 2]}}
+JSON
+"$BIN" sweep a.json --db "$DB" --workspace "$WS" > a.out 2>&1 &
+ap=$!; bg_pids="$bg_pids $ap"
+expect 0 "sweep b beside sweep a" -- "$BIN" sweep b.json --db "$DB" --workspace "$WS"
+wait $ap || fail "sweep a beside sweep b: $(cat a.out)"
+# a: world, lm, vit, 2 x (align, instruct, eval); b adds 1 x (align, instruct, eval)
+[ "$(wc -l < "$TMP/shared.log")" = 12 ] || fail "shared sweeps: $(wc -l < "$TMP/shared.log") completions, want 12"
+[ -z "$(cut -d' ' -f1 "$TMP/shared.log" | sort | uniq -d)" ] || fail "a shared task completed twice"
 finish test_two_schedulers

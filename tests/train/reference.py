@@ -2,9 +2,10 @@
 """reference.py: the CG-VLM model of DESIGN.md §1 written independently in PyTorch, used as the
 oracle for the C training core.
 
-    reference.py EXPORT_BIN MODE      (MODE: lm | clip | align | instruct)
+    reference.py EXPORT_BIN MODE [linear]     (MODE: lm | clip | align | instruct)
 
-runs `EXPORT_BIN MODE TMPDIR` (tests/train/ref_export.c), loads the same weights and batch, and
+runs `EXPORT_BIN MODE TMPDIR [linear]` (tests/train/ref_export.c; `linear`: linear adapter, fixed
+tau, lambda 0.5), loads the same weights and batch, and
 compares, in float64 (so the differences are the C code's float32 rounding and nothing else):
 logits, L_gen, L_con, the gradient of every trainable tensor, the losses of 5 AdamW steps (with
 global-norm clipping) and every trained parameter after them. Tolerances (stated in the output):
@@ -166,9 +167,9 @@ def report(name, err, tol, detail=""):
 
 
 def main():
-    exe, mode = sys.argv[1], sys.argv[2]
+    exe, mode, variant = sys.argv[1], sys.argv[2], sys.argv[3:]
     with tempfile.TemporaryDirectory() as d:
-        subprocess.run([exe, mode, d], check=True)
+        subprocess.run([exe, mode, d] + variant, check=True)
         cfg = read_config(d)
         p0, g_c, p5_c = load_dir(d + "/p0"), load_dir(d + "/g"), load_dir(d + "/p5")
         batch = tuple(np.load(f"{d}/{n}.npy") for n in ("images", "tokens", "targets", "content"))
@@ -178,7 +179,8 @@ def main():
     ref = Ref(cfg, p0)
     trained = sorted(k for k in ref.p if k.startswith(TRAINS[mode]))
     assert trained and set(trained) == set(g_c), (trained, sorted(g_c))
-    print(f"reference {mode}: {len(trained)} trainable tensors, float64 PyTorch {torch.__version__}")
+    print(f"reference {mode} {' '.join(variant)}: adapter {cfg['adapter']}, learn_tau {cfg['learn_tau']}, "
+          f"lambda {cfg['lambda']}; {len(trained)} trainable tensors, float64 PyTorch {torch.__version__}")
     for k in trained:
         ref.p[k].requires_grad_(True)
 

@@ -23,10 +23,10 @@ import json, sys
 rows = [json.loads(l) for l in sys.argv[1].splitlines()]
 assert len(rows) == 1, rows
 r = rows[0]
-for k in ("ms_per_step", "tokens_per_s", "gflops_per_s", "peak_rss_mb", "size", "stage", "batch", "threads"):
+for k in ("ms_per_step", "tokens_per_s", "gflops_per_s", "peak_rss_mb", "arena_mb", "size", "stage", "batch", "threads"):
     assert k in r, k
 assert r["size"] == "tiny" and r["stage"] == "align" and r["batch"] == 32 and r["seq"] == 64
-assert r["ms_per_step"] > 0 and r["gflops_per_s"] > 0 and r["peak_rss_mb"] > 10
+assert r["ms_per_step"] > 0 and r["gflops_per_s"] > 0 and r["peak_rss_mb"] > 10 and r["arena_mb"] > 10
 assert r["loss_first"] > 0
 PY
 [ $fail = 0 ] && echo "test_bench: ok"
