@@ -425,7 +425,6 @@ int stage_eval(stage_ctx *ctx) {
     if ((rc = metrics_flush(ctx->metrics))) goto out;
     path = cg_path_join(ctx->out_dir, "eval.json");
     if ((rc = cg_json_save(path, e.summary, 1))) goto out;
-    rc = stage_publish_world_ref(ctx, world);
 out:
     if (have_model) model_free(&m);
     cJSON_Delete(e.summary);

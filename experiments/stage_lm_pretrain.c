@@ -65,7 +65,6 @@ int stage_lm_pretrain(stage_ctx *ctx) {
     free(path);
     path = stage_weights_path(ctx->out_dir);
     if ((rc = stage_save_weights(ctx, &m, path, (const char *const[]){"lm.", NULL}))) goto out;
-    rc = stage_publish_world_ref(ctx, world);
 out:
     if (have_model) model_free(&m);
     batch_free(&bs);

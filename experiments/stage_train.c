@@ -17,7 +17,6 @@
 
 #define CKPT_NAME "checkpoint.safetensors"
 #define WEIGHTS_NAME "model.safetensors"
-#define WORLD_REF_NAME "world_ref"
 
 /* ---------------------------------------------------------------- config */
 
@@ -120,50 +119,11 @@ void stage_use_threads(const stage_ctx *ctx) {
 
 int stage_world_dir(const stage_ctx *ctx, char **dir) {
     *dir = NULL;
-    if (ctx->upstream[EXP_WORLD]) {
-        *dir = cg_strdup(ctx->upstream[EXP_WORLD]);
-        return CG_OK;
-    }
-    /* a later stage: follow the world_ref of an upstream output */
-    for (int s = 0; s < EXP_NSTAGES; s++) {
-        const char *up = ctx->upstream[s];
-        if (!up) continue;
-        char *ref = cg_path_join(up, WORLD_REF_NAME), *text = NULL;
-        int rc = cg_read_file(ref, &text, NULL);
-        free(ref);
-        if (rc) continue;
-        text[strcspn(text, "\n")] = 0;
-        /* the absolute path as written; else the world's artifact beside this upstream artifact
-         * (a workspace that was moved) */
-        if (text[0] == '/' && cg_is_dir(text)) {
-            *dir = text;
-            return CG_OK;
-        }
-        const char *base = strrchr(text, '/') ? strrchr(text, '/') + 1 : text;
-        char *parent = cg_strdup(up);
-        char *slash = strrchr(parent, '/');
-        if (slash) *slash = 0;
-        char *sib = cg_path_join(slash ? parent : ".", base);
-        free(parent);
-        free(text);
-        if (cg_is_dir(sib)) {
-            *dir = sib;
-            return CG_OK;
-        }
-        free(sib);
-    }
-    cg_err_clear();
-    return cg_err(CG_EFAIL, "stage '%s' cannot find the world's data: no upstream artifact names "
-                  "it (re-run the upstream stages)", ctx->kind);
-}
-
-int stage_publish_world_ref(const stage_ctx *ctx, const char *world_dir) {
-    char *path = cg_path_join(ctx->out_dir, WORLD_REF_NAME);
-    char *text = cg_fmt("%s\n", world_dir);
-    int rc = cg_write_file_atomic(path, text, strlen(text));
-    free(path);
-    free(text);
-    return rc;
+    if (!ctx->upstream[EXP_WORLD])
+        return cg_err(CG_EFAIL, "stage '%s' was given no world artifact (re-run the sweep so the "
+                      "world stage runs first)", ctx->kind);
+    *dir = cg_strdup(ctx->upstream[EXP_WORLD]);
+    return CG_OK;
 }
 
 /* ---------------------------------------------------------------- weights */

@@ -23,8 +23,6 @@
 #include <cjson/cJSON.h>
 #include <stdint.h>
 
-/* The world stage (experiments/stage_world.c). */
-int stage_world_generate(stage_ctx *ctx);
 
 /* Typed reads of the resolved run config (every known key is present after exp_resolve; a
  * missing or mistyped key is a bug, asserted). */
@@ -47,11 +45,9 @@ void stage_vlm_config(const cJSON *cfg, model_config *mc);
 void stage_lm_only_config(const cJSON *cfg, model_config *mc);
 void stage_vit_only_config(const cJSON *cfg, int vocab, int text_T, model_config *mc);
 
-/* The world: its directory, vocabulary. The world dir is ctx->upstream[EXP_WORLD] for stages that
- * read it directly; later stages find it through the "world_ref" file that every stage after the
- * world writes into its output (stage_publish_world_ref). */
+/* The world's directory: ctx->upstream[EXP_WORLD] (the scheduler gives every stage all of its
+ * ancestors' artifacts, so instruct and eval see the world too). */
 int stage_world_dir(const stage_ctx *ctx, char **dir);
-int stage_publish_world_ref(const stage_ctx *ctx, const char *world_dir);
 
 /* Weights: `model.safetensors` in a stage's output holds the parameters named by `prefixes`
  * (NULL-terminated, e.g. {"lm.", NULL}), plus metadata stage/config key. */

@@ -22,6 +22,15 @@
 static volatile sig_atomic_t cancel_flag = 0;
 static void on_signal(int sig) { (void)sig; cancel_flag = 1; }
 
+/* Every ancestor's artifact, as the scheduler gives them (instruct sees the world too). */
+static void give_ancestors(const exp_plan *plan, int s, char **art, stage_ctx *ctx) {
+    const exp_task *t = &plan->task[s];
+    for (int d = 0; d < t->ndeps; d++) {
+        ctx->upstream[t->deps[d]] = art[t->deps[d]];
+        give_ancestors(plan, t->deps[d], art, ctx);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: stage_driver WORKSPACE CONFIG [--set path=value]... [--until STAGE]\n");
@@ -75,7 +84,7 @@ int main(int argc, char **argv) {
                          .stage_config = t->config, .workspace = ws, .work_dir = w, .out_dir = st,
                          .metrics = sink, .cancel = &cancel_flag, .attempt = 1, .threads = 0,
                          .device = "cpu"};
-        for (int d = 0; d < t->ndeps; d++) ctx.upstream[t->deps[d]] = art[t->deps[d]];
+        give_ancestors(&plan, s, art, &ctx);
         rc = stage_execute(&ctx);
         metrics_close(sink);
         if (rc == CG_OK && rename(st, a) != 0) rc = cg_err(CG_EFAIL, "cannot publish '%s'", a);
