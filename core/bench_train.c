@@ -9,6 +9,7 @@
 #include "util/rng.h"
 #include "util/util.h"
 
+#include <cblas.h>
 #include <getopt.h>
 #include <omp.h>
 #include <stdio.h>
@@ -17,22 +18,28 @@
 #include <sys/resource.h>
 
 static void usage(FILE *fp) {
-    fprintf(fp,
-            "usage: cgvlm bench train [--size tiny|small|base] [--stage lm|clip|align|instruct]\n"
-            "                         [--device cpu|cuda] [--steps N] [--warmup N] [--threads N]\n"
-            "                         [--json]\n"
-            "\n"
-            "Times training steps (forward, backward, clipping, AdamW) of a standard model size on\n"
-            "synthetic batches of the stage's shape and prints ms/step (median and best), tokens/s,\n"
-            "GFLOP/s and peak RSS. Defaults: --size tiny --stage instruct --steps 10 --warmup 2,\n"
-            "--threads = OpenMP's default.\n");
+    fprintf(
+        fp,
+        "usage: cgvlm bench train [--size tiny|small|base] [--stage STAGE]\n"
+        "                         [--device cpu|cuda] [--steps N] [--warmup N] [--threads N]\n"
+        "                         [--json]\n"
+        "\n"
+        "Times training steps (forward, backward, clipping, AdamW) of a standard model size on\n"
+        "synthetic batches of the stage's shape and prints ms/step (median and best), tokens/s,\n"
+        "GFLOP/s and peak RSS. Defaults: --size tiny --stage instruct --steps 10 --warmup 2,\n"
+        "--threads = OpenMP's default. STAGE: lm_pretrain (lm), vit_pretrain (clip), align,\n"
+        "instruct.\n");
 }
 
-static int parse_stage(const char *s, int *mode) {
-    static const char *names[] = {"lm", "clip", "align", "instruct"};
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(s, names[i])) return *mode = i, CG_OK;
-    return cg_err(CG_EUSER, "unknown stage '%s'; use lm, clip, align or instruct", s);
+/* the 1-minute load average: figures measured on a busy machine say so */
+static double load_average(void) {
+    double l = -1.0;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1) l = -1.0;
+        fclose(f);
+    }
+    return l;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -41,12 +48,15 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int bench_train(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"size", required_argument, 0, 's'},   {"stage", required_argument, 0, 'g'},
-        {"device", required_argument, 0, 'd'}, {"steps", required_argument, 0, 'n'},
-        {"warmup", required_argument, 0, 'w'}, {"threads", required_argument, 0, 't'},
-        {"json", no_argument, 0, 'j'},         {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"size", required_argument, 0, 's'},
+                                         {"stage", required_argument, 0, 'g'},
+                                         {"device", required_argument, 0, 'd'},
+                                         {"steps", required_argument, 0, 'n'},
+                                         {"warmup", required_argument, 0, 'w'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *size = "tiny", *stage = "instruct", *device = "cpu";
     int steps = 10, warmup = 2, threads = omp_get_max_threads(), json = 0, mode = MODE_INSTRUCT;
     int rc = CG_OK, c;
@@ -68,16 +78,19 @@ int bench_train(int argc, char **argv) {
         case 'j': json = 1; break;
         case 'h': usage(stdout); return CG_OK;
         default:
-            rc = cg_err(CG_EUSER, "unknown option '%s'; see 'cgvlm bench train --help'", argv[optind - 1]);
+            rc = cg_err(CG_EUSER, "unknown option '%s'; see 'cgvlm bench train --help'",
+                        argv[optind - 1]);
         }
         if (rc) goto out;
     }
     if (optind < argc) {
-        rc = cg_err(CG_EUSER, "unexpected argument '%s'; see 'cgvlm bench train --help'", argv[optind]);
+        rc = cg_err(CG_EUSER, "unexpected argument '%s'; see 'cgvlm bench train --help'",
+                    argv[optind]);
         goto out;
     }
     if (!strcmp(device, "cuda")) {
-        rc = cg_err(CG_EUSER, "--device cuda: this build has no CUDA training path yet; use --device cpu");
+        rc = cg_err(CG_EUSER,
+                    "--device cuda: this build has no CUDA training path yet; use --device cpu");
         goto out;
     }
     if (strcmp(device, "cpu")) {
@@ -85,7 +98,7 @@ int bench_train(int argc, char **argv) {
         goto out;
     }
     model_config cfg;
-    if ((rc = model_config_preset(&cfg, size)) || (rc = parse_stage(stage, &mode))) goto out;
+    if ((rc = model_config_preset(&cfg, size)) || (rc = model_mode_parse(stage, &mode))) goto out;
     omp_set_num_threads(threads);
     if ((rc = model_init(&m, &cfg, 1))) goto out;
 
@@ -112,8 +125,12 @@ int bench_train(int argc, char **argv) {
             tgt[i] = t + 1 < T ? tok[i + 1] : -1;
             ntg += tgt[i] >= 0;
         }
-    model_batch batch = {.B = B, .T = T, .images_u8 = mode == MODE_LM ? NULL : img, .tokens = tok,
-                         .targets = tgt, .content = content};
+    model_batch batch = {.B = B,
+                         .T = T,
+                         .images_u8 = mode == MODE_LM ? NULL : img,
+                         .tokens = tok,
+                         .targets = tgt,
+                         .content = content};
     model_reserve(&m, B, T);
     adamw_params hp = {0.9f, 0.95f, 1e-8f, 0.1f};
     times = cg_calloc((size_t)steps, sizeof(double));
@@ -138,18 +155,25 @@ int bench_train(int argc, char **argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double rss_mb = ru.ru_maxrss / 1024.0;
+    const char *wait = getenv("OMP_WAIT_POLICY");
+    double arena_mb = model_arena_mb(&m);
     if (json)
-        printf("{\"bench\":\"train\",\"device\":\"cpu\",\"size\":\"%s\",\"stage\":\"%s\",\"batch\":%d,"
-               "\"seq\":%d,\"threads\":%d,\"steps\":%d,\"ms_per_step\":%.2f,\"ms_per_step_best\":%.2f,"
-               "\"tokens_per_s\":%.0f,\"gflop_per_step\":%.3f,\"gflops_per_s\":%.1f,"
-               "\"peak_rss_mb\":%.1f,\"params\":%ld,\"loss_first\":%.4f,\"loss_last\":%.4f}\n",
-               size, stage, B, seq, threads, steps, med * 1e3, best * 1e3, B * seq / med,
-               flops * 1e-9, flops / med * 1e-9, rss_mb, model_num_values(&m), loss_first, loss_last);
+        printf(
+            "{\"bench\":\"train\",\"device\":\"cpu\",\"size\":\"%s\",\"stage\":\"%s\",\"batch\":%d,"
+            "\"seq\":%d,\"threads\":%d,\"steps\":%d,\"ms_per_step\":%.2f,\"ms_per_step_best\":%.2f,"
+            "\"tokens_per_s\":%.0f,\"gflop_per_step\":%.3f,\"gflops_per_s\":%.1f,"
+            "\"peak_rss_mb\":%.1f,\"params\":%ld,\"loss_first\":%.4f,\"loss_last\":%.4f,"
+            "\"arena_mb\":%.1f,\"blas_core\":\"%s\",\"omp_wait_policy\":\"%s\",\"load1\":%.2f}\n",
+            size, model_mode_name(mode), B, seq, threads, steps, med * 1e3, best * 1e3,
+            B * seq / med, flops * 1e-9, flops / med * 1e-9, rss_mb, model_num_values(&m),
+            loss_first, loss_last, arena_mb, openblas_get_corename(), wait ? wait : "default",
+            load_average());
     else
-        printf("train %s/%s cpu, batch %d x %d, %d threads: %.2f ms/step (best %.2f), %.0f tokens/s, "
-               "%.1f GFLOP/s (%.3f GFLOP/step), peak RSS %.1f MB\n",
-               size, stage, B, seq, threads, med * 1e3, best * 1e3, B * seq / med, flops / med * 1e-9,
-               flops * 1e-9, rss_mb);
+        printf(
+            "train %s/%s cpu, batch %d x %d, %d threads: %.2f ms/step (best %.2f), %.0f tokens/s, "
+            "%.1f GFLOP/s (%.3f GFLOP/step), peak RSS %.1f MB, load %.2f\n",
+            size, model_mode_name(mode), B, seq, threads, med * 1e3, best * 1e3, B * seq / med,
+            flops / med * 1e-9, flops * 1e-9, rss_mb, load_average());
 out:
     free(img);
     free(tok);

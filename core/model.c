@@ -20,7 +20,9 @@ struct block_params {
     float *ln2_w, *ln2_b, *fc_w, *fc_b, *fcp_w, *fcp_b;
 };
 
-/* what one transformer block keeps for its backward pass; N = B*T rows */
+/* what one transformer block keeps for its backward pass; N = B*T rows. ln1, atty, ln2 and
+ * fch_gelu are the inputs of the block's matrix products, needed only for weight gradients: a
+ * stack that does not train points them all at one shared set (see stack_bind). */
 typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd; /* (N,C) (N) (N) */
     float *qkv;                       /* (N,3C) */
@@ -40,26 +42,30 @@ typedef struct {
     layer_acts *la;                   /* (L) */
     float *x0;                        /* (N,C) input */
     float *lnf, *lnf_mean, *lnf_rstd; /* (N,C) (N) (N) output */
+    long Ncap;                        /* rows the buffers hold */
+    float *shared_wi;                 /* (7,Ncap,C) one set of weight-gradient inputs */
+    float *kept_wi;                   /* (L,7,Ncap,C) one set per layer, allocated on first use */
+    int kept;                         /* 1: the last forward kept every layer's set */
 } stack;
 
 struct acts {
     stack vit, lm;
-    float *patches, *patch_emb;                     /* (B,P,K) (B,P,dv) */
-    float *ad_h, *ad_g, *ad_out;                    /* (B,P,d); ad_out == ad_h for `linear` */
-    float *scratch;                                 /* (N,C) projection outputs (forward) */
+    float *patches, *patch_emb;  /* (B,P,K) (B,P,dv) */
+    float *ad_h, *ad_g, *ad_out; /* (B,P,d); ad_out == ad_h for `linear` */
+    float *scratch;              /* (N,C) projection outputs (forward) */
     /* L_gen on the target rows */
-    float *xg, *probs, *tok_losses;                 /* (Nt,d) (Nt,V) (Nt) */
-    int *rows, *tg;                                 /* (Nt) sequence row, target */
+    float *xg, *probs, *tok_losses; /* (Nt,d) (Nt,V) (Nt) */
+    int *rows, *tg;                 /* (Nt) sequence row, target */
     /* L_con */
-    float *pooled, *pooled_u, *pooled_rn, *vbar;    /* (B,P',d) (B,P',d) (B*P') (B,d) */
-    float *tok_e, *tok_u, *tok_rn, *tbar;           /* (B,T,d) (B,T,d) (B*T) (B,d) */
-    float *con_probs;                               /* (2,B,B) */
+    float *pooled, *pooled_u, *pooled_rn, *vbar; /* (B,P',d) (B,P',d) (B*P') (B,d) */
+    float *tok_e, *tok_u, *tok_rn, *tbar;        /* (B,T,d) (B,T,d) (B*T) (B,d) */
+    float *con_probs;                            /* (2,B,B) */
     /* CLIP */
-    float *vit_mean, *img_e, *img_u, *img_rn;       /* (B,dv) ... (B) */
+    float *vit_mean, *img_e, *img_u, *img_rn; /* (B,dv) ... (B) */
     float *bow_emb, *bow_mean, *txt_e, *txt_u, *txt_rn;
     float *clip_probs;
     /* backward scratch, shared by the layers (each zeroed before use) */
-    float *dres, *dln, *datty, *dqkv, *dfch, *dfchg, *dlnf;
+    float *dres, *dln, *datty, *dqkv, *dfch, *dfchg, *dlnf, *datt;
     float *dxg, *d_adout, *d_adg, *d_adh, *dpooled_u, *dpooled, *dvbar;
     float *dimg_u, *dimg_e, *dvit_mean, *dtxt_u, *dtxt_e, *dbow_mean, *dbow_emb, *dvit_out,
         *dpatch_emb;
@@ -83,19 +89,29 @@ int model_config_preset(model_config *cfg, const char *name) {
     };
     for (size_t i = 0; i < CG_ARRAY_LEN(sizes); i++) {
         if (strcmp(name, sizes[i].name)) continue;
-        *cfg = (model_config){.image_size = sizes[i].S, .patch = sizes[i].p,
-                              .vit_dim = sizes[i].dv, .vit_layers = sizes[i].Lv,
-                              .vit_heads = sizes[i].hv, .lm_dim = sizes[i].d,
-                              .lm_layers = sizes[i].L, .lm_heads = sizes[i].h, .ctx = sizes[i].ctx,
-                              .vocab = sizes[i].V, .adapter = ADAPTER_MLP2X, .pool = 2,
-                              .tau = 0.07f, .learn_tau = 0, .lambda = 1.0f, .batch = 32};
+        *cfg = (model_config){.image_size = sizes[i].S,
+                              .patch = sizes[i].p,
+                              .vit_dim = sizes[i].dv,
+                              .vit_layers = sizes[i].Lv,
+                              .vit_heads = sizes[i].hv,
+                              .lm_dim = sizes[i].d,
+                              .lm_layers = sizes[i].L,
+                              .lm_heads = sizes[i].h,
+                              .ctx = sizes[i].ctx,
+                              .vocab = sizes[i].V,
+                              .adapter = ADAPTER_MLP2X,
+                              .pool = 2,
+                              .tau = 0.07f,
+                              .learn_tau = 0,
+                              .lambda = 1.0f,
+                              .batch = 32};
         return CG_OK;
     }
     return cg_err(CG_EUSER, "unknown model size '%s'; use tiny, small or base", name);
 }
 
 int model_config_check(const model_config *c) {
-#define REQUIRE(cond, ...) \
+#define REQUIRE(cond, ...)                                                                         \
     if (!(cond)) return cg_err(CG_EUSER, __VA_ARGS__)
     REQUIRE(c->patch > 0 && c->image_size > 0 && c->image_size % c->patch == 0,
             "image size %d is not a multiple of the patch size %d", c->image_size, c->patch);
@@ -117,6 +133,27 @@ int model_config_check(const model_config *c) {
     REQUIRE(c->lambda >= 0.0f, "lambda %g must be >= 0", (double)c->lambda);
 #undef REQUIRE
     return CG_OK;
+}
+
+static const char *const mode_names[][2] = {
+    {"lm_pretrain", "lm"}, {"vit_pretrain", "clip"}, {"align", "align"}, {"instruct", "instruct"}};
+
+int model_mode_parse(const char *name, int *mode) {
+    for (int i = 0; i < (int)CG_ARRAY_LEN(mode_names); i++)
+        if (!strcmp(name, mode_names[i][0]) || !strcmp(name, mode_names[i][1]))
+            return *mode = i, CG_OK;
+    return cg_err(CG_EUSER, "unknown stage '%s'; use lm_pretrain, vit_pretrain, align or instruct",
+                  name);
+}
+
+const char *model_mode_name(int mode) {
+    return mode >= 0 && mode < (int)CG_ARRAY_LEN(mode_names) ? mode_names[mode][0] : "?";
+}
+
+int model_adapter_parse(const char *name, int *adapter) {
+    if (!strcmp(name, "linear")) return *adapter = ADAPTER_LINEAR, CG_OK;
+    if (!strcmp(name, "mlp2x")) return *adapter = ADAPTER_MLP2X, CG_OK;
+    return cg_err(CG_EUSER, "unknown adapter '%s'; use linear or mlp2x", name);
 }
 
 int model_mode_trains(int mode, int group) {
@@ -164,8 +201,8 @@ static float *add_param(param_builder *pb, const char *name, int d0, int d1, int
         cg_rng r;
         cg_rng_seed2(&r, pb->seed, (uint64_t)pb->n);
         for (long i = 0; i < numel; i++)
-            p[i] = init == INIT_NORMAL ? value * cg_rng_normal(&r)
-                   : init == INIT_ONE  ? 1.0f
+            p[i] = init == INIT_NORMAL  ? value * cg_rng_normal(&r)
+                   : init == INIT_ONE   ? 1.0f
                    : init == INIT_CONST ? value
                                         : 0.0f;
     }
@@ -178,9 +215,9 @@ static void add_stack_params(param_builder *pb, const char *prefix, block_params
                              int group, float **lnf_w, float **lnf_b) {
     char nm[40];
     float res_std = 0.02f / sqrtf(2.0f * L);
-#define P(field, suffix, d0, d1, decay, init, val)                         \
-    snprintf(nm, sizeof nm, "%s.h.%d.%s", prefix, l, suffix);              \
-    p = add_param(pb, nm, d0, d1, group, decay, init, val);                \
+#define P(field, suffix, d0, d1, decay, init, val)                                                 \
+    snprintf(nm, sizeof nm, "%s.h.%d.%s", prefix, l, suffix);                                      \
+    p = add_param(pb, nm, d0, d1, group, decay, init, val);                                        \
     if (bp) bp[l].field = p
     for (int l = 0; l < L; l++) {
         float *p;
@@ -224,7 +261,8 @@ static void build_params(param_builder *pb) {
     m->wte = add_param(pb, "lm.wte", V, d, GROUP_LM, 0, INIT_NORMAL, 0.02f);
     m->wpe = add_param(pb, "lm.wpe", c->ctx, d, GROUP_LM, 0, INIT_NORMAL, 0.01f);
     add_stack_params(pb, "lm", lb, c->lm_layers, d, GROUP_LM, &m->lm_lnf_w, &m->lm_lnf_b);
-    if (c->learn_tau) m->con_logit_scale = add_param(pb, "con.logit_scale", 1, 0, GROUP_CON, 0, INIT_CONST, ls);
+    if (c->learn_tau)
+        m->con_logit_scale = add_param(pb, "con.logit_scale", 1, 0, GROUP_CON, 0, INIT_CONST, ls);
     /* CLIP's projections N(0, dv^-1/2) and nn.Embedding's N(0, 1) for the bag of words: the
      * embeddings are unit-normalised right after, and tiny vectors would make that ill-conditioned */
     float proj_std = 1.0f / sqrtf((float)dv);
@@ -233,7 +271,17 @@ static void build_params(param_builder *pb) {
     m->clip_bow_wte = add_param(pb, "clip.bow.wte", V, dv, GROUP_CLIP, 0, INIT_NORMAL, 1.0f);
     m->clip_txt_w = add_param(pb, "clip.txt_proj.w", dv, dv, GROUP_CLIP, 1, INIT_NORMAL, proj_std);
     m->clip_txt_b = add_param(pb, "clip.txt_proj.b", dv, 0, GROUP_CLIP, 0, INIT_ZERO, 0);
-    if (c->learn_tau) m->clip_logit_scale = add_param(pb, "clip.logit_scale", 1, 0, GROUP_CLIP, 0, INIT_CONST, ls);
+    if (c->learn_tau)
+        m->clip_logit_scale =
+            add_param(pb, "clip.logit_scale", 1, 0, GROUP_CLIP, 0, INIT_CONST, ls);
+}
+
+static void acts_free(struct acts *x) {
+    free(x->vit.la);
+    free(x->lm.la);
+    free(x->vit.kept_wi);
+    free(x->lm.kept_wi);
+    free(x);
 }
 
 int model_init(model *m, const model_config *cfg, uint64_t seed) {
@@ -263,11 +311,7 @@ int model_init(model *m, const model_config *cfg, uint64_t seed) {
 }
 
 void model_free(model *m) {
-    if (m->acts) {
-        free(m->acts->vit.la);
-        free(m->acts->lm.la);
-        free(m->acts);
-    }
+    if (m->acts) acts_free(m->acts);
     free(m->acts_mem);
     free(m->ints_mem);
     free(m->params);
@@ -281,7 +325,9 @@ void model_free(model *m) {
 }
 
 int model_num_params(const model *m) { return m->nparams; }
-model_param *model_param_at(model *m, int i) { return i >= 0 && i < m->nparams ? &m->params[i] : NULL; }
+model_param *model_param_at(model *m, int i) {
+    return i >= 0 && i < m->nparams ? &m->params[i] : NULL;
+}
 int model_num_patches(const model *m) { return m->P; }
 int model_step_count(const model *m) { return m->opt_step; }
 void model_set_step_count(model *m, int t) { m->opt_step = t; }
@@ -290,6 +336,21 @@ model_param *model_find_param(model *m, const char *name) {
     for (int i = 0; i < m->nparams; i++)
         if (!strcmp(m->params[i].name, name)) return &m->params[i];
     return NULL;
+}
+
+int model_copy_params(model *dst, model *src, const char *prefix) {
+    size_t n = strlen(prefix);
+    for (int i = 0; i < dst->nparams; i++) {
+        model_param *d = &dst->params[i];
+        if (strncmp(d->name, prefix, n)) continue;
+        model_param *s = model_find_param(src, d->name);
+        if (!s) return cg_err(CG_EUSER, "source model has no tensor '%s'", d->name);
+        if (s->ndim != d->ndim || s->shape[0] != d->shape[0] || s->shape[1] != d->shape[1])
+            return cg_err(CG_EUSER, "tensor '%s' is %dx%d in the source but %dx%d here", d->name,
+                          s->shape[0], s->shape[1], d->shape[0], d->shape[1]);
+        memcpy(d->data, s->data, sizeof(float) * (size_t)d->numel);
+    }
+    return CG_OK;
 }
 
 long model_num_values(const model *m) {
@@ -314,21 +375,19 @@ static float *take(arena *a, long n) {
 
 static void layout_stack(arena *a, stack *s, int N, int B, int T) {
     int C = s->C;
+    s->Ncap = N;
     s->x0 = take(a, (long)N * C);
+    s->shared_wi = take(a, 7L * N * C);
     for (int l = 0; l < s->L; l++) {
         layer_acts *la = &s->la[l];
-        la->ln1 = take(a, (long)N * C);
         la->ln1_mean = take(a, N);
         la->ln1_rstd = take(a, N);
         la->qkv = take(a, 3L * N * C);
         la->att = take(a, (long)B * s->NH * T * T);
-        la->atty = take(a, (long)N * C);
         la->res2 = take(a, (long)N * C);
-        la->ln2 = take(a, (long)N * C);
         la->ln2_mean = take(a, N);
         la->ln2_rstd = take(a, N);
         la->fch = take(a, 4L * N * C);
-        la->fch_gelu = take(a, 4L * N * C);
         la->res3 = take(a, (long)N * C);
     }
     s->lnf = take(a, (long)N * C);
@@ -383,6 +442,7 @@ static void layout_acts(model *m, arena *a, int B, int T) {
     x->dfch = take(a, 4 * NC);
     x->dfchg = take(a, 4 * NC);
     x->dlnf = take(a, NC);
+    x->datt = take(a, lmax((long)B * c->vit_heads * P * P, (long)B * c->lm_heads * Tlm * Tlm));
     x->dxg = take(a, Nt * d);
     x->d_adout = take(a, Nv * d);
     x->d_adg = take(a, Nv * d);
@@ -407,18 +467,26 @@ void model_reserve(model *m, int B, int T) {
     if (m->acts) {
         B = B > m->cap_B ? B : m->cap_B;
         T = T > m->cap_T ? T : m->cap_T;
-        free(m->acts->vit.la);
-        free(m->acts->lm.la);
-        free(m->acts);
+        acts_free(m->acts);
         free(m->acts_mem);
         free(m->ints_mem);
     }
     const model_config *c = &m->cfg;
     struct acts *x = m->acts = cg_calloc(1, sizeof *x);
-    x->vit = (stack){.L = c->vit_layers, .C = c->vit_dim, .NH = c->vit_heads, .causal = 0,
-                     .bp = m->vit_blocks, .lnf_w = m->vit_lnf_w, .lnf_b = m->vit_lnf_b};
-    x->lm = (stack){.L = c->lm_layers, .C = c->lm_dim, .NH = c->lm_heads, .causal = 1,
-                    .bp = m->lm_blocks, .lnf_w = m->lm_lnf_w, .lnf_b = m->lm_lnf_b};
+    x->vit = (stack){.L = c->vit_layers,
+                     .C = c->vit_dim,
+                     .NH = c->vit_heads,
+                     .causal = 0,
+                     .bp = m->vit_blocks,
+                     .lnf_w = m->vit_lnf_w,
+                     .lnf_b = m->vit_lnf_b};
+    x->lm = (stack){.L = c->lm_layers,
+                    .C = c->lm_dim,
+                    .NH = c->lm_heads,
+                    .causal = 1,
+                    .bp = m->lm_blocks,
+                    .lnf_w = m->lm_lnf_w,
+                    .lnf_b = m->lm_lnf_b};
     x->vit.la = cg_calloc((size_t)c->vit_layers, sizeof(layer_acts));
     x->lm.la = cg_calloc((size_t)c->lm_layers, sizeof(layer_acts));
     arena a = {0};
@@ -437,8 +505,23 @@ void model_reserve(model *m, int B, int T) {
 /* ---------------------------------------------------------------------------------------------
  * Transformer stacks */
 
-static void stack_forward(stack *s, float *scratch, int B, int T) {
+/* Points each layer's weight-gradient inputs (ln1, atty, ln2, fch_gelu) at its own kept set when
+ * the stack trains in this forward (allocated the first time: frozen stacks, e.g. the LM in align,
+ * never pay for it), else every layer at the one shared set. */
+static void stack_bind(stack *s, int keep) {
+    long NC = s->Ncap * s->C;
+    if (keep && !s->kept_wi) s->kept_wi = cg_malloc(sizeof(float) * 7 * (size_t)NC * (size_t)s->L);
+    for (int l = 0; l < s->L; l++) {
+        float *w = keep ? s->kept_wi + 7 * NC * l : s->shared_wi;
+        layer_acts *a = &s->la[l];
+        a->ln1 = w, a->atty = w + NC, a->ln2 = w + 2 * NC, a->fch_gelu = w + 3 * NC;
+    }
+    s->kept = keep;
+}
+
+static void stack_forward(stack *s, float *scratch, int B, int T, int keep) {
     int C = s->C, N = B * T;
+    stack_bind(s, keep);
     for (int l = 0; l < s->L; l++) {
         const block_params *p = &s->bp[l];
         layer_acts *a = &s->la[l];
@@ -454,8 +537,8 @@ static void stack_forward(stack *s, float *scratch, int B, int T) {
         matmul_forward(scratch, a->fch_gelu, p->fcp_w, p->fcp_b, N, 4 * C, C);
         residual_forward(a->res3, a->res2, scratch, N * C);
     }
-    layernorm_forward(s->lnf, s->lnf_mean, s->lnf_rstd, s->la[s->L - 1].res3, s->lnf_w, s->lnf_b,
-                      N, C);
+    layernorm_forward(s->lnf, s->lnf_mean, s->lnf_rstd, s->la[s->L - 1].res3, s->lnf_w, s->lnf_b, N,
+                      C);
 }
 
 /* From dlnf (N,C), the gradient of the stack's output, to x->dres = the gradient of its input;
@@ -464,6 +547,7 @@ static void stack_backward(model *m, stack *s, const float *dlnf, int B, int T, 
     struct acts *x = m->acts;
     int C = s->C, N = B * T;
     long NC = (long)N * C;
+    assert(s->kept || !wgrad);
 #define WG(p) (wgrad ? GRAD(m, p) : NULL)
     zero(x->dres, NC);
     layernorm_backward(x->dres, WG(s->lnf_w), WG(s->lnf_b), dlnf, s->la[s->L - 1].res3, s->lnf_w,
@@ -484,9 +568,10 @@ static void stack_backward(model *m, stack *s, const float *dlnf, int B, int T, 
                            a->ln2_mean, a->ln2_rstd, N, C);
         /* attention: res2 = in + proj(attn(qkv(ln1(in)))) */
         zero(x->datty, NC);
-        matmul_backward(x->datty, WG(p->proj_w), WG(p->proj_b), x->dres, a->atty, p->proj_w, N, C, C);
+        matmul_backward(x->datty, WG(p->proj_w), WG(p->proj_b), x->dres, a->atty, p->proj_w, N, C,
+                        C);
         zero(x->dqkv, 3 * NC);
-        attention_backward(x->dqkv, x->datty, a->qkv, a->att, B, T, C, s->NH, s->causal);
+        attention_backward(x->dqkv, x->datt, x->datty, a->qkv, a->att, B, T, C, s->NH, s->causal);
         zero(x->dln, NC);
         matmul_backward(x->dln, WG(p->qkv_w), WG(p->qkv_b), x->dqkv, a->ln1, p->qkv_w, N, C, 3 * C);
         layernorm_backward(x->dres, WG(p->ln1_w), WG(p->ln1_b), x->dln, in, p->ln1_w, a->ln1_mean,
@@ -506,7 +591,8 @@ static float logit_scale_of(const model *m, const float *param) {
 
 static int batch_check(const model *m, const model_batch *b, int mode) {
     const model_config *c = &m->cfg;
-    if (mode < MODE_LM || mode > MODE_INSTRUCT) return cg_err(CG_EUSER, "unknown model mode %d", mode);
+    if (mode < MODE_LM || mode > MODE_INSTRUCT)
+        return cg_err(CG_EUSER, "unknown model mode %d", mode);
     if (b->B <= 0 || b->T <= 0) return cg_err(CG_EUSER, "empty batch (B=%d, T=%d)", b->B, b->T);
     int P = is_image_mode(mode) && mode != MODE_CLIP ? m->P : 0;
     if (P + b->T > c->ctx)
@@ -536,7 +622,7 @@ static void vit_forward(model *m, const model_batch *b) {
     patchify_forward(x->patches, b->images_u8, b->images_f32, B, m->cfg.image_size, m->cfg.patch);
     matmul_forward(x->patch_emb, x->patches, m->vit_patch_w, m->vit_patch_b, B * P, m->K, dv);
     encoder_forward(x->vit.x0, x->patch_emb, NULL, NULL, m->vit_pos, B, P, P, dv);
-    stack_forward(&x->vit, x->scratch, B, P);
+    stack_forward(&x->vit, x->scratch, B, P, m->train && model_mode_trains(m->mode, GROUP_VIT));
 }
 
 /* ViT features → visual tokens x->ad_out (B,P,d) */
@@ -610,16 +696,19 @@ static void lm_forward(model *m, const int *tokens, int B, int T, int P) {
     struct acts *x = m->acts;
     encoder_forward(x->lm.x0, P ? x->ad_out : NULL, tokens, m->wte, m->wpe, B, P + T, P,
                     m->cfg.lm_dim);
-    stack_forward(&x->lm, x->scratch, B, P + T);
+    stack_forward(&x->lm, x->scratch, B, P + T, m->train && model_mode_trains(m->mode, GROUP_LM));
 }
 
-int model_forward(model *m, const model_batch *b, int mode, model_losses *out) {
+/* The forward pass; train = 0 for evaluations (no per-layer weight-gradient inputs kept, no
+ * backward allowed after it). */
+static int forward(model *m, const model_batch *b, int mode, model_losses *out, int train) {
     int rc = batch_check(m, b, mode);
     if (rc) return rc;
     model_reserve(m, b->B, b->T);
     struct acts *x = m->acts;
     int B = b->B, T = b->T;
     memset(out, 0, sizeof *out);
+    m->train = train;
     m->mode = mode;
     m->B = B;
     m->T = T;
@@ -651,6 +740,10 @@ int model_forward(model *m, const model_batch *b, int mode, model_losses *out) {
         out->loss += m->cfg.lambda * out->con;
     }
     return CG_OK;
+}
+
+int model_forward(model *m, const model_batch *b, int mode, model_losses *out) {
+    return forward(m, b, mode, out, 1);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -690,7 +783,7 @@ static void clip_backward(model *m) {
 }
 
 void model_backward(model *m) {
-    assert(m->acts && m->B > 0);
+    assert(m->acts && m->B > 0 && m->train); /* right after model_forward, not an evaluation */
     struct acts *x = m->acts;
     const model_batch *b = &m->batch;
     int mode = m->mode, B = m->B, T = m->T;
@@ -782,17 +875,22 @@ void model_adamw_step(model *m, const adamw_params *hp, float lr) {
 float lr_cosine(int step, int warmup, int total_steps, float max_lr, float min_lr) {
     if (step < warmup) return max_lr * (float)(step + 1) / (float)warmup;
     if (step >= total_steps) return min_lr;
-    double r = (double)(step - warmup) / (double)(total_steps - warmup > 0 ? total_steps - warmup : 1);
+    double r =
+        (double)(step - warmup) / (double)(total_steps - warmup > 0 ? total_steps - warmup : 1);
     return min_lr + (float)(0.5 * (1.0 + cos(M_PI * r))) * (max_lr - min_lr);
 }
 
 /* ---------------------------------------------------------------------------------------------
  * Evaluation */
 
+/* The forward an evaluation needs: the LM over text (MODE_LM) or over image + text (every image
+ * mode; no L_con, so align batches need no content mask). */
+static int eval_mode(int mode) { return mode == MODE_LM ? MODE_LM : MODE_INSTRUCT; }
+
 int model_sequence_logprob(model *m, const model_batch *b, int mode, double *logprob, int *count) {
     if (!b->targets) return cg_err(CG_EUSER, "log-likelihood needs targets");
     model_losses l;
-    int rc = model_forward(m, b, mode == MODE_CLIP ? MODE_INSTRUCT : mode, &l);
+    int rc = forward(m, b, eval_mode(mode), &l, 0);
     if (rc) return rc;
     for (int i = 0; i < b->B; i++) logprob[i] = 0.0, count[i] = 0;
     for (int i = 0; i < m->n_targets; i++) {
@@ -807,7 +905,7 @@ int model_logits(model *m, const model_batch *b, int mode, float *out) {
     model_batch nb = *b;
     nb.targets = NULL;
     model_losses l;
-    int rc = model_forward(m, &nb, mode == MODE_CLIP ? MODE_INSTRUCT : mode, &l);
+    int rc = forward(m, &nb, eval_mode(mode), &l, 0);
     if (rc) return rc;
     matmul_forward(out, m->acts->lm.lnf, m->wte, NULL, b->B * m->Ttot, m->cfg.lm_dim, m->cfg.vocab);
     return CG_OK;
@@ -816,7 +914,7 @@ int model_logits(model *m, const model_batch *b, int mode, float *out) {
 int model_generate(model *m, const model_batch *b, int mode, const int *prompt_len, int n_new,
                    int *out) {
     int B = b->B, T = b->T, maxlen = 0;
-    if (mode == MODE_CLIP) mode = MODE_INSTRUCT;
+    mode = eval_mode(mode);
     for (int i = 0; i < B; i++) {
         if (prompt_len[i] < 1 || prompt_len[i] > T)
             return cg_err(CG_EUSER, "prompt length %d of row %d is outside [1, %d]", prompt_len[i],
@@ -825,21 +923,23 @@ int model_generate(model *m, const model_batch *b, int mode, const int *prompt_l
     }
     int P = is_image_mode(mode) ? m->P : 0, Tend = maxlen + n_new - 1;
     if (n_new < 1 || P + Tend > m->cfg.ctx)
-        return cg_err(CG_EUSER, "generating %d tokens after a %d-token prompt exceeds ctx %d", n_new,
-                      maxlen, m->cfg.ctx);
+        return cg_err(CG_EUSER, "generating %d tokens after a %d-token prompt exceeds ctx %d",
+                      n_new, maxlen, m->cfg.ctx);
     int *work = cg_calloc((size_t)B * (size_t)Tend, sizeof(int));
     int *packed = cg_calloc((size_t)B * (size_t)Tend, sizeof(int));
     int rc = CG_OK, d = m->cfg.lm_dim, V = m->cfg.vocab;
-    for (int i = 0; i < B; i++) memcpy(work + (long)i * Tend, b->tokens + (long)i * T, sizeof(int) * prompt_len[i]);
+    for (int i = 0; i < B; i++)
+        memcpy(work + (long)i * Tend, b->tokens + (long)i * T, sizeof(int) * prompt_len[i]);
     for (int s = 0; s < n_new; s++) {
         int Tc = maxlen + s;
-        for (int i = 0; i < B; i++) memcpy(packed + (long)i * Tc, work + (long)i * Tend, sizeof(int) * Tc);
+        for (int i = 0; i < B; i++)
+            memcpy(packed + (long)i * Tc, work + (long)i * Tend, sizeof(int) * Tc);
         model_batch nb = *b;
         nb.tokens = packed;
         nb.T = Tc;
         nb.targets = NULL;
         model_losses l;
-        rc = model_forward(m, &nb, mode, &l);
+        rc = forward(m, &nb, mode, &l, 0);
         if (rc) goto out;
         for (int i = 0; i < B; i++) {
             int pos = P + prompt_len[i] + s - 1;
@@ -866,6 +966,7 @@ int model_image_embed(model *m, const model_batch *b, float *out) {
     if (!b->images_u8 && !b->images_f32) return cg_err(CG_EUSER, "image embedding needs images");
     if (b->B <= 0) return cg_err(CG_EUSER, "empty batch (B=%d)", b->B);
     model_reserve(m, b->B, 1);
+    m->train = 0;
     vit_forward(m, b);
     adapter_forward(m, b->B);
     con_image_forward(m, b->B);
@@ -886,6 +987,16 @@ int model_caption_embed(model *m, const model_batch *b, float *out) {
     return CG_OK;
 }
 
+double model_arena_mb(const model *m) {
+    double floats = 4.0 * m->nvalues + m->acts_size;
+    if (m->acts) {
+        const stack *st[2] = {&m->acts->vit, &m->acts->lm};
+        for (int i = 0; i < 2; i++)
+            if (st[i]->kept_wi) floats += 7.0 * st[i]->Ncap * st[i]->C * st[i]->L;
+    }
+    return floats * sizeof(float) / (1024.0 * 1024.0);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * FLOPs of one training step, counting what this implementation executes in `mode`:
  *   a matrix product (N,C)x(C,OC) is 2·N·C·OC per pass: forward 1 pass; backward 1 pass for the
@@ -895,7 +1006,8 @@ int model_caption_embed(model *m, const model_batch *b, float *out) {
  *   the tied head is 2·n_targets·d·V per pass (forward, dx, and dwte when the LM trains).
  * Elementwise work (layernorm, GELU, softmax, optimizer) is not counted. */
 static double stack_flops(int B, int T, int C, int NH, int L, int causal, int bwd_in, int bwd_w) {
-    double N = (double)B * T, mm = 2.0 * N * C * C * 12.0; /* qkv 3C² + proj C² + fc 4C² + fcp 4C² */
+    double N = (double)B * T,
+           mm = 2.0 * N * C * C * 12.0; /* qkv 3C² + proj C² + fc 4C² + fcp 4C² */
     double pairs = causal ? (double)T * (T + 1) / 2.0 : (double)T * T;
     double att = (double)B * NH * pairs * (C / NH);
     double f = mm + 4.0 * att;
@@ -918,7 +1030,8 @@ double model_step_flops(const model *m, int mode, int B, int T, int n_targets) {
     if (mode == MODE_CLIP) return f + 2.0 * 2.0 * B * dv * dv * 3.0; /* two projections */
     if (mode != MODE_LM) {
         /* forward fc1 (+ fc2); backward: fc1 weight gradient only (the ViT is frozen), fc2 both */
-        double fc1 = 2.0 * B * P * dv * d, fc2 = c->adapter == ADAPTER_MLP2X ? 2.0 * B * P * d * d : 0.0;
+        double fc1 = 2.0 * B * P * dv * d,
+               fc2 = c->adapter == ADAPTER_MLP2X ? 2.0 * B * P * d * d : 0.0;
         f += fc1 + fc2 + (ad_w ? fc1 + 2.0 * fc2 : 0.0);
     }
     int Ttot = (mode == MODE_LM ? 0 : P) + T;

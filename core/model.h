@@ -25,6 +25,19 @@
  *                  gradients through without computing its weight gradients.
  *   MODE_INSTRUCT  instruct: L = L_gen; trains adapter.* and lm.*; the ViT runs forward only.
  *
+ * Losses: L_gen = mean cross-entropy of the tied head at the target positions (logits are only
+ * computed there). L_con (align, λ > 0): v̄_i = mean over the P/k² windows of unit(k×k average
+ * pool of image i's adapter outputs); t̄_j = mean over caption j's content tokens (batch.content)
+ * of unit(lm.wte[token]); ½[CE(e^ls·v̄t̄ᵀ, diag) + CE(its transpose, diag)] with ls = logit_scale
+ * (t̄ takes no gradient in align: the LM is frozen there). CLIP (vit_pretrain): image = unit(
+ * clip.img_proj(mean over patches of the ViT output)), caption = unit(clip.txt_proj(mean of
+ * clip.bow.wte over the content tokens, all tokens when content is NULL)), same symmetric InfoNCE
+ * with clip.logit_scale.
+ *
+ * Threads: OpenMP's (omp_set_num_threads / OMP_NUM_THREADS); the kernels set OpenBLAS to one
+ * thread and split every matrix product themselves. On a shared machine run with
+ * OMP_WAIT_POLICY=passive (see docs/PERFORMANCE.md).
+ *
  * Sequences: in image modes row b is P visual tokens (the adapter outputs, P = (S/p)²) followed by
  * the batch's T text tokens; positions count across both, so P + T <= ctx. targets[b,t] is the
  * token to predict from text position t (sequence position P+t), -1 = no loss; the loader puts
@@ -68,16 +81,16 @@ enum model_mode { MODE_LM = 0, MODE_CLIP = 1, MODE_ALIGN = 2, MODE_INSTRUCT = 3 
 enum { GROUP_VIT = 1, GROUP_CLIP = 2, GROUP_ADAPTER = 4, GROUP_LM = 8, GROUP_CON = 16 };
 
 typedef struct {
-    int image_size, patch;                 /* S, p: P = (S/p)² visual tokens */
-    int vit_dim, vit_layers, vit_heads;    /* dv, L_v, heads */
-    int lm_dim, lm_layers, lm_heads;       /* d, L, heads */
-    int ctx, vocab;                        /* max sequence length (visual + text), V */
-    int adapter;                           /* ADAPTER_LINEAR or ADAPTER_MLP2X */
-    int pool;                              /* k: L_con pools k×k patch windows */
-    float tau;                             /* temperature of L_con and CLIP (init when learnt) */
-    int learn_tau;                         /* 1: logit_scale = ln(1/τ) is a parameter */
-    float lambda;                          /* weight of L_con in MODE_ALIGN */
-    int batch;                             /* the standard batch size (benchmarks, reserve) */
+    int image_size, patch;              /* S, p: P = (S/p)² visual tokens */
+    int vit_dim, vit_layers, vit_heads; /* dv, L_v, heads */
+    int lm_dim, lm_layers, lm_heads;    /* d, L, heads */
+    int ctx, vocab;                     /* max sequence length (visual + text), V */
+    int adapter;                        /* ADAPTER_LINEAR or ADAPTER_MLP2X */
+    int pool;                           /* k: L_con pools k×k patch windows */
+    float tau;                          /* temperature of L_con and CLIP (init when learnt) */
+    int learn_tau;                      /* 1: logit_scale = ln(1/τ) is a parameter */
+    float lambda;                       /* weight of L_con in MODE_ALIGN */
+    int batch;                          /* the standard batch size (benchmarks, reserve) */
 } model_config;
 
 /* One named parameter tensor; grad, m, v sit at the same offset in their own arenas. */
@@ -87,25 +100,25 @@ typedef struct {
     int shape[2];
     long numel;
     float *data, *grad, *m, *v;
-    int group;  /* GROUP_* */
-    int decay;  /* 1 when AdamW's weight decay applies */
+    int group; /* GROUP_* */
+    int decay; /* 1 when AdamW's weight decay applies */
 } model_param;
 
 typedef struct {
-    int B, T;                    /* batch rows, text tokens per row */
-    const uint8_t *images_u8;    /* (B,S,S,3) or NULL */
-    const float *images_f32;     /* (B,S,S,3) normalised, or NULL */
-    const int *tokens;           /* (B,T) */
-    const int *targets;          /* (B,T), -1 = no loss; NULL = no L_gen (MODE_CLIP ignores it) */
-    const uint8_t *content;      /* (B,T) 1 = caption content token (L_con, CLIP); may be NULL
+    int B, T;                 /* batch rows, text tokens per row */
+    const uint8_t *images_u8; /* (B,S,S,3) or NULL */
+    const float *images_f32;  /* (B,S,S,3) normalised, or NULL */
+    const int *tokens;        /* (B,T) */
+    const int *targets;       /* (B,T), -1 = no loss; NULL = no L_gen (MODE_CLIP ignores it) */
+    const uint8_t *content;   /* (B,T) 1 = caption content token (L_con, CLIP); may be NULL
                                     outside MODE_ALIGN/MODE_CLIP */
 } model_batch;
 
 typedef struct {
-    float loss;      /* what backward differentiates: gen + λ·con (align), gen, or con (clip) */
-    float gen;       /* L_gen (0 when there are no targets) */
-    float con;       /* L_con in align, the CLIP loss in clip mode, else 0 */
-    int n_targets;   /* number of target tokens in L_gen */
+    float loss;    /* what backward differentiates: gen + λ·con (align), gen, or con (clip) */
+    float gen;     /* L_gen (0 when there are no targets) */
+    float con;     /* L_con in align, the CLIP loss in clip mode, else 0 */
+    int n_targets; /* number of target tokens in L_gen */
 } model_losses;
 
 typedef struct {
@@ -121,8 +134,15 @@ int model_config_preset(model_config *cfg, const char *name);
 /* CG_OK, or CG_EUSER with a message naming the first inconsistent field. */
 int model_config_check(const model_config *cfg);
 
+/* Stage/mode names: "lm_pretrain" or "lm", "vit_pretrain" or "clip", "align", "instruct".
+ * CG_EUSER for another name. model_mode_name gives the stage name. */
+int model_mode_parse(const char *name, int *mode);
+const char *model_mode_name(int mode);
+/* "linear" or "mlp2x"; CG_EUSER for another name. */
+int model_adapter_parse(const char *name, int *adapter);
+
 /* ---- lifecycle ---- */
-int model_init(model *m, const model_config *cfg, uint64_t seed);     /* CG_EUSER on a bad config */
+int model_init(model *m, const model_config *cfg, uint64_t seed); /* CG_EUSER on a bad config */
 void model_free(model *m);
 /* Sizes the activation arena for B rows of up to T text tokens (T <= ctx). */
 void model_reserve(model *m, int B, int T);
@@ -130,11 +150,15 @@ void model_reserve(model *m, int B, int T);
 /* ---- parameters ---- */
 int model_num_params(const model *m);
 model_param *model_param_at(model *m, int i);
-model_param *model_find_param(model *m, const char *name);      /* NULL when absent */
-long model_num_values(const model *m);                          /* total parameter count */
+model_param *model_find_param(model *m, const char *name); /* NULL when absent */
+long model_num_values(const model *m);                     /* total parameter count */
+/* Copies the values of every tensor whose name starts with prefix ("vit.", "lm.", "" for all)
+ * from src to dst (e.g. the ViT of vit_pretrain and the LM of lm_pretrain into the align model).
+ * Moments are not copied. CG_EUSER when a tensor is missing in src or its shape differs. */
+int model_copy_params(model *dst, model *src, const char *prefix);
 /* 1 when a parameter of this group is trained in this mode. */
 int model_mode_trains(int mode, int group);
-int model_num_patches(const model *m);                          /* P */
+int model_num_patches(const model *m); /* P */
 
 /* ---- training ---- */
 /* Forward pass; fills *out. CG_EUSER on a malformed batch (shapes, token ids, missing images). */
@@ -148,14 +172,16 @@ void model_zero_grad(model *m);
 float model_clip_grad(model *m, float max_norm);
 /* One AdamW step with learning rate lr on the trainable tensors of the last forward's mode. */
 void model_adamw_step(model *m, const adamw_params *hp, float lr);
-int model_step_count(const model *m);                            /* AdamW steps taken */
-void model_set_step_count(model *m, int t);                      /* for checkpoint restore */
+int model_step_count(const model *m);       /* AdamW steps taken */
+void model_set_step_count(model *m, int t); /* for checkpoint restore */
 /* Linear warmup from 0 over `warmup` steps, then cosine from max_lr to min_lr at total_steps. */
 float lr_cosine(int step, int warmup, int total_steps, float max_lr, float min_lr);
 
-/* ---- evaluation ---- */
+/* ---- evaluation ----
+ * These run forward passes of their own and overwrite the activations: call model_backward only
+ * right after the model_forward it differentiates. */
 /* Σ log p(target) per row (and the number of targets) under the model; mode MODE_LM (text only)
- * or an image mode. */
+ * or any image mode (all run the image + text forward, without L_con). */
 int model_sequence_logprob(model *m, const model_batch *batch, int mode, double *logprob /* (B) */,
                            int *count /* (B) */);
 /* Logits at every sequence position (visual ones included): out (B, P+T, V) in image modes,
@@ -171,6 +197,10 @@ int model_image_embed(model *m, const model_batch *batch, float *out /* (B,d) */
 /* t̄ (B,d): mean of the unit-normalised wte rows of each caption's content tokens. */
 int model_caption_embed(model *m, const model_batch *batch, float *out /* (B,d) */);
 
+/* Bytes held in the model's arenas: parameters, gradients, 2 AdamW moments, activations (with
+ * the per-layer sets a training stack keeps), in MiB. */
+double model_arena_mb(const model *m);
+
 /* Floating-point operations of one training step (forward + backward) for mode and batch shape,
  * counting 2 per multiply-add of the matrix products and attention (see core/model.c). */
 double model_step_flops(const model *m, int mode, int B, int T, int n_targets);
@@ -181,7 +211,7 @@ struct acts;
 
 struct model {
     model_config cfg;
-    int P, K;                    /* visual tokens; patch length p*p*3 */
+    int P, K; /* visual tokens; patch length p*p*3 */
     /* parameters, gradients, AdamW moments: four arenas of nvalues floats, same offsets */
     float *params_mem, *grads_mem, *m_mem, *v_mem;
     long nvalues;
@@ -191,7 +221,7 @@ struct model {
     float *vit_patch_w, *vit_patch_b, *vit_pos, *vit_lnf_w, *vit_lnf_b;
     float *ad_fc1_w, *ad_fc1_b, *ad_fc2_w, *ad_fc2_b;
     float *wte, *wpe, *lm_lnf_w, *lm_lnf_b;
-    float *con_logit_scale;                       /* NULL unless learn_tau */
+    float *con_logit_scale; /* NULL unless learn_tau */
     float *clip_img_w, *clip_img_b, *clip_bow_wte, *clip_txt_w, *clip_txt_b, *clip_logit_scale;
     block_params *vit_blocks, *lm_blocks;
     /* activations: one arena, sized by model_reserve for cap_B rows of cap_T text tokens */
@@ -202,7 +232,8 @@ struct model {
     struct acts *acts;
     /* the last forward */
     int mode, B, T, Ttot, n_targets, has_con;
-    model_batch batch;           /* the last forward's batch: its arrays must stay alive until
+    int train; /* 1: the last forward was model_forward (backward may follow), 0: an evaluation */
+    model_batch batch; /* the last forward's batch: its arrays must stay alive until
                                     model_backward */
     int opt_step;
 };

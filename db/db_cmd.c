@@ -39,8 +39,7 @@ static int open_ro(const common_opts *o, sqlite3 **db) {
 }
 
 static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st) {
-    if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK)
-        return cg_err(CG_EFAIL, "cannot read the results db: %s", sqlite3_errmsg(db));
+    if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK) return query_error(db, "cannot read the results db");
     return CG_OK;
 }
 
@@ -171,8 +170,7 @@ int cmd_runs(int argc, char **argv) {
         values[i] = cg_json_from_arg(eq + 1);
         int p = 3 + 3 * i;
         if (is_run_column(wheres[i]))
-            cg_buf_addf(&sql, " AND (v.%s = ?%d OR v.%s = ?%d) AND ?%d NOT NULL", wheres[i], p + 2,
-                        wheres[i], p + 1, p);
+            cg_buf_addf(&sql, " AND (v.%s = ?%d OR v.%s = ?%d)", wheres[i], p + 2, wheres[i], p + 1);
         else
             cg_buf_addf(&sql,
                         " AND EXISTS (SELECT 1 FROM run_params rp WHERE rp.run_id = v.run_id AND "
@@ -250,19 +248,6 @@ static int find_run(sqlite3 *db, const char *run, const char *sweep, int64_t *ru
     return rc;
 }
 
-/* Prints the rows of sql (parameter ?1 = run_id) under a title. */
-static int section(sqlite3 *db, const char *title, const char *sql, int64_t run_id, query_format fmt) {
-    sqlite3_stmt *st;
-    int rc = prep(db, sql, &st);
-    if (rc) return rc;
-    sqlite3_bind_int64(st, 1, run_id);
-    printf("\n%s\n", title);
-    int64_t n = 0;
-    rc = query_print(db, st, fmt, stdout, &n);
-    sqlite3_finalize(st);
-    return rc;
-}
-
 /* A run's config as (path, value) rows: every leaf of the JSON, path in dotted form with [i]
  * for array items, value as JSON text. */
 #define CONFIG_LEAVES(param)                                                                   \
@@ -275,13 +260,15 @@ static int section(sqlite3 *db, const char *title, const char *sql, int64_t run_
 
 static void show_usage(FILE *fp) {
     fprintf(fp,
-            "usage: cgvlm show [--db PATH] [--sweep NAME] RUN\n"
+            "usage: cgvlm show [--db PATH] [--sweep NAME] [--format table|json] RUN\n"
             "\n"
             "shows one run (RUN = run id or name): its sweep and axis values, the full config as\n"
             "dotted paths, its tasks with states, attempts, times and errors, the final value of\n"
             "every step metric and every evaluation result.\n"
             "\n"
             "  --sweep NAME   look the run name up in this sweep (names are unique per sweep)\n"
+            "  --format F     table (for people, default) or json (one object: run, config,\n"
+            "                 params, tasks, final_metrics, evals)\n"
             "  --db PATH      the results db (default $CGVLM_DB, else results.db)\n");
 }
 
@@ -316,59 +303,96 @@ static int run_args(const char *cmd, int argc, char **argv, int n_runs, void (*u
     return rc;
 }
 
+static const struct {
+    const char *title, *key, *sql;
+} show_sections[] = {
+    {"params", "params", "SELECT path, value_json AS value FROM run_params WHERE run_id = ?1 ORDER BY path"},
+    {"config", NULL, CONFIG_LEAVES("?1") " ORDER BY j.id"},
+    {"tasks", "tasks",
+     "SELECT t.task_id, t.kind, t.state, t.attempts, t.host, "
+     "strftime('%Y-%m-%d %H:%M:%S', t.started_at, 'unixepoch') AS started, "
+     "round(t.ended_at - t.started_at, 3) AS seconds, substr(t.key, 1, 12) AS key, t.error "
+     "FROM run_tasks rt JOIN tasks t USING (task_id) WHERE rt.run_id = ?1 ORDER BY t.queued_at, t.task_id"},
+    {"final metrics", "final_metrics",
+     "SELECT stage, metric, step, value FROM v_final_metrics WHERE run_id = ?1 ORDER BY stage, metric"},
+    {"evals", "evals",
+     "SELECT benchmark, metric, category, value, n FROM v_evals WHERE run_id = ?1 "
+     "ORDER BY benchmark, metric, category"},
+};
+
+/* The run's own line: labels for people, column names for JSON. */
+static const char show_run_sql[] =
+    "SELECT v.run_id, v.run AS name, v.sweep, v.seed, v.lambda, v.fraction, v.size, v.state, "
+    "v.n_done || '/' || v.n_tasks AS tasks_done, "
+    "strftime('%Y-%m-%d %H:%M:%S UTC', r.created_at, 'unixepoch') AS created "
+    "FROM v_runs v JOIN runs r USING (run_id) WHERE v.run_id = ?1";
+
+static int show_header(sqlite3 *db, int64_t run_id, query_format fmt) {
+    static const char *const labels[] = {"run", "name", "sweep", "seed", "lambda",
+                                         "fraction", "size", "state", "tasks done", "created"};
+    sqlite3_stmt *st;
+    int rc = prep(db, show_run_sql, &st);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, run_id);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        rc = query_error(db, "cannot read run");
+    } else if (fmt == QUERY_JSON) {
+        /* {"run": {...}, "config": <the config itself>, then the sections */
+        fputs("{\"run\":", stdout);
+        query_print_json_row(st, stdout);
+        sqlite3_stmt *cfg;
+        rc = prep(db, "SELECT json(config_json) FROM runs WHERE run_id = ?1", &cfg);
+        if (!rc) {
+            sqlite3_bind_int64(cfg, 1, run_id);
+            if (sqlite3_step(cfg) == SQLITE_ROW)
+                printf(",\n\"config\":%s", (const char *)sqlite3_column_text(cfg, 0));
+            else
+                rc = query_error(db, "cannot read the run's config");
+            sqlite3_finalize(cfg);
+        }
+    } else {
+        for (int c = 0; c < (int)CG_ARRAY_LEN(labels); c++) {
+            int type = sqlite3_column_type(st, c);
+            if (type == SQLITE_FLOAT)
+                printf("%-11s %.10g\n", labels[c], sqlite3_column_double(st, c));
+            else if (type != SQLITE_NULL)
+                printf("%-11s %s\n", labels[c], (const char *)sqlite3_column_text(st, c));
+            else if (c == 2)
+                printf("%-11s (lone run)\n", labels[c]);
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 int cmd_show(int argc, char **argv) {
     common_opts o = {NULL, QUERY_TABLE};
     const char *sweep = NULL;
     int done;
     int rc = run_args("show", argc, argv, 1, show_usage, &o, &sweep, &done);
     if (done) return CG_OK;
+    if (!rc && o.fmt == QUERY_CSV)
+        rc = cg_err(CG_EUSER, "show: --format csv does not fit several tables; use table or json "
+                              "(or 'cgvlm query --format csv')");
     sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
     int64_t run_id = 0;
     if (!rc) rc = open_ro(&o, &db);
     if (!rc) rc = find_run(db, argv[optind], sweep, &run_id);
-    if (!rc)
-        rc = prep(db,
-                  "SELECT v.run_id, v.run, COALESCE(v.sweep, '(lone run)'), v.seed, v.lambda, v.fraction, "
-                  "v.size, v.state, v.n_done || '/' || v.n_tasks, strftime('%Y-%m-%d %H:%M:%S UTC', "
-                  "r.created_at, 'unixepoch') FROM v_runs v JOIN runs r USING (run_id) WHERE v.run_id = ?1",
-                  &st);
-    if (!rc) {
-        static const char *const labels[] = {"run", "name", "sweep", "seed", "lambda",
-                                             "fraction", "size", "state", "tasks done", "created"};
+    if (!rc) rc = show_header(db, run_id, o.fmt);
+    for (size_t i = 0; rc == CG_OK && i < CG_ARRAY_LEN(show_sections); i++) {
+        if (o.fmt == QUERY_JSON && !show_sections[i].key) continue; /* the config is there whole */
+        sqlite3_stmt *st;
+        rc = prep(db, show_sections[i].sql, &st);
+        if (rc) break;
         sqlite3_bind_int64(st, 1, run_id);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            for (int c = 0; c < (int)CG_ARRAY_LEN(labels); c++) {
-                if (sqlite3_column_type(st, c) == SQLITE_FLOAT)
-                    printf("%-11s %.10g\n", labels[c], sqlite3_column_double(st, c));
-                else if (sqlite3_column_type(st, c) != SQLITE_NULL)
-                    printf("%-11s %s\n", labels[c], (const char *)sqlite3_column_text(st, c));
-            }
+        if (o.fmt == QUERY_JSON)
+            printf(",\n\"%s\":", show_sections[i].key);
+        else
+            printf("\n%s\n", show_sections[i].title);
+        rc = query_print(db, st, o.fmt, stdout, NULL);
         sqlite3_finalize(st);
     }
-    if (!rc)
-        rc = section(db, "params",
-                     "SELECT path, value_json AS value FROM run_params WHERE run_id = ?1 ORDER BY path",
-                     run_id, QUERY_TABLE);
-    if (!rc) rc = section(db, "config", CONFIG_LEAVES("?1") " ORDER BY j.id", run_id, QUERY_TABLE);
-    if (!rc)
-        rc = section(db, "tasks",
-                     "SELECT t.task_id, t.kind, t.state, t.attempts, t.host, "
-                     "strftime('%Y-%m-%d %H:%M:%S', t.started_at, 'unixepoch') AS started, "
-                     "round(t.ended_at - t.started_at, 3) AS seconds, substr(t.key, 1, 12) AS key, t.error "
-                     "FROM run_tasks rt JOIN tasks t USING (task_id) WHERE rt.run_id = ?1 "
-                     "ORDER BY t.queued_at, t.task_id",
-                     run_id, QUERY_TABLE);
-    if (!rc)
-        rc = section(db, "final metrics",
-                     "SELECT stage, metric, step, value FROM v_final_metrics WHERE run_id = ?1 "
-                     "ORDER BY stage, metric",
-                     run_id, QUERY_TABLE);
-    if (!rc)
-        rc = section(db, "evals",
-                     "SELECT benchmark, metric, category, value, n FROM v_evals WHERE run_id = ?1 "
-                     "ORDER BY benchmark, metric, category",
-                     run_id, QUERY_TABLE);
+    if (!rc && o.fmt == QUERY_JSON) printf("}\n");
     store_close(db);
     return cg_report(rc);
 }

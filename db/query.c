@@ -3,6 +3,7 @@
 #include "util/util.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -105,13 +106,26 @@ static void json_value(FILE *out, sqlite3_stmt *st, int c) {
     }
 }
 
-static int step_error(sqlite3 *db) {
+int query_error(sqlite3 *db, const char *what) {
     int code = sqlite3_errcode(db) & 0xff;
     if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
         return cg_err(CG_EUSER, "the results db is damaged (%s); restore it from a copy or pass another --db",
                       sqlite3_errmsg(db));
-    return cg_err(CG_EFAIL, "query failed: %s", sqlite3_errmsg(db));
+    return cg_err(CG_EFAIL, "%s: %s", what, sqlite3_errmsg(db));
 }
+
+void query_print_json_row(sqlite3_stmt *st, FILE *out) {
+    fputc('{', out);
+    for (int c = 0; c < sqlite3_column_count(st); c++) {
+        if (c) fputc(',', out);
+        json_string(out, sqlite3_column_name(st, c));
+        fputc(':', out);
+        json_value(out, st, c);
+    }
+    fputc('}', out);
+}
+
+static int step_error(sqlite3 *db) { return query_error(db, "query failed"); }
 
 static int print_csv_json(sqlite3 *db, sqlite3_stmt *st, query_format fmt, FILE *out, int64_t *n_rows) {
     int nc = sqlite3_column_count(st), src;
@@ -135,14 +149,8 @@ static int print_csv_json(sqlite3 *db, sqlite3_stmt *st, query_format fmt, FILE 
             }
             fputs("\r\n", out);
         } else {
-            fputs(n ? ",\n{" : "\n{", out);
-            for (int c = 0; c < nc; c++) {
-                if (c) fputc(',', out);
-                json_string(out, sqlite3_column_name(st, c));
-                fputc(':', out);
-                json_value(out, st, c);
-            }
-            fputc('}', out);
+            fputs(n ? ",\n" : "\n", out);
+            query_print_json_row(st, out);
         }
         n++;
     }
@@ -240,6 +248,17 @@ static int in_list(const char *name, const char *const *list, size_t n) {
     return 0;
 }
 
+/* Keeps the first reason: SQLite goes on asking after a denial (DROP TABLE then asks about
+ * deleting from sqlite_master). */
+static void deny(guard *g, const char *fmt, ...) CG_PRINTF(2, 3);
+static void deny(guard *g, const char *fmt, ...) {
+    if (g->why[0]) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g->why, sizeof g->why, fmt, ap);
+    va_end(ap);
+}
+
 static int authorize(void *ctx, int action, const char *a1, const char *a2, const char *db_name,
                      const char *trigger) {
     guard *g = ctx;
@@ -250,16 +269,21 @@ static int authorize(void *ctx, int action, const char *a1, const char *a2, cons
         if (a1 && (in_list(a1, pragmas_report, CG_ARRAY_LEN(pragmas_report)) ||
                    (!a2 && in_list(a1, pragmas_read, CG_ARRAY_LEN(pragmas_read)))))
             return SQLITE_OK;
-        snprintf(g->why, sizeof g->why, "PRAGMA %s%s%s", a1 ? a1 : "", a2 ? " = " : "", a2 ? a2 : "");
+        deny(g, "PRAGMA %s%s%s changes a setting", a1 ? a1 : "", a2 ? " = " : "", a2 ? a2 : "");
         return SQLITE_DENY;
-    case SQLITE_ATTACH: snprintf(g->why, sizeof g->why, "ATTACH"); return SQLITE_DENY;
-    case SQLITE_DETACH: snprintf(g->why, sizeof g->why, "DETACH"); return SQLITE_DENY;
-    case SQLITE_INSERT: snprintf(g->why, sizeof g->why, "INSERT INTO %s", a1 ? a1 : "?"); return SQLITE_DENY;
-    case SQLITE_UPDATE: snprintf(g->why, sizeof g->why, "UPDATE %s", a1 ? a1 : "?"); return SQLITE_DENY;
-    case SQLITE_DELETE: snprintf(g->why, sizeof g->why, "DELETE FROM %s", a1 ? a1 : "?"); return SQLITE_DENY;
+    case SQLITE_ATTACH: deny(g, "ATTACH opens another database"); return SQLITE_DENY;
+    case SQLITE_DETACH: deny(g, "DETACH changes the connection"); return SQLITE_DENY;
+    case SQLITE_INSERT: case SQLITE_UPDATE: case SQLITE_DELETE:
+        if (a1 && (!strcmp(a1, "sqlite_master") || !strcmp(a1, "sqlite_temp_master")))
+            deny(g, "the statement changes the schema"); /* DDL asks about these first */
+        else
+            deny(g, "%s %s writes",
+                 action == SQLITE_INSERT ? "INSERT INTO" : action == SQLITE_UPDATE ? "UPDATE" : "DELETE FROM",
+                 a1 ? a1 : "?");
+        return SQLITE_DENY;
     default:
         /* DDL (CREATE/DROP/ALTER), transactions, savepoints, ANALYZE, REINDEX, ... */
-        snprintf(g->why, sizeof g->why, "a statement that changes the database or the connection");
+        deny(g, "the statement changes the database or the connection");
         return SQLITE_DENY;
     }
 }
@@ -280,7 +304,7 @@ int query_prepare_readonly(sqlite3 *db, const char *sql, sqlite3_stmt **out) {
     int src = sqlite3_prepare_v2(db, sql, -1, &st, &tail);
     if (src != SQLITE_OK) {
         if (g.why[0])
-            rc = cg_err(CG_EUSER, "query: refused: %s would write; 'cgvlm query' only reads the results db", g.why);
+            rc = cg_err(CG_EUSER, "query: refused: %s; 'cgvlm query' only reads the results db", g.why);
         else
             rc = cg_err(CG_EUSER, "query: %s", sqlite3_errmsg(db));
         goto out;

@@ -17,10 +17,17 @@ int query_parse_format(const char *s, query_format *out);
  * SQLite message when a step fails (nothing printed for the table form then). */
 int query_print(sqlite3 *db, sqlite3_stmt *st, query_format fmt, FILE *out, int64_t *n_rows);
 
+/* The current row of st as one JSON object {"column": value, ...}. */
+void query_print_json_row(sqlite3_stmt *st, FILE *out);
+
 /* Compiles one user statement for a read-only connection: refuses (CG_EUSER) anything that
  * would write -- INSERT/UPDATE/DELETE/DDL, ATTACH/DETACH, pragmas that set a value or change
  * the connection -- and more than one statement (a trailing ';' is fine). */
 int query_prepare_readonly(sqlite3 *db, const char *sql, sqlite3_stmt **out);
+
+/* The error of a failed read: CG_EUSER "the results db is damaged (...)" when SQLite found the
+ * file corrupt, else CG_EFAIL "WHAT: MESSAGE". */
+int query_error(sqlite3 *db, const char *what);
 
 /* A number as the shortest text that reads back to the same double ("0.1", "1e-05"). */
 void query_format_double(double v, char *buf, size_t n);

@@ -6,6 +6,7 @@
 #include "version.h"
 
 #include <cblas.h>
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 static int prep(sqlite3 *db, sqlite3_stmt **st, const char *sql, const char *fmt, ...) {
     if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK)
         return cg_err(CG_EFAIL, "results db: %s", sqlite3_errmsg(db));
+    assert((int)strlen(fmt) == sqlite3_bind_parameter_count(*st));
     va_list ap;
     va_start(ap, fmt);
     for (int i = 1; fmt[i - 1]; i++) {
@@ -216,4 +218,12 @@ int store_task_end(sqlite3 *db, int64_t task_id, const char *error) {
          state, now, error, task_id);
     rc = tx_close(db, owned, rc);
     return rc ? cg_err_wrap(rc, "cannot finish task %lld", (long long)task_id) : CG_OK;
+}
+
+int store_task_reset_metrics(sqlite3 *db, int64_t task_id, int64_t from_step) {
+    int owned, rc = tx_open(db, &owned);
+    sqlite3_stmt *st;
+    EXEC("ii", "DELETE FROM metrics WHERE task_id = ? AND step >= ?", task_id, from_step);
+    rc = tx_close(db, owned, rc);
+    return rc ? cg_err_wrap(rc, "cannot reset the metrics of task %lld", (long long)task_id) : CG_OK;
 }

@@ -211,4 +211,5 @@ SELECT task_id, key, kind, state, attempts, max_attempts, host, pid, job_id,
 FROM tasks;
 
 -- Later schema versions are migrations in db/store.c (`migrations[]`), applied in order:
---   2: index evals_by_category (task_id, category, metric, value, n, benchmark) for the views.
+--   2: index evals_by_category (task_id, category, metric, value, n, benchmark) for the views;
+--      v_final_metrics redefined (same columns, same rows) to seek each last step by index.

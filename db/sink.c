@@ -5,6 +5,7 @@
 #include "util/util.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +49,7 @@ typedef struct {
     int batch_rows;
     double flush_seconds;
     double oldest;      /* wall time of the oldest buffered row */
+    double next_try;    /* after a failed flush, no flush by itself before this time */
     int64_t *committed;
     /* name cache: open addressing over indexes into names (-1 = empty) */
     sink_name *names;
@@ -127,6 +129,7 @@ static size_t buffered(const store_sink *k) {
 static int maybe_flush(store_sink *k, double now) {
     size_t n = buffered(k);
     if (n == 1) k->oldest = now;
+    if (now < k->next_try) return CG_OK; /* the last flush failed: the error was returned then */
     if (n >= (size_t)k->batch_rows || (k->flush_seconds >= 0 && now - k->oldest >= k->flush_seconds))
         return sink_flush(k);
     return CG_OK;
@@ -373,6 +376,7 @@ static int sink_flush(void *ctx) {
         store_rollback(k->db);
         /* names interned by the rolled-back transaction are gone again */
         for (int i = 0; i < k->n_names; i++) k->names[i].name_id = 0;
+        k->next_try = cg_wall_time() + 1.0; /* not at every call while the disk stays full */
         return cg_err_wrap(rc, "cannot flush %zu rows of task %lld (kept for the next flush)", n,
                            (long long)k->task_id);
     }
@@ -419,4 +423,17 @@ int store_sink_open_opts(sqlite3 *db, int64_t task_id, const store_sink_opts *op
 
 int store_sink_open(sqlite3 *db, int64_t task_id, metrics_sink **out) {
     return store_sink_open_opts(db, task_id, NULL, out);
+}
+
+int store_ingest_journal(sqlite3 *db, int64_t task_id, const char *path, int64_t *n_records) {
+    /* one transaction for the whole journal: it lands completely or not at all */
+    store_sink_opts opts = {INT_MAX, -1, NULL};
+    metrics_sink *sink;
+    int rc = store_sink_open_opts(db, task_id, &opts, &sink);
+    if (rc) return rc;
+    rc = metrics_journal_replay(path, sink, n_records);
+    if (!rc) rc = metrics_flush(sink);
+    if (rc) clear_buffers(sink->ctx); /* so that closing does not write half of it */
+    metrics_close(sink);
+    return rc ? cg_err_wrap(rc, "cannot ingest journal '%s'", path) : CG_OK;
 }

@@ -33,4 +33,10 @@ int store_sink_open(sqlite3 *db, int64_t task_id, metrics_sink **out);
 int store_sink_open_opts(sqlite3 *db, int64_t task_id, const store_sink_opts *opts,
                          metrics_sink **out);
 
+/* Replays a task's JSON-lines journal (core/metrics.h; written by a worker on another node)
+ * into the db through a sink, in one transaction: all of it or, on an error, nothing.
+ * *n_records (optional) gets the count. Step metrics are appended, so ingest a journal once
+ * (then move it aside). */
+int store_ingest_journal(sqlite3 *db, int64_t task_id, const char *path, int64_t *n_records);
+
 #endif

@@ -31,12 +31,8 @@ const char *store_errmsg(sqlite3 *db) {
 }
 
 int store_exec(sqlite3 *db, const char *sql, const char *what) {
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        int rc = cg_err(CG_EFAIL, "%s: %s", what, store_errmsg(db));
-        sqlite3_free(msg);
-        return rc;
-    }
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return cg_err(CG_EFAIL, "%s: %s", what, store_errmsg(db));
     return CG_OK;
 }
 
@@ -47,16 +43,10 @@ int store_exec_retry(sqlite3 *db, const char *sql, const char *what) {
     double deadline = cg_mono_time() + STORE_BUSY_MS / 1000.0;
     int delay_us = 1000;
     for (;;) {
-        char *msg = NULL;
-        int src = sqlite3_exec(db, sql, NULL, NULL, &msg);
+        int src = sqlite3_exec(db, sql, NULL, NULL, NULL);
         if (src == SQLITE_OK) return CG_OK;
         int busy = (src & 0xff) == SQLITE_BUSY || (src & 0xff) == SQLITE_LOCKED;
-        if (!busy || cg_mono_time() > deadline) {
-            int rc = cg_err(CG_EFAIL, "%s: %s", what, store_errmsg(db));
-            sqlite3_free(msg);
-            return rc;
-        }
-        sqlite3_free(msg);
+        if (!busy || cg_mono_time() > deadline) return cg_err(CG_EFAIL, "%s: %s", what, store_errmsg(db));
         usleep((useconds_t)delay_us);
         if (delay_us < 100000) delay_us *= 2;
     }
@@ -90,9 +80,20 @@ static int count_schema_objects(sqlite3 *db, int *n) {
  * initial schema. Add new steps at the end; never edit a released one. */
 static const char *const migrations[] = {
     db_schema_sql,
-    /* 1 -> 2: a covering index for the views that pick evaluation rows by category
-     * (v_data_efficiency: 10 000 runs x 50 evals in a few ms instead of a scan of every row). */
-    "CREATE INDEX IF NOT EXISTS evals_by_category ON evals (task_id, category, metric, value, n, benchmark);",
+    /* 1 -> 2: speed only, same names and columns.
+     * - a covering index for the views that pick evaluation rows by category
+     *   (v_data_efficiency: 10 000 runs x 50 evals in ms instead of a scan of every row);
+     * - v_final_metrics finds each (task, metric)'s last step with two index seeks instead of
+     *   visiting every logged row (one run with 2M rows: 1 ms instead of 1.5 s). */
+    "CREATE INDEX IF NOT EXISTS evals_by_category ON evals (task_id, category, metric, value, n, benchmark);\n"
+    "DROP VIEW IF EXISTS v_final_metrics;\n"
+    "CREATE VIEW v_final_metrics AS\n"
+    "SELECT r.run_id, s.name AS sweep, r.name AS run, t.kind AS stage, n.name AS metric, m.step, m.value\n"
+    "FROM runs r JOIN run_tasks rt USING (run_id) JOIN tasks t USING (task_id)\n"
+    "CROSS JOIN metric_names n\n"
+    "JOIN metrics m ON m.task_id = t.task_id AND m.name_id = n.name_id\n"
+    " AND m.step = (SELECT MAX(m2.step) FROM metrics m2 WHERE m2.task_id = t.task_id AND m2.name_id = n.name_id)\n"
+    "LEFT JOIN sweeps s ON s.sweep_id = r.sweep_id;\n",
 };
 
 static_assert(CG_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION, "one migration per schema version");
@@ -132,9 +133,9 @@ int store_open(const char *path, int flags, sqlite3 **out) {
     }
     sqlite3_busy_timeout(db, STORE_BUSY_MS);
     sqlite3_extended_result_codes(db, 1);
-    /* Reading the version is the first access: a non-SQLite file fails here, untouched. */
-    /* The version and the schema are read in one read transaction: a process creating the db
-     * at the same moment is seen either not at all or completely. */
+    /* Reading the version is the first access: a non-SQLite file fails here, untouched. The
+     * version and the schema are read in one read transaction, so a process creating the db at
+     * the same moment is seen either not at all or completely. */
     int version = 0;
     if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK || user_version(db, &version) != CG_OK) {
         int code = sqlite3_errcode(db) & 0xff;

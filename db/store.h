@@ -58,6 +58,10 @@ int store_task_upsert(sqlite3 *db, const char *key, const char *kind, const char
 /* Links a task to a run (idempotent). */
 int store_run_task_link(sqlite3 *db, int64_t run_id, int64_t task_id);
 
+/* Deletes the task's step metrics at step >= from_step. Call it when a task starts over (0) or
+ * resumes from a checkpoint taken at from_step, so that steps logged again are not doubled. */
+int store_task_reset_metrics(sqlite3 *db, int64_t task_id, int64_t from_step);
+
 /* A lone run's task transitions (see the lifecycle in schema.sql): store_task_begin makes it
  * running (attempts + 1, host, pid, env, a task_attempts row); store_task_end makes it done
  * (error NULL) or failed (error text), closing the attempt. */

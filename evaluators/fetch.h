@@ -16,8 +16,9 @@
  *   QUEUED --job_start--> RUNNING --job_finish--> (size reached) --job_verify--> --job_done--> DONE
  *   RUNNING --job_retry--> WAITING (timeout, reset, 5xx, 408, 429, a drop: the .part is kept and
  *                                   resumed) --job_start, once the backoff has elapsed--> RUNNING
- *   RUNNING --job_fail--> FAILED (other 4xx, a refused redirect, more bytes than declared, a
- *                                 checksum mismatch on a fresh download, attempts spent)
+ *   RUNNING --job_fail--> FAILED (other 4xx, a refused redirect, an unknown host, a bad TLS
+ *                                 certificate, more bytes than declared, a complete response with
+ *                                 fewer, a checksum mismatch on a fresh download, attempts spent)
  *   A checksum mismatch after a resume deletes the .part and retries from byte 0 once.
  */
 #ifndef CG_FETCH_H
@@ -25,6 +26,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct {
     const char *cache_dir;  /* NULL: the default cache (fetch_default_cache_dir) */
@@ -36,6 +38,8 @@ typedef struct {
     int retries;            /* further attempts per file after the first (default 5) */
     double backoff_s;       /* first retry delay; doubles each attempt, with jitter (0.5) */
     int progress;           /* -1: a progress bar when stderr is a terminal; 0 never; 1 always */
+    int hash_thread;        /* files of 8 MiB and more: hash them in a second thread that follows
+                               the writer: -1 when a core is idle (load average), 0 never, 1 always */
 } fetch_opts;
 
 typedef struct {
@@ -62,6 +66,11 @@ int fetch_benchmark(const char *ref, const fetch_opts *opts, char **local_dir_ou
 /* The same, also filling *stats (may be NULL). */
 int fetch_benchmark_stats(const char *ref, const fetch_opts *opts, char **local_dir_out,
                           fetch_stats *stats);
+
+/* Lists the benchmarks in the cache (opts->cache_dir or the default), one line each:
+ * "NAME VERSION FILES SIZE_MB DIR" and "latest" on the version `cgvlm fetch NAME` would use.
+ * Only the manifests are read: the files are not checked (see --offline for that). */
+int fetch_list(const fetch_opts *opts, FILE *out);
 
 /* "fetched 612 files (3.4 MB) in 0.8 s, 0 from cache" (+ ", 1 resumed, 2 retries"); malloc'ed. */
 char *fetch_summary(const fetch_stats *s);

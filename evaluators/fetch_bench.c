@@ -5,7 +5,8 @@
  * server inside this process (a thread per connection, the body sent with sendfile(2), Range
  * supported), so the server is never the bottleneck the way `python3 -m http.server` would be.
  * Both clients fetch from the same server into the same temporary directory, alternately, and
- * the best of --repeat runs is kept for each. The drop run serves half the file, cuts the
+ * the best of --repeat runs is kept for each, with the least CPU time each used (less sensitive
+ * to other load on the machine than the wall time). The drop run serves half the file, cuts the
  * connection, and counts what the server sends in total: re-sent = sent - size.
  */
 #define _GNU_SOURCE
@@ -30,8 +31,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/sendfile.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -44,6 +47,7 @@ typedef struct {
     int64_t size;
     atomic_ullong drop_sent;  /* body bytes sent for /drop */
     atomic_int drops_left;    /* /drop cuts the connection at half the file this many times */
+    atomic_ullong cpu_ns;     /* CPU time the server spent sending (to subtract from ours) */
     pthread_t accept_thread;
 } bench_server;
 
@@ -51,6 +55,17 @@ typedef struct {
     bench_server *s;
     int fd;
 } bench_conn;
+
+static uint64_t thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static double rusage_s(const struct rusage *ru) {
+    return (double)ru->ru_utime.tv_sec + (double)ru->ru_utime.tv_usec / 1e6 + (double)ru->ru_stime.tv_sec +
+           (double)ru->ru_stime.tv_usec / 1e6;
+}
 
 static int send_all(int fd, const char *p, size_t n) {
     while (n) {
@@ -97,11 +112,14 @@ static void *bench_conn_main(void *arg) {
         int64_t stop = c.s->size;
         if (drop && atomic_fetch_sub(&c.s->drops_left, 1) > 0) stop = c.s->size / 2;
         off_t off = (off_t)start;
+        uint64_t cpu0 = thread_cpu_ns();
         while (off < stop) {
             ssize_t n = sendfile(c.fd, file, &off, (size_t)(stop - off));
-            if (n <= 0) goto out;
+            if (n <= 0) break;
             if (drop) atomic_fetch_add(&c.s->drop_sent, (unsigned long long)n);
         }
+        atomic_fetch_add(&c.s->cpu_ns, thread_cpu_ns() - cpu0);
+        if (off < stop) goto out;
         if (stop < c.s->size) goto out; /* the drop: close mid-body */
     }
 out:
@@ -178,30 +196,41 @@ static int write_test_file(const char *path, int64_t size, char hex[65]) {
     return cg_afile_commit(&af);
 }
 
-/* Seconds the curl command-line tool takes to download url into out; < 0 when it failed. */
-static double time_curl(const char *url, const char *out) {
+/* Seconds the curl command-line tool takes to download url into out (and the CPU seconds it
+ * used); < 0 when it failed. */
+static double time_curl(const char *url, const char *out, double *cpu) {
     char *argv[] = {"curl", "-s", "-S", "-f", "-o", (char *)out, (char *)url, NULL};
     pid_t pid;
     unlink(out);
     double t0 = cg_mono_time();
     if (posix_spawnp(&pid, "curl", NULL, NULL, argv, environ) != 0) return -1;
     int status;
-    if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
+    struct rusage ru;
+    if (wait4(pid, &status, 0, &ru) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
+    *cpu = rusage_s(&ru);
     return cg_mono_time() - t0;
 }
 
-/* Seconds cgvlm's fetcher takes for the manifest (a fresh cache each time). */
-static int time_cgvlm(const char *manifest, const char *cache, double *secs, fetch_stats *st) {
+/* Seconds cgvlm's fetcher takes for the manifest (a fresh cache each time), and the CPU seconds
+ * it used (this process's, less the server thread's). */
+static int time_cgvlm(bench_server *s, const char *manifest, const char *cache, int hash_thread, double *secs,
+                      double *cpu, fetch_stats *st) {
     fetch_opts o;
     fetch_opts_init(&o);
     o.cache_dir = cache;
     o.progress = 0;
     o.backoff_s = 0.01;
+    o.hash_thread = hash_thread;
     cg_rm_rf(cache);
     char *dir = NULL;
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    unsigned long long server0 = atomic_load(&s->cpu_ns);
     double t0 = cg_mono_time();
     int rc = fetch_benchmark_stats(manifest, &o, &dir, st);
     *secs = cg_mono_time() - t0;
+    getrusage(RUSAGE_SELF, &r1);
+    *cpu = rusage_s(&r1) - rusage_s(&r0) - (double)(atomic_load(&s->cpu_ns) - server0) / 1e9;
     free(dir);
     return rc;
 }
@@ -219,9 +248,10 @@ int bench_fetch(int argc, char **argv) {
     static const struct option longopts[] = {{"json", no_argument, 0, 'j'},
                                              {"size-mb", required_argument, 0, 's'},
                                              {"repeat", required_argument, 0, 'r'},
+                                             {"hash-thread", required_argument, 0, 't'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
-    int json = 0, size_mb = 1024, repeat = 3, rc = CG_OK, c;
+    int json = 0, size_mb = 1024, repeat = 3, hash_thread = -1, rc = CG_OK, c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -229,12 +259,20 @@ int bench_fetch(int argc, char **argv) {
         case 'j': json = 1; break;
         case 's': rc = cg_parse_int(optarg, "--size-mb", 1, 1 << 16, &size_mb); break;
         case 'r': rc = cg_parse_int(optarg, "--repeat", 1, 100, &repeat); break;
+        case 't':
+            if (!strcmp(optarg, "auto")) hash_thread = -1;
+            else if (!strcmp(optarg, "on")) hash_thread = 1;
+            else if (!strcmp(optarg, "off")) hash_thread = 0;
+            else rc = cg_err(CG_EUSER, "--hash-thread must be auto, on or off, not '%s'", optarg);
+            break;
         case 'h':
-            printf("usage: cgvlm bench fetch [--json] [--size-mb N] [--repeat N]\n\n"
+            printf("usage: cgvlm bench fetch [--json] [--size-mb N] [--repeat N] [--hash-thread auto|on|off]\n\n"
                    "Serves an N MiB file (default 1024) over loopback from an in-process sendfile(2)\n"
                    "server and downloads it with cgvlm's fetcher (sha256 verified) and with the curl\n"
                    "command-line tool, alternately; reports the best of --repeat runs (default 3)\n"
-                   "of each in MB/s (10^6 bytes), and the bytes re-sent after a drop at 50 %%.\n");
+                   "of each in MB/s (10^6 bytes) and CPU seconds per GiB, and the bytes re-sent after\n"
+                   "a drop at 50 %%. --hash-thread: hash large files in a second thread (auto: when\n"
+                   "the load average leaves a core idle).\n");
             return CG_OK;
         default:
             return cg_report(cg_err(CG_EUSER, "bench fetch: unknown or incomplete option '%s'; see 'cgvlm bench fetch --help'",
@@ -245,6 +283,8 @@ int bench_fetch(int argc, char **argv) {
     if (optind != argc)
         return cg_report(cg_err(CG_EUSER, "bench fetch: unexpected argument '%s'", argv[optind]));
     signal(SIGPIPE, SIG_IGN); /* the drop closes sockets under sendfile */
+    setenv("no_proxy", "127.0.0.1", 1); /* both clients talk to loopback directly */
+    setenv("NO_PROXY", "127.0.0.1", 1);
 
     const char *tmpdir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     char *dir = cg_fmt("%s/cgvlm-bench-fetch-XXXXXX", tmpdir);
@@ -260,7 +300,7 @@ int bench_fetch(int argc, char **argv) {
     int64_t size = (int64_t)size_mb << 20;
     bench_server s = {.path = src, .size = size, .lfd = -1};
     int server_up = 0;
-    double best_cg = 1e30, best_curl = 1e30;
+    double best_cg = 1e30, best_curl = 1e30, cpu_cg = 1e30, cpu_curl = 1e30;
     int have_curl = 1;
     fetch_stats st;
     if (!cg_quiet && !json) cg_info("bench fetch: writing a %d MiB test file in %s", size_mb, dir);
@@ -271,37 +311,45 @@ int bench_fetch(int argc, char **argv) {
     if ((rc = write_manifest(man, url, hex, size)) || (rc = write_manifest(man_drop, url_drop, hex, size)))
         goto out;
     for (int i = 0; i < repeat; i++) {
-        double t;
-        if ((rc = time_cgvlm(man, cache, &t, &st))) goto out;
+        double t, cpu = 0;
+        if ((rc = time_cgvlm(&s, man, cache, hash_thread, &t, &cpu, &st))) goto out;
         if (t < best_cg) best_cg = t;
+        if (cpu < cpu_cg) cpu_cg = cpu;
         cg_rm_rf(cache);
         if (have_curl) {
-            t = time_curl(url, curl_out);
+            t = time_curl(url, curl_out, &cpu);
             if (t < 0) have_curl = 0;
             else if (t < best_curl) best_curl = t;
+            if (t >= 0 && cpu < cpu_curl) cpu_curl = cpu;
             unlink(curl_out);
         }
     }
     atomic_store(&s.drops_left, 1);
-    double t_drop;
-    if ((rc = time_cgvlm(man_drop, cache, &t_drop, &st))) goto out;
+    double t_drop, cpu_drop;
+    if ((rc = time_cgvlm(&s, man_drop, cache, hash_thread, &t_drop, &cpu_drop, &st))) goto out;
     long long resent = (long long)atomic_load(&s.drop_sent) - (long long)size;
+    double gib = (double)size / (double)(1 << 30);
     double mbps = (double)size / 1e6 / best_cg, curl_mbps = have_curl ? (double)size / 1e6 / best_curl : 0;
     if (json) {
-        char curl_s[32] = "null", ratio_s[32] = "null";
+        char curl_s[32] = "null", ratio_s[32] = "null", curl_cpu_s[32] = "null";
         if (have_curl) {
             snprintf(curl_s, sizeof curl_s, "%.1f", curl_mbps);
             snprintf(ratio_s, sizeof ratio_s, "%.3f", mbps / curl_mbps);
+            snprintf(curl_cpu_s, sizeof curl_cpu_s, "%.3f", cpu_curl / gib);
         }
         printf("{\"bench\": \"fetch\", \"size_mb\": %d, \"mb_per_s\": %.1f, \"curl_mb_per_s\": %s, "
-               "\"ratio\": %s, \"resent_bytes\": %lld, \"resumed\": %zu, \"sha256_accelerated\": %d, "
-               "\"repeat\": %d, \"server\": \"in-process sendfile\"}\n",
-               size_mb, mbps, curl_s, ratio_s, resent, st.resumed, cg_sha256_fast_active(), repeat);
+               "\"ratio\": %s, \"cpu_s_per_gib\": %.3f, \"curl_cpu_s_per_gib\": %s, \"resent_bytes\": %lld, "
+               "\"resumed\": %zu, \"sha256_accelerated\": %d, \"hash_thread\": \"%s\", \"repeat\": %d, "
+               "\"server\": \"in-process sendfile\"}\n",
+               size_mb, mbps, curl_s, ratio_s, cpu_cg / gib, curl_cpu_s, resent, st.resumed,
+               cg_sha256_fast_active(), hash_thread < 0 ? "auto" : hash_thread ? "on" : "off", repeat);
     } else {
         printf("cgvlm fetch   %8.1f MB/s  (best of %d, %d MiB, sha256 verified%s)\n", mbps, repeat, size_mb,
                cg_sha256_fast_active() ? ", SHA-NI" : "");
+        printf("              %8.3f CPU s per GiB (least of %d)\n", cpu_cg / gib, repeat);
         if (have_curl)
-            printf("curl          %8.1f MB/s  ratio %.2f\n", curl_mbps, mbps / curl_mbps);
+            printf("curl          %8.1f MB/s  ratio %.2f, %.3f CPU s per GiB\n", curl_mbps, mbps / curl_mbps,
+                   cpu_curl / gib);
         else
             printf("curl          (not found on PATH or failed)\n");
         printf("after a drop at 50 %%: %lld bytes re-sent beyond the file's size\n", resent);

@@ -12,6 +12,7 @@ static void usage(FILE *fp) {
     fprintf(fp,
             "usage: cgvlm fetch NAME[@VERSION]|MANIFEST [--cache DIR] [--offline] [--jobs N]\n"
             "                   [--base-url URL] [--timeout S] [--retries N] [--retry-delay S]\n"
+            "       cgvlm fetch --list [--cache DIR]\n"
             "\n"
             "Downloads every file of a benchmark into the cache, verifies each by size and sha256,\n"
             "and prints the directory where the files are.\n"
@@ -31,7 +32,8 @@ static void usage(FILE *fp) {
             "  --retries N       further attempts per file on timeouts, resets and 5xx (default 5);\n"
             "                    an interrupted file resumes where it stopped (HTTP Range)\n"
             "  --retry-delay S   first retry delay, doubled each attempt, with jitter (default 0.5)\n"
-            "  --no-progress     no progress bar even on a terminal\n");
+            "  --no-progress     no progress bar even on a terminal\n"
+            "  --list            list the cached benchmarks: NAME VERSION FILES MB DIR [latest]\n");
 }
 
 int cmd_fetch(int argc, char **argv) {
@@ -40,10 +42,11 @@ int cmd_fetch(int argc, char **argv) {
         {"jobs", required_argument, 0, 'j'},    {"base-url", required_argument, 0, 'b'},
         {"timeout", required_argument, 0, 't'}, {"retries", required_argument, 0, 'r'},
         {"retry-delay", required_argument, 0, 'd'}, {"no-progress", no_argument, 0, 'P'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+        {"list", no_argument, 0, 'l'},          {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     fetch_opts o;
     fetch_opts_init(&o);
-    int rc = CG_OK, c;
+    int rc = CG_OK, c, list = 0;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -56,12 +59,18 @@ int cmd_fetch(int argc, char **argv) {
         case 'r': rc = cg_parse_int(optarg, "--retries", 0, 100, &o.retries); break;
         case 'd': rc = cg_parse_double(optarg, "--retry-delay", &o.backoff_s); break;
         case 'P': o.progress = 0; break;
+        case 'l': list = 1; break;
         case 'h': usage(stdout); return CG_OK;
         default:
             return cg_report(cg_err(CG_EUSER, "fetch: unknown or incomplete option '%s'; see 'cgvlm fetch --help'",
                                     argv[optind - 1]));
         }
         if (rc) return cg_report(rc);
+    }
+    if (list) {
+        if (optind != argc)
+            return cg_report(cg_err(CG_EUSER, "fetch --list takes no NAME or MANIFEST ('%s')", argv[optind]));
+        return cg_report(fetch_list(&o, stdout));
     }
     if (optind != argc - 1)
         return cg_report(cg_err(CG_EUSER, "fetch needs exactly one NAME or MANIFEST; see 'cgvlm fetch --help'"));

@@ -144,7 +144,7 @@ static int is_hex64(const char *s) {
 }
 
 static int parse_file_entry(const cJSON *it, size_t i, const char *what, int remote,
-                            const char *base, manifest_file *f) {
+                            const char *base, int base_is_users, manifest_file *f) {
     const char *path = NULL, *url = NULL, *sha = NULL;
     int64_t size = -1;
     int rc = CG_OK;
@@ -190,7 +190,10 @@ static int parse_file_entry(const cJSON *it, size_t i, const char *what, int rem
                     what, label, f->url, scheme);
         goto out;
     }
-    if (remote && !strcmp(scheme, "file")) {
+    char raw_scheme[16];
+    manifest_url_scheme(url, raw_scheme, sizeof raw_scheme);
+    /* an absolute file:// URL in a remote manifest, or a relative one against its own base */
+    if (remote && (!strcmp(raw_scheme, "file") || (!raw_scheme[0] && !strcmp(scheme, "file") && !base_is_users))) {
         rc = cg_err(CG_EUSER, "manifest '%s': %s: a manifest fetched over the network must not point to a local file ('%s')",
                     what, label, f->url);
         goto out;
@@ -257,7 +260,7 @@ int manifest_parse(const char *text, const char *what, const char *origin,
     size_t i = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, files) {
-        rc = parse_file_entry(it, i, what, remote && !base_override, m->base, &m->files[i]);
+        rc = parse_file_entry(it, i, what, remote, m->base, base_override != NULL, &m->files[i]);
         m->n_files = i + 1;
         if (rc) goto out;
         m->total_size += m->files[i].size;
@@ -271,7 +274,9 @@ int manifest_parse(const char *text, const char *what, const char *origin,
     cJSON_AddStringToObject(root, "base_url", m->base);
     cJSON_DeleteItemFromObjectCaseSensitive(root, "fetched_from");
     cJSON_AddStringToObject(root, "fetched_from", m->origin);
-    m->json = cJSON_Print(root);
+    char *printed = cJSON_Print(root);
+    m->json = cg_strdup(printed);
+    cJSON_free(printed);
 out:
     cJSON_Delete(root);
     if (rc) manifest_free(m);

@@ -1,6 +1,8 @@
 /* stage.c: the stage dispatch table, the noop stage (tests, benchmarks) and the world stage's
  * entry (see stage.h). */
 #include "experiments/stage.h"
+#include "experiments/stage_train.h"
+#include "experiments/world.h"
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/util.h"
@@ -21,11 +23,11 @@ static const struct {
 } stage_table[] = {
     {"noop", stage_noop},
     {"world", stage_world},
-    {"lm_pretrain", NULL},
-    {"vit_pretrain", NULL},
-    {"align", NULL},
-    {"instruct", NULL},
-    {"eval", NULL},
+    {"lm_pretrain", stage_lm_pretrain},
+    {"vit_pretrain", stage_vit_pretrain},
+    {"align", stage_align},
+    {"instruct", stage_instruct},
+    {"eval", stage_eval},
 };
 
 int stage_kind_known(const char *kind) {
@@ -51,8 +53,6 @@ int stage_progress(stage_ctx *ctx, double fraction) {
 
 /* ---------------------------------------------------------------- world */
 
-#if __has_include("experiments/world.h")
-#include "experiments/world.h"
 
 /* The world stage: world_generate into the staging dir, from the stage's "world" section. */
 int stage_world(stage_ctx *ctx) {
@@ -79,12 +79,6 @@ int stage_world(stage_ctx *ctx) {
     if (rc == CG_OK) stage_progress(ctx, 1);
     return rc;
 }
-#else
-int stage_world(stage_ctx *ctx) {
-    return cg_err(CG_EUSER, "stage 'world' is not available: this build has no world generator "
-                            "(experiments/world.h)");
-}
-#endif
 
 /* ---------------------------------------------------------------- noop */
 

@@ -25,18 +25,17 @@
  * single-threaded OpenBLAS sgemm: one thread pool, not two (OpenBLAS's own threads and OpenMP's
  * spin against each other on small machines), and deterministic for a given thread count. It sets
  * OpenBLAS to one thread on first use. */
-void gemm(int trans_a, int trans_b, int M, int N, int K, const float *A /* op(A): (M,K) */,
-          int lda, const float *B /* op(B): (K,N) */, int ldb, float beta, float *C /* (M,N) */,
-          int ldc);
+void gemm(int trans_a, int trans_b, int M, int N, int K, const float *A /* op(A): (M,K) */, int lda,
+          const float *B /* op(B): (K,N) */, int ldb, float beta, float *C /* (M,N) */, int ldc);
 
 /* out = inp · weightᵀ + bias (bias may be NULL). */
 void matmul_forward(float *out /* (N,OC) */, const float *inp /* (N,C) */,
-                    const float *weight /* (OC,C) */, const float *bias /* (OC) or NULL */,
-                    int N, int C, int OC);
+                    const float *weight /* (OC,C) */, const float *bias /* (OC) or NULL */, int N,
+                    int C, int OC);
 void matmul_backward(float *dinp /* (N,C) or NULL */, float *dweight /* (OC,C) or NULL */,
                      float *dbias /* (OC) or NULL */, const float *dout /* (N,OC) */,
-                     const float *inp /* (N,C) */, const float *weight /* (OC,C) */,
-                     int N, int C, int OC);
+                     const float *inp /* (N,C) */, const float *weight /* (OC,C) */, int N, int C,
+                     int OC);
 
 /* out = (inp - mean) * rstd * weight + bias per row, eps 1e-5; mean and rstd are saved. */
 void layernorm_forward(float *out /* (N,C) */, float *mean /* (N) */, float *rstd /* (N) */,
@@ -79,17 +78,17 @@ void patchify_forward(float *out /* (B,P,p*p*3) */, const uint8_t *img_u8 /* (B,
  * (ViT). att keeps the softmax probabilities for the backward pass. */
 void attention_forward(float *out /* (B,T,C) */, float *att /* (B,NH,T,T) */,
                        const float *qkv /* (B,T,3C) */, int B, int T, int C, int NH, int causal);
-void attention_backward(float *dqkv /* (B,T,3C) */, const float *dout /* (B,T,C) */,
-                        const float *qkv /* (B,T,3C) */, const float *att /* (B,NH,T,T) */,
-                        int B, int T, int C, int NH, int causal);
+void attention_backward(float *dqkv /* (B,T,3C) */, float *datt /* (B,NH,T,T) scratch */,
+                        const float *dout /* (B,T,C) */, const float *qkv /* (B,T,3C) */,
+                        const float *att /* (B,NH,T,T) */, int B, int T, int C, int NH, int causal);
 
 /* ---- losses and pooling (kernels/cpu/losses.c) ---- */
 
 /* Fused tied-head classifier on N selected rows: logits = x · wteᵀ, softmax, cross-entropy with
  * targets. probs keeps the softmax; losses[n] = -log p(target). */
-void classifier_forward(float *losses /* (N) */, float *probs /* (N,V) */, const float *x /* (N,C) */,
-                        const float *wte /* (V,C) */, const int *targets /* (N) */, int N, int C,
-                        int V);
+void classifier_forward(float *losses /* (N) */, float *probs /* (N,V) */,
+                        const float *x /* (N,C) */, const float *wte /* (V,C) */,
+                        const int *targets /* (N) */, int N, int C, int V);
 /* Backward of `scale * sum(losses)`: dlogits = scale (p - onehot), overwriting probs. */
 void classifier_backward(float *dx /* (N,C) or NULL */, float *dwte /* (V,C) or NULL */,
                          float *probs /* (N,V), in: p, out: dlogits */, const float *x /* (N,C) */,
@@ -129,8 +128,8 @@ float contrastive_forward(float *probs /* (2,B,B) */, const float *a /* (B,D) */
 /* Backward of `scale * loss`. dlogit_scale may be NULL (fixed temperature). */
 void contrastive_backward(float *da /* (B,D) or NULL */, float *db /* (B,D) or NULL */,
                           float *dlogit_scale /* (1) or NULL */, const float *probs /* (2,B,B) */,
-                          const float *a /* (B,D) */, const float *b /* (B,D) */,
-                          float logit_scale, float scale, int B, int D);
+                          const float *a /* (B,D) */, const float *b /* (B,D) */, float logit_scale,
+                          float scale, int B, int D);
 
 /* ---- optimizer (kernels/cpu/optim.c) ---- */
 

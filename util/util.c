@@ -176,7 +176,7 @@ int cg_parse_i64(const char *s, const char *what, int64_t lo, int64_t hi, int64_
 }
 
 int cg_parse_int(const char *s, const char *what, int lo, int hi, int *out) {
-    int64_t v;
+    int64_t v = 0;
     int rc = cg_parse_i64(s, what, lo, hi, &v);
     if (rc == CG_OK) *out = (int)v;
     return rc;

@@ -6,6 +6,19 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Compute-bound elementwise loops are compiled for AVX-512, AVX2+FMA and baseline x86-64, picked
+ * at load time by the CPU (GCC function multi-versioning): portable binaries, full-width vectors. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
+    !defined(__SANITIZE_ADDRESS__)
+#define SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define SIMD_CLONES
+#endif
+
+/* OpenBLAS runs single-threaded inside our OpenMP threads (see gemm in kernels.h). Called before
+ * every parallel region that calls sgemm; after the first call it is one load and a branch. */
+void blas_single_thread(void);
+
 /* The static share [lo, hi) of n items of the calling thread inside a parallel region: each thread
  * owns a fixed range, so reductions over the other dimension run in order (deterministic). */
 static inline void thread_range(long n, long *lo, long *hi) {

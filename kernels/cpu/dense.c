@@ -8,32 +8,48 @@
 #include <math.h>
 #include <string.h>
 
+void blas_single_thread(void) {
+    static int done;
+    if (!done) {
+        openblas_set_num_threads(1);
+        done = 1;
+    }
+}
+
+/* rows [lo, hi) of C = op(A)·op(B) + beta·C (+ bias on every row when bias != NULL) */
+static void gemm_rows(int trans_a, int trans_b, long lo, long hi, int N, int K, const float *A,
+                      int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                      const float *bias) {
+    if (hi <= lo) return;
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, (int)(hi - lo), N, K, 1.0f,
+                trans_a ? A + lo : A + lo * lda, lda, B, ldb, beta, C + lo * ldc, ldc);
+    if (bias)
+        for (long r = lo; r < hi; r++) { /* while the rows are still in cache */
+            float *c = C + r * ldc;
+            for (int j = 0; j < N; j++) c[j] += bias[j];
+        }
+}
+
 void gemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B,
           int ldb, float beta, float *C, int ldc) {
-    static int blas_single_threaded;
-    if (!blas_single_threaded) {
-        openblas_set_num_threads(1);
-        blas_single_threaded = 1;
-    }
+    blas_single_thread();
 #pragma omp parallel
     {
         long lo, hi;
         thread_range(M, &lo, &hi);
-        if (hi > lo)
-            cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                        trans_b ? CblasTrans : CblasNoTrans, (int)(hi - lo), N, K, 1.0f,
-                        trans_a ? A + lo : A + lo * lda, lda, B, ldb, beta, C + lo * ldc, ldc);
+        gemm_rows(trans_a, trans_b, lo, hi, N, K, A, lda, B, ldb, beta, C, ldc, NULL);
     }
 }
 
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
                     int C, int OC) {
-    gemm(0, 1, N, OC, C, inp, C, weight, C, 0.0f, out, OC);
-    if (!bias) return;
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        float *o = out + (long)n * OC;
-        for (int j = 0; j < OC; j++) o[j] += bias[j];
+    blas_single_thread();
+#pragma omp parallel
+    {
+        long lo, hi;
+        thread_range(N, &lo, &hi);
+        gemm_rows(0, 1, lo, hi, OC, C, inp, C, weight, C, 0.0f, out, OC, bias);
     }
 }
 
@@ -122,23 +138,43 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
 
-void gelu_forward(float *out, const float *inp, int N) {
-#pragma omp parallel for simd schedule(static)
-    for (int i = 0; i < N; i++) {
+SIMD_CLONES static void gelu_forward_range(float *out, const float *inp, long lo, long hi) {
+#pragma omp simd
+    for (long i = lo; i < hi; i++) {
         float x = inp[i];
         out[i] = 0.5f * x * (1.0f + tanh_fast(GELU_SCALE * (x + 0.044715f * x * x * x)));
     }
 }
 
-void gelu_backward(float *dinp, const float *inp, const float *dout, int N) {
-#pragma omp parallel for simd schedule(static)
-    for (int i = 0; i < N; i++) {
+SIMD_CLONES static void gelu_backward_range(float *dinp, const float *inp, const float *dout,
+                                            long lo, long hi) {
+#pragma omp simd
+    for (long i = lo; i < hi; i++) {
         float x = inp[i];
         float u = GELU_SCALE * (x + 0.044715f * x * x * x);
         float th = tanh_fast(u);
         float sech2 = 1.0f - th * th;
-        float g = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        float g =
+            0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
         dinp[i] += g * dout[i];
+    }
+}
+
+void gelu_forward(float *out, const float *inp, int N) {
+#pragma omp parallel
+    {
+        long lo, hi;
+        thread_range(N, &lo, &hi);
+        gelu_forward_range(out, inp, lo, hi);
+    }
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, int N) {
+#pragma omp parallel
+    {
+        long lo, hi;
+        thread_range(N, &lo, &hi);
+        gelu_backward_range(dinp, inp, dout, lo, hi);
     }
 }
 
@@ -174,7 +210,7 @@ void encoder_backward(float *dvis, float *dwte, float *dwpe, const float *dout, 
             }
     }
     if (!dwte && !dwpe) return;
-    /* scatter-adds: each thread owns a channel range and visits rows in order (deterministic) */
+        /* scatter-adds: each thread owns a channel range and visits rows in order (deterministic) */
 #pragma omp parallel
     {
         long lo, hi;
@@ -194,7 +230,8 @@ void encoder_backward(float *dvis, float *dwte, float *dwpe, const float *dout, 
     }
 }
 
-void patchify_forward(float *out, const uint8_t *img_u8, const float *img_f32, int B, int S, int p) {
+void patchify_forward(float *out, const uint8_t *img_u8, const float *img_f32, int B, int S,
+                      int p) {
     assert((img_u8 != NULL) != (img_f32 != NULL));
     int g = S / p, P = g * g, K = p * p * 3;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -206,7 +243,8 @@ void patchify_forward(float *out, const uint8_t *img_u8, const float *img_f32, i
                 long src = (((long)b * S + gy * p + y) * S + gx * p) * 3;
                 float *row = o + y * p * 3;
                 if (img_u8)
-                    for (int i = 0; i < p * 3; i++) row[i] = img_u8[src + i] * (1.0f / 255.0f) - 0.5f;
+                    for (int i = 0; i < p * 3; i++)
+                        row[i] = img_u8[src + i] / 255.0f - 0.5f; /* as numpy: x / 255 - 0.5 */
                 else
                     memcpy(row, img_f32 + src, sizeof(float) * p * 3);
             }

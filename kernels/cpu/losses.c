@@ -124,7 +124,8 @@ void masked_mean_forward(float *out, const float *inp, const uint8_t *mask, int 
     }
 }
 
-void masked_mean_backward(float *dinp, const float *dout, const uint8_t *mask, int B, int T, int C) {
+void masked_mean_backward(float *dinp, const float *dout, const uint8_t *mask, int B, int T,
+                          int C) {
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         int cnt = 0;
@@ -142,7 +143,8 @@ void masked_mean_backward(float *dinp, const float *dout, const uint8_t *mask, i
 
 void embedding_forward(float *out, const int *tokens, const float *table, int N, int C) {
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) memcpy(out + (long)n * C, table + (long)tokens[n] * C, sizeof(float) * C);
+    for (int n = 0; n < N; n++)
+        memcpy(out + (long)n * C, table + (long)tokens[n] * C, sizeof(float) * C);
 }
 
 void embedding_backward(float *dtable, const float *dout, const int *tokens, int N, int C) {

@@ -1,14 +1,12 @@
-/* device.cu: CUDA device discovery for `cgvlm env` and for choosing --device auto. */
+/* device.cu: CUDA device discovery for `cgvlm env` and for choosing --device auto (inside the
+ * plugin: kernels/gpu_loader.c's cg_gpu_count and cg_gpu_describe call these through the table of
+ * kernels/cuda/plugin.h). */
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
 
-extern "C" {
-#include "kernels/gpu.h"
-}
+#include "kernels/cuda/plugin.h"
 
-extern "C" int cg_gpu_built(void) { return 1; }
-
-extern "C" int cg_gpu_count(void) {
+extern "C" int cuda_device_count(void) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {
         cudaGetLastError();
@@ -17,7 +15,7 @@ extern "C" int cg_gpu_count(void) {
     return n;
 }
 
-extern "C" void cg_gpu_describe(cg_buf *out) {
+extern "C" void cuda_device_describe(cg_buf *out) {
     int n = 0, driver = 0, runtime = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     cudaRuntimeGetVersion(&runtime);

@@ -45,6 +45,19 @@ expect 0 "show 1" -- "$BIN" show 1
 case "$out" in *accuracy_likelihood*color*0.48*) ;; *) bad "show 1 lacks the color accuracy: $out";; esac
 expect 0 "show by name" -- "$BIN" show lone-run
 case "$out" in *"(lone run)"*) ;; *) bad "show lone-run: $out";; esac
+"$BIN" show --format json 4 > "$T/show.json" || bad "show --format json"
+"$PY" - "$T/show.json" <<'PYEOF' || bad "show json content: $(cat "$T/show.json")"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["run"]["run_id"] == 4 and j["run"]["state"] == "failed" and j["run"]["sweep"] == "demo", j["run"]
+assert j["config"]["model"]["adapter"] == "mlp2x" and j["config"]["tags"] == ["a", "b"], j["config"]
+assert {p["path"] for p in j["params"]} == {"align.lambda", "instruct.fraction"}, j["params"]
+assert [t["kind"] for t in j["tasks"]] == ["world", "lm_pretrain", "align", "instruct", "eval"], j["tasks"]
+assert j["tasks"][-1]["error"] == "out of memory on device 0", j["tasks"]
+assert {(m["stage"], m["metric"]) for m in j["final_metrics"]} >= {("instruct", "loss"), ("align", "lr")}
+assert j["evals"] == [], j["evals"]
+PYEOF
+expect 2 "show --format csv" -- "$BIN" show --format csv 4
 expect 2 "show missing run" -- "$BIN" show no-such-run
 case "$out" in *"no run 'no-such-run'"*) ;; *) bad "show missing run message: $out";; esac
 expect 2 "show without a run" -- "$BIN" show

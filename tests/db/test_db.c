@@ -177,6 +177,74 @@ static void test_sink(sqlite3 *db) {
     metrics_close(s);
 }
 
+/* v_final_metrics: the value at each metric's largest step, steps logged out of order. */
+static void test_final_metrics(sqlite3 *db) {
+    int64_t run, t;
+    metrics_sink *s = NULL;
+    CHECK(store_run_create(db, 0, "final", "{}", "{}", 0, NAN, NAN, NULL, &run) == CG_OK);
+    CHECK(store_task_upsert(db, "final-task", "instruct", "{}", &t) == CG_OK);
+    CHECK(store_run_task_link(db, run, t) == CG_OK);
+    CHECK(store_sink_open(db, t, &s) == CG_OK);
+    int steps[] = {3, 9, 1, 7};
+    for (int i = 0; i < 4; i++) {
+        metrics_scalar(s, "loss", steps[i], 10.0 * steps[i]);
+        metrics_scalar(s, "acc", steps[i] / 2, steps[i]);
+    }
+    metrics_close(s);
+    char *sql = cg_fmt("SELECT COUNT(*) FROM v_final_metrics WHERE run_id = %lld", (long long)run);
+    CHECK(count(db, sql) == 2);
+    free(sql);
+    /* resuming from a checkpoint at step 8, then starting over: steps are not doubled */
+    CHECK(store_task_reset_metrics(db, t, 8) == CG_OK);
+    CHECK(count(db, "SELECT MAX(step) FROM v_metrics WHERE key = 'final-task' AND metric = 'loss'") == 7);
+    CHECK(store_task_reset_metrics(db, t, 0) == CG_OK);
+    CHECK(count(db, "SELECT COUNT(*) FROM v_metrics WHERE key = 'final-task'") == 0);
+    CHECK(store_sink_open(db, t, &s) == CG_OK);
+    for (int i = 0; i < 4; i++) {
+        metrics_scalar(s, "loss", steps[i], 10.0 * steps[i]);
+        metrics_scalar(s, "acc", steps[i] / 2, steps[i]);
+    }
+    metrics_close(s);
+    sql = cg_fmt("SELECT COUNT(*) FROM v_final_metrics WHERE run_id = %lld", (long long)run);
+    CHECK(count(db, sql) == 2);
+    free(sql);
+    sql = cg_fmt("SELECT value FROM v_final_metrics WHERE run_id = %lld AND metric = 'loss' AND step = 9 AND stage = 'instruct'", (long long)run);
+    CHECK(number(db, sql) == 90);
+    free(sql);
+    sql = cg_fmt("SELECT value FROM v_final_metrics WHERE run_id = %lld AND metric = 'acc' AND step = 4", (long long)run);
+    CHECK(number(db, sql) == 9);
+    free(sql);
+}
+
+/* A worker's journal lands in the db through the sink, whole; a malformed one not at all. */
+static void test_journal(sqlite3 *db) {
+    int64_t t, n = 0;
+    metrics_sink *j = NULL;
+    char *path = path_in("task.jsonl");
+    CHECK(store_task_upsert(db, "journaled", "instruct", "{}", &t) == CG_OK);
+    CHECK(metrics_journal_open(path, &j) == CG_OK);
+    for (int i = 0; i < 50; i++) metrics_scalar(j, "loss", i, i);
+    metrics_eval(j, "world", "accuracy_letter", "", 0.5, 8);
+    metrics_prediction(j, "world", "letter", "q9", "size", NULL, 1, 1, "A");
+    metrics_artifact(j, "journal-art", "store/j", 3, "ff");
+    metrics_close(j);
+    CHECK(store_ingest_journal(db, t, path, &n) == CG_OK);
+    CHECK(n == 53);
+    char *sql = cg_fmt("SELECT (SELECT COUNT(*) FROM metrics WHERE task_id = %lld) + "
+                       "(SELECT COUNT(*) FROM evals WHERE task_id = %lld) + "
+                       "(SELECT COUNT(*) FROM predictions WHERE task_id = %lld) + "
+                       "(SELECT COUNT(*) FROM artifacts WHERE task_id = %lld)",
+                       (long long)t, (long long)t, (long long)t, (long long)t);
+    CHECK(count(db, sql) == 53);
+    /* a journal with a malformed line in the middle: refused, nothing added */
+    const char *bad = "{\"t\":\"scalar\",\"name\":\"x\",\"step\":1,\"value\":2}\nnot json\n";
+    CHECK(cg_write_file_atomic(path, bad, strlen(bad)) == CG_OK);
+    CHECK(store_ingest_journal(db, t, path, NULL) == CG_EUSER);
+    CHECK(count(db, sql) == 53);
+    free(sql);
+    free(path);
+}
+
 /* A row older than flush_seconds makes the next call flush. */
 static void test_flush_by_age(sqlite3 *db) {
     int64_t t, committed = 0;
@@ -245,6 +313,8 @@ int main(void) {
         test_records(db);
         test_sink(db);
         test_flush_by_age(db);
+        test_final_metrics(db);
+        test_journal(db);
         sqlite3_stmt *st;
         CHECK(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK);
         CHECK(sqlite3_step(st) == SQLITE_ROW);

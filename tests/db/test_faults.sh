@@ -16,7 +16,7 @@ for trial in 1 2 3 4; do
     "$WRITER" write "$DB" "kill-$trial" 1000000000 $B > "$T/k$trial.out" 2>&1 &
     pid=$!
     # wait until it has committed something, then a little more (a different point each trial)
-    for _ in $(seq 1 200); do grep -q committed "$T/k$trial.out" && break; sleep 0.02; done
+    for _ in $(seq 1 1500); do grep -q committed "$T/k$trial.out" && break; sleep 0.02; done  # up to 30 s on a loaded machine
     sleep "0.$((trial * 7))"
     kill -KILL $pid
     wait $pid 2>/dev/null

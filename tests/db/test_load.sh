@@ -32,7 +32,7 @@ reader() {
 }
 reader "SELECT COUNT(*), MAX(step) FROM metrics" 1 &
 rp1=$!
-reader "SELECT task_id, metric, COUNT(*) FROM v_metrics GROUP BY task_id, metric" 2 &
+reader "SELECT run, metric, step, value FROM v_final_metrics" 2 &
 rp2=$!
 for i in $(seq 1 $W); do
     wait "${pids[$((i - 1))]}" || bad "writer $i exit status $?: $(cat "$T/w$i.err")"
@@ -52,6 +52,8 @@ per=$(sqlite3 "$DB" "SELECT COUNT(DISTINCT n) || ',' || MIN(n) FROM (SELECT COUN
 dups=$(sqlite3 "$DB" "SELECT COUNT(*) FROM (SELECT 1 FROM metrics GROUP BY task_id, name_id, step HAVING COUNT(*) > 1)")
 [ "$dups" = 0 ] || bad "$dups duplicated (task, metric, step) rows"
 [ "$(sqlite3 "$DB" "SELECT COUNT(*) FROM metric_names")" = 5 ] || bad "metric names interned more than once"
+final=$(sqlite3 "$DB" "SELECT COUNT(*) || ',' || MIN(step) || ',' || MAX(step) FROM v_final_metrics")
+[ "$final" = "$((W * 5)),$((N / 5 - 1)),$((N / 5 - 1))" ] || bad "v_final_metrics: $final"
 [ "$(sqlite3 "$DB" "PRAGMA integrity_check")" = ok ] || bad "integrity_check"
 echo "readers: $(cat "$T/r1.count") + $(cat "$T/r2.count") queries"
 [ $fail = 0 ] && echo "test_load: ok"

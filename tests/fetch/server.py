@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """server.py: the fetcher's test HTTP server, on a free loopback port, with faults as data.
 
-    server.py --root DIR --port-file FILE [--faults FAULTS.json]
+    server.py --root DIR --port-file FILE [--faults FAULTS.json] [--tls CERT KEY]
 
 Serves the files under DIR (GET, with Range: bytes=N- / N-M), binds 127.0.0.1:0 and writes the
 port to FILE once listening. FAULTS.json is re-read on every request, so a test can change the
@@ -10,7 +10,8 @@ faults between runs; it maps a URL path to the faults of that path:
     {"/a.bin": {"fail": [503, 500]},        # the first requests answer these statuses, then ok
      "/b.bin": {"status": 404},             # always this status
      "/c.bin": {"drop_after": 1000,         # send 1000 body bytes, then cut the connection ...
-                "drop_times": 1},           # ... on the first request only (default 1)
+                "drop_times": 1,            # ... on the first request only (default 1)
+                "reset": true},             # ... with a TCP reset instead of a clean close
      "/d.bin": {"trickle": 0.2},            # one byte every 0.2 s
      "/e.bin": {"corrupt": true},           # right length, wrong bytes
      "/f.bin": {"redirect": "file:///etc/passwd"},
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -137,6 +139,11 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body[:drop])
             self.wfile.flush()
             self.count(path, min(drop, len(body)))
+            if f.get("reset"):  # an abortive close: the client sees ECONNRESET, not an early EOF
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+                self.close_connection = True
+                return
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
             return
@@ -157,14 +164,26 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # cut and reset connections are this server's job, not news
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", required=True)
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--faults")
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve https with this certificate")
     a = ap.parse_args()
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
+    srv = Server(("127.0.0.1", 0), Handler)
+    if a.tls:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(a.tls[0], a.tls[1])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     srv.root = a.root
     srv.faults_path = a.faults
     tmp = a.port_file + ".tmp"

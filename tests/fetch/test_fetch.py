@@ -16,6 +16,11 @@ import tempfile
 import time
 import urllib.request
 
+# loopback only: a proxy from the environment must not carry the test's requests
+for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+    os.environ.pop(var, None)
+os.environ["no_proxy"] = os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.abspath(sys.argv[1])
 TIER = sys.argv[2] if len(sys.argv) > 2 else "quick"
@@ -39,7 +44,7 @@ def data(n, seed):
 class Env:
     """A temp dir with the server's root, a cache, and the server process."""
 
-    def __init__(self, files):
+    def __init__(self, files, tls=None):
         self.tmp = tempfile.mkdtemp(prefix="cgvlm-fetch-")
         self.root = os.path.join(self.tmp, "www")
         self.cache = os.path.join(self.tmp, "cache")
@@ -53,14 +58,15 @@ class Env:
         self.set_faults({})
         port_file = os.path.join(self.tmp, "port")
         self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "server.py"), "--root", self.root,
-                                      "--port-file", port_file, "--faults", self.faults_path])
+                                      "--port-file", port_file, "--faults", self.faults_path]
+                                     + (["--tls"] + list(tls) if tls else []))
         for _ in range(200):
             if os.path.exists(port_file):
                 break
             time.sleep(0.025)
         with open(port_file) as f:
             self.port = int(f.read())
-        self.url = "http://127.0.0.1:%d" % self.port
+        self.url = "%s://127.0.0.1:%d" % ("https" if tls else "http", self.port)
 
     def set_faults(self, faults):
         with open(self.faults_path, "w") as f:
@@ -159,6 +165,9 @@ def test_happy_path_and_cache():
         check(r.returncode == 0 and "6 from cache" in r.stderr, "fetch by NAME: %r" % r.stderr)
         r = env.fetch("bench@1", "--offline")
         check(r.returncode == 0, "offline by NAME@VERSION with a warm cache: %r" % r.stderr)
+        r = subprocess.run([BIN, "fetch", "--list", "--cache", env.cache], capture_output=True, text=True, timeout=10)
+        check(r.returncode == 0 and r.stdout == "bench 1 6 1.4 %s/bench/1 latest\n" % env.cache,
+              "fetch --list: %r %r" % (r.stdout, r.stderr))
         r = env.fetch("bench@2", "--offline")
         check(r.returncode == 2 and "version '2'" in r.stderr, "unknown version: %r" % r.stderr)
 
@@ -170,6 +179,13 @@ def test_happy_path_and_cache():
         check(r.returncode == 0 and "5 from cache" in r.stderr, "damaged file refetched: %r" % r.stderr)
         check(open(env.cached("problems.json"), "rb").read() == files["problems.json"], "damaged file repaired")
         check(sent(env.stats(), "problems.json") == 50_000, "only the damaged file is sent again")
+        # damaged, and the server now fails: the damaged copy is gone, not left looking valid
+        with open(env.cached("problems.json"), "r+b") as f:
+            f.write(b"X")
+        env.set_faults({"/problems.json": {"status": 404}})
+        r = env.fetch("bench")
+        check(r.returncode == 1 and not os.path.exists(env.cached("problems.json")),
+              "damaged copy removed when the refetch fails: %r" % r.stderr)
     finally:
         env.close()
 
@@ -186,6 +202,19 @@ def test_resume_after_drop():
         check(ranges[0] is None and ranges[1] == "bytes=%d-" % (size // 2), "second request resumes: %s" % ranges)
         check(sent(st, "f.bin") <= size + 1024, "server sent %d bytes for a %d-byte file" % (sent(st, "f.bin"), size))
         check("1 resumed" in r.stderr, "summary says resumed: %r" % r.stderr)
+    finally:
+        env.close()
+
+
+def test_resume_after_reset():
+    size = 600_000
+    env, r = one_file_case({"drop_after": 200_000, "reset": True, "drop_times": 2}, size=size)
+    try:
+        check(r.returncode == 0, "resume after two resets: %s" % r.stderr)
+        check(open(env.cached("f.bin"), "rb").read() == env.files["f.bin"], "file right after resets")
+        st = env.stats()
+        check(requests(st, "f.bin") == 3, "three requests: %s" % st)
+        check(sent(st, "f.bin") <= size + 400_000, "resets resume, not restart: %d" % sent(st, "f.bin"))
     finally:
         env.close()
 
@@ -269,7 +298,8 @@ def test_wrong_bytes():
 def test_redirect_to_file_refused():
     env, r = one_file_case({"redirect": "file:///etc/passwd"})
     try:
-        check(r.returncode == 1 and "redirect" in r.stderr, "redirect to file:// refused: %r" % r.stderr)
+        check(r.returncode == 1 and "refused a redirect to 'file:///etc/passwd'" in r.stderr,
+              "redirect to file:// refused: %r" % r.stderr)
         part = nothing_valid_left(env)
         check(not os.path.exists(part) or b"root:" not in open(part, "rb").read(), "no local file copied")
     finally:
@@ -297,6 +327,21 @@ def test_more_than_declared():
             check(not os.path.exists(nothing_valid_left(env)), "no .part after too many bytes")
         finally:
             env.close()
+
+
+def test_shorter_than_declared():
+    """The server's whole file is shorter than the manifest says: an error at once, no retries."""
+    env = Env({"a.bin": data(1000, 1)})
+    try:
+        c = env.files["a.bin"]
+        m = env.manifest(entries=[{"path": "a.bin", "url": "a.bin", "sha256": hashlib.sha256(c).hexdigest(),
+                                   "size": 5000}])
+        r = env.fetch(m)
+        check(r.returncode == 1 and "1000 of the 5000 bytes" in r.stderr, "shorter file: %r" % r.stderr)
+        check(requests(env.stats(), "a.bin") == 1, "not retried: %s" % env.stats())
+        check(not os.path.exists(nothing_valid_left(env, "a.bin")), "no .part left")
+    finally:
+        env.close()
 
 
 def test_bad_manifests():
@@ -411,6 +456,68 @@ def test_base_url_override():
         check(r.returncode == 1, "relative URL resolved next to the manifest (missing there): %r" % r.stderr)
         r = env.fetch(m, "--base-url", env.url)
         check(r.returncode == 0 and requests(env.stats(), "a.bin") == 1, "--base-url: %r" % r.stderr)
+        # a cache that cannot be a directory: one clear line, exit 2
+        blocker = os.path.join(env.tmp, "not-a-dir")
+        open(blocker, "w").close()
+        r = env.fetch(m, "--base-url", env.url, cache=blocker)
+        check(r.returncode == 2 and "not a directory" in r.stderr and r.stderr.count("\n") == 1,
+              "cache is a file: %r" % r.stderr)
+    finally:
+        env.close()
+
+
+def test_tls_verified():
+    """A self-signed certificate is refused (TLS verification is on), at once, without retries."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        print("test_tls_verified: no openssl command, skipped")
+        return
+    keydir = tempfile.mkdtemp(prefix="cgvlm-tls-")
+    cert, key = os.path.join(keydir, "cert.pem"), os.path.join(keydir, "key.pem")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    env = Env({"a.bin": data(1000, 1)}, tls=(cert, key))
+    try:
+        c = env.files["a.bin"]
+        m = env.manifest(where="local.json", base_url=env.url + "/",
+                         entries=[{"path": "a.bin", "url": "a.bin", "sha256": hashlib.sha256(c).hexdigest(), "size": 1000}])
+        t0 = time.time()
+        r = env.fetch(m, "--retries", "3", "--retry-delay", "1")
+        check(r.returncode == 1 and "certificate" in r.stderr.lower(), "self-signed refused: %r" % r.stderr)
+        check("attempts" not in r.stderr and time.time() - t0 < 1.0, "no retries on a bad certificate: %r" % r.stderr)
+        check(not os.path.exists(env.cached("a.bin")), "nothing cached from an unverified server")
+    finally:
+        env.close()
+        shutil.rmtree(keydir, ignore_errors=True)
+
+
+def test_progress_bar_on_a_terminal():
+    """stderr a terminal: a progress bar (redrawn with \\r); not a terminal: no escape codes."""
+    import pty
+    env = Env({"a.bin": data(3_000_000, 1), "b.bin": data(1000, 2)})
+    try:
+        env.set_faults({"/a.bin": {"delay": 0.3}})
+        m = env.manifest()
+        master, slave = pty.openpty()
+        p = subprocess.Popen([BIN, "fetch", m, "--cache", env.cache], stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        p.wait(timeout=30)
+        os.close(master)
+        text = out.decode(errors="replace")
+        check(p.returncode == 0, "fetch on a terminal: %r" % text)
+        check("\r\x1b[K" in text and "2 files" in text and "%" in text, "progress bar drawn: %r" % text)
+        check("fetched 2 files" in text, "summary after the bar: %r" % text)
+        r = env.fetch("bench")
+        check("\x1b[" not in r.stderr and "\r" not in r.stderr, "no escape codes off a terminal: %r" % r.stderr)
     finally:
         env.close()
 
@@ -466,10 +573,11 @@ def test_two_fetches_share_the_cache():
         env.close()
 
 
-QUICK = [test_happy_path_and_cache, test_resume_after_drop, test_resume_server_ignores_range,
+QUICK = [test_happy_path_and_cache, test_resume_after_drop, test_resume_after_reset, test_resume_server_ignores_range,
          test_resume_partial_from_earlier_run, test_5xx_then_success, test_404_no_retry, test_5xx_gives_up,
          test_wrong_bytes, test_redirect_to_file_refused, test_redirect_http_followed, test_more_than_declared,
-         test_bad_manifests, test_offline, test_file_manifest_relative_urls, test_base_url_override, test_cli_errors]
+         test_shorter_than_declared, test_bad_manifests, test_offline, test_file_manifest_relative_urls,
+         test_base_url_override, test_tls_verified, test_progress_bar_on_a_terminal, test_cli_errors]
 SLOW = [test_trickle_times_out, test_many_files, test_two_fetches_share_the_cache]
 
 if __name__ == "__main__":

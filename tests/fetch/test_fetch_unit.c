@@ -148,6 +148,14 @@ static void test_manifest(void) {
     CHECK(manifest_parse(text, "t", "https://h/m.json", NULL, &m) == CG_EUSER);
     CHECK(strstr(cg_errmsg(), "base_url") != NULL);
     free(text);
+    /* ... and so is an absolute file:// URL in it, even with the user's own base */
+    text = cg_fmt("{\"name\":\"n\",\"version\":\"1\",\"format\":\"f\","
+                  "\"files\":[{\"path\":\"p\",\"url\":\"file:///etc/passwd\",\"sha256\":\"%s\",\"size\":0}]}", sha);
+    CHECK(manifest_parse(text, "t", "https://h/m.json", "https://mirror/", &m) == CG_EUSER);
+    CHECK(strstr(cg_errmsg(), "local file") != NULL);
+    CHECK(manifest_parse(text, "t", "file:///w/m.json", NULL, &m) == CG_OK); /* a local manifest may */
+    manifest_free(&m);
+    free(text);
     /* missing top-level fields */
     CHECK(manifest_parse("{\"name\":\"n\",\"version\":\"1\",\"files\":[]}", "t", "file:///m.json", NULL, &m) ==
           CG_EUSER);

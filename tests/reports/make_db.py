@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""make_db.py SCHEMA_SQL DB: builds a results database with known, reproducible values for the
-report tests (schema v1 applied from db/schema.sql). Sweeps:
+"""make_db.py MAKE_EMPTY_DB DB: (MAKE_EMPTY_DB creates the db through cgvlm's store_open) builds a results database with known, reproducible values for the
+report tests. Sweeps:
   cg3      align.lambda {0,1} x instruct.fraction {0.01,0.1,0.5,1} x seeds {0,1,2}: evals (overall,
            per category, alignment), per-question predictions, step losses, an environment
   cg1      the same grid with a single seed (intervals become question bootstraps)
@@ -10,12 +10,11 @@ report tests (schema v1 applied from db/schema.sql). Sweeps:
 The values come from random.Random with fixed seeds, so every run of this script writes the same db.
 `make_db.py SCHEMA DB big` writes instead one sweep "big" the size of the default CPU sweep, for timing
 `cgvlm report`: 2 lambdas x 6 fractions x 5 seeds, 600 questions, a loss logged at every step."""
-import json, math, random, sqlite3, sys, zlib
+import json, math, random, sqlite3, subprocess, sys, zlib
 
 schema, path = sys.argv[1], sys.argv[2]
+subprocess.run([schema, path], check=True)
 db = sqlite3.connect(path)
-db.executescript(open(schema).read())
-db.execute("PRAGMA user_version = 1")
 
 BIG = len(sys.argv) > 3 and sys.argv[3] == "big"
 NQ = 600 if BIG else 120

@@ -29,9 +29,11 @@ static void write_npy(const char *dir, const char *name, const char *dtype, cons
     size_t n = 1, off = 0;
     for (int i = 0; i < ndim; i++) {
         n *= (size_t)shape[i];
-        off += (size_t)snprintf(shp + off, sizeof shp - off, "%ld,%s", shape[i], ndim > 1 && i < ndim - 1 ? " " : "");
+        off += (size_t)snprintf(shp + off, sizeof shp - off, "%ld,%s", shape[i],
+                                ndim > 1 && i < ndim - 1 ? " " : "");
     }
-    int len = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", dtype, shp);
+    int len = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }",
+                       dtype, shp);
     int total = 10 + len + 1, pad = (64 - total % 64) % 64;
     FILE *f = fopen(path, "wb");
     if (!f) die(path);
@@ -44,7 +46,8 @@ static void write_npy(const char *dir, const char *name, const char *dtype, cons
     if (fwrite(data, elsize, n, f) != n || fclose(f)) die(path);
 }
 
-static void write_params(model *m, const char *dir, int which /* 0 data, 1 grad */, int trainable_only) {
+static void write_params(model *m, const char *dir, int which /* 0 data, 1 grad */,
+                         int trainable_only) {
     mkdir(dir, 0755);
     for (int i = 0; i < model_num_params(m); i++) {
         model_param *p = model_param_at(m, i);
@@ -55,8 +58,9 @@ static void write_params(model *m, const char *dir, int which /* 0 data, 1 grad 
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: ref_export lm|clip|align|instruct DIR\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: ref_export lm|clip|align|instruct DIR [variant]\n"
+                        "  variant 'linear': linear adapter, fixed tau, lambda 0.5\n");
         return 2;
     }
     static const char *modes[] = {"lm", "clip", "align", "instruct"};
@@ -68,10 +72,24 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *dir = argv[2];
-    model_config cfg = {.image_size = 16, .patch = 4, .vit_dim = 32, .vit_layers = 2, .vit_heads = 2,
-                        .lm_dim = 48, .lm_layers = 2, .lm_heads = 3, .ctx = 32, .vocab = 40,
-                        .adapter = ADAPTER_MLP2X, .pool = 2, .tau = 0.07f, .learn_tau = 1,
-                        .lambda = 1.0f, .batch = 4};
+    int linear = argc == 4 && !strcmp(argv[3], "linear");
+    model_config cfg = {.image_size = 16,
+                        .patch = 4,
+                        .vit_dim = 32,
+                        .vit_layers = 2,
+                        .vit_heads = 2,
+                        .lm_dim = 48,
+                        .lm_layers = 2,
+                        .lm_heads = 3,
+                        .ctx = 32,
+                        .vocab = 40,
+                        .adapter = ADAPTER_MLP2X,
+                        .pool = 2,
+                        .tau = 0.07f,
+                        .learn_tau = 1,
+                        .lambda = 1.0f,
+                        .batch = 4};
+    if (linear) cfg.adapter = ADAPTER_LINEAR, cfg.learn_tau = 0, cfg.lambda = 0.5f;
     enum { B = 4, T = 12 };
     float lr = 1e-3f, clip = 1.0f;
     adamw_params hp = {0.9f, 0.95f, 1e-8f, 0.1f};
@@ -92,17 +110,22 @@ int main(int argc, char **argv) {
         }
     for (int i = 0; i < B * T; i++) tgt[i] = i % T >= T - 8 && i % T < T - 1 ? tok[i + 1] : -1;
     int text_only = mode == MODE_LM;
-    model_batch batch = {.B = B, .T = T, .images_u8 = text_only ? NULL : img, .tokens = tok,
-                         .targets = mode == MODE_CLIP ? NULL : tgt, .content = content};
+    model_batch batch = {.B = B,
+                         .T = T,
+                         .images_u8 = text_only ? NULL : img,
+                         .tokens = tok,
+                         .targets = mode == MODE_CLIP ? NULL : tgt,
+                         .content = content};
 
     if (mkdir(dir, 0755) && errno != EEXIST) die(dir);
     char sub[512];
     FILE *f = fopen((snprintf(sub, sizeof sub, "%s/config.txt", dir), sub), "w");
     if (!f) die(sub);
-    fprintf(f, "mode %s\nimage_size %d\npatch %d\nvit_dim %d\nvit_layers %d\nvit_heads %d\n"
-               "lm_dim %d\nlm_layers %d\nlm_heads %d\nctx %d\nvocab %d\nadapter %s\npool %d\n"
-               "tau %.9g\nlearn_tau %d\nlambda %.9g\nlr %.9g\nclip %.9g\nbeta1 %.9g\nbeta2 %.9g\n"
-               "eps %.9g\nweight_decay %.9g\nsteps %d\n",
+    fprintf(f,
+            "mode %s\nimage_size %d\npatch %d\nvit_dim %d\nvit_layers %d\nvit_heads %d\n"
+            "lm_dim %d\nlm_layers %d\nlm_heads %d\nctx %d\nvocab %d\nadapter %s\npool %d\n"
+            "tau %.9g\nlearn_tau %d\nlambda %.9g\nlr %.9g\nclip %.9g\nbeta1 %.9g\nbeta2 %.9g\n"
+            "eps %.9g\nweight_decay %.9g\nsteps %d\n",
             argv[1], cfg.image_size, cfg.patch, cfg.vit_dim, cfg.vit_layers, cfg.vit_heads,
             cfg.lm_dim, cfg.lm_layers, cfg.lm_heads, cfg.ctx, cfg.vocab,
             cfg.adapter == ADAPTER_MLP2X ? "mlp2x" : "linear", cfg.pool, (double)cfg.tau,

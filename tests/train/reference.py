@@ -2,19 +2,24 @@
 """reference.py: the CG-VLM model of DESIGN.md §1 written independently in PyTorch, used as the
 oracle for the C training core.
 
-    reference.py EXPORT_BIN MODE      (MODE: lm | clip | align | instruct)
+    reference.py EXPORT_BIN MODE [linear]     (MODE: lm | clip | align | instruct)
 
-runs `EXPORT_BIN MODE TMPDIR` (tests/train/ref_export.c), loads the same weights and batch, and
+runs `EXPORT_BIN MODE TMPDIR [linear]` (tests/train/ref_export.c; `linear`: linear adapter, fixed
+tau, lambda 0.5), loads the same weights and batch, and
 compares, in float64 (so the differences are the C code's float32 rounding and nothing else):
 logits, L_gen, L_con, the gradient of every trainable tensor, the losses of 5 AdamW steps (with
 global-norm clipping) and every trained parameter after them. Tolerances (stated in the output):
   logits          max|c - t| <= 1e-5 + 1e-5 * max|t|
   losses          |c - t| <= 1e-5 + 1e-5 * |t|
   gradients       per tensor max|c - t| <= 2e-5 * max|t| + 1e-8
-  after 5 steps   per tensor max|c - t| <= 2e-5  (lr 1e-3: Adam moves a weight ~1e-3 per step;
-                  where a gradient is ~0, Adam's m/sqrt(v) amplifies float32 rounding)
+  after 5 steps   per tensor max|c - t| <= 2% of the tensor's largest move (lr 1e-3: ~5e-3),
+                  and within 1e-5 on every entry whose first gradient is >= 1e-3 of the tensor's
+                  largest. Where a gradient is ~0 (e.g. attention key biases, whose exact gradient
+                  is 0: softmax ignores a per-row constant), Adam's m/sqrt(v) turns float32
+                  rounding into a visible step, so such entries may differ by ~1e-5.
 (measured on this code: logits 2e-7, gradients <= 3e-6 of the tensor's largest entry, parameters
-after 5 steps <= 9e-6, losses <= 2e-7.)
+after 5 steps: entries with |grad| >= 1e-3 max within 6e-6 (most within 3e-7), max 2.4e-5;
+losses <= 2e-7.)
 Exit status 0 when everything is within tolerance, 1 otherwise.
 """
 import math
@@ -162,9 +167,9 @@ def report(name, err, tol, detail=""):
 
 
 def main():
-    exe, mode = sys.argv[1], sys.argv[2]
+    exe, mode, variant = sys.argv[1], sys.argv[2], sys.argv[3:]
     with tempfile.TemporaryDirectory() as d:
-        subprocess.run([exe, mode, d], check=True)
+        subprocess.run([exe, mode, d] + variant, check=True)
         cfg = read_config(d)
         p0, g_c, p5_c = load_dir(d + "/p0"), load_dir(d + "/g"), load_dir(d + "/p5")
         batch = tuple(np.load(f"{d}/{n}.npy") for n in ("images", "tokens", "targets", "content"))
@@ -174,7 +179,8 @@ def main():
     ref = Ref(cfg, p0)
     trained = sorted(k for k in ref.p if k.startswith(TRAINS[mode]))
     assert trained and set(trained) == set(g_c), (trained, sorted(g_c))
-    print(f"reference {mode}: {len(trained)} trainable tensors, float64 PyTorch {torch.__version__}")
+    print(f"reference {mode} {' '.join(variant)}: adapter {cfg['adapter']}, learn_tau {cfg['learn_tau']}, "
+          f"lambda {cfg['lambda']}; {len(trained)} trainable tensors, float64 PyTorch {torch.__version__}")
     for k in trained:
         ref.p[k].requires_grad_(True)
 
@@ -191,8 +197,9 @@ def main():
     # gradients of every trainable tensor
     loss.backward()
     worst = 0.0
+    g0 = {}
     for k in trained:
-        gt = ref.p[k].grad.numpy()
+        gt = g0[k] = ref.p[k].grad.numpy().copy()
         scale = np.abs(gt).max()
         err = np.abs(g_c[k] - gt).max()
         worst = max(worst, err / (scale + 1e-30))
@@ -222,7 +229,11 @@ def main():
                 decay = wd if k in cfg["decay"] else 0.0
                 q.sub_(lr * (mhat / (vhat.sqrt() + eps) + decay * q))
     for k, q in zip(trained, params):
-        report("after 5 steps " + k, np.abs(p5_c[k] - q.detach().numpy()).max(), 2e-5)
+        diff = np.abs(p5_c[k] - q.detach().numpy())
+        moved = np.abs(q.detach().numpy() - p0[k]).max()
+        report("after 5 steps " + k, diff.max(), 2e-2 * moved, f"(largest move {moved:.2e})")
+        live = np.abs(g0[k]) >= 1e-3 * np.abs(g0[k]).max()
+        report("  entries with |grad| >= 1e-3 max", diff[live].max() if live.any() else 0.0, 1e-5)
     print(f"reference {mode}: {'all within tolerance' if not failures else f'{failures} FAILED'}")
     return 1 if failures else 0
 

@@ -44,7 +44,8 @@ static void test_matmul(void) {
     memcpy(dw2, dw, sizeof(float) * c.OC * c.C);
     matmul_backward(NULL, dw2, NULL, c.dout, c.inp, c.w, c.N, c.C, c.OC);
     CHECK_CLOSE(dw2[3], 2.0 * dw[3], 1e-5, 1e-5);
-    free(c.inp), free(c.w), free(c.b), free(c.out), free(c.dout), free(di), free(dw), free(db), free(dw2);
+    free(c.inp), free(c.w), free(c.b), free(c.out), free(c.dout), free(di), free(dw), free(db),
+        free(dw2);
 }
 
 /* ---- layernorm ---- */
@@ -109,9 +110,9 @@ static void test_attention(int causal) {
     long n = (long)c.B * c.T * 3 * c.C;
     c.qkv = rnd(n, 1), c.out = zeros(c.B * c.T * c.C), c.att = zeros(c.B * c.NH * c.T * c.T);
     c.dout = rnd(c.B * c.T * c.C, 1);
-    float *dq = zeros(n);
+    float *dq = zeros(n), *datt = zeros(c.B * c.NH * c.T * c.T);
     att_loss(&c);
-    attention_backward(dq, c.dout, c.qkv, c.att, c.B, c.T, c.C, c.NH, c.causal);
+    attention_backward(dq, datt, c.dout, c.qkv, c.att, c.B, c.T, c.C, c.NH, c.causal);
     gc_check(causal ? "attention(causal).dqkv" : "attention(bidir).dqkv", c.qkv, n, dq, att_loss,
              &c, 1e-3f, 1e-3, 1e-2, 1000);
     if (causal) {
@@ -119,7 +120,7 @@ static void test_attention(int causal) {
         CHECK_CLOSE(c.out[0], c.qkv[2 * c.C], 1e-6, 1e-6);
         CHECK(c.att[1] == 0.0f);
     }
-    free(c.qkv), free(c.out), free(c.att), free(c.dout), free(dq);
+    free(c.qkv), free(c.out), free(c.att), free(c.dout), free(dq), free(datt);
 }
 
 /* ---- encoder (visual tokens + token embeddings + positions) ---- */
@@ -145,7 +146,8 @@ static void test_encoder(void) {
     gc_check("encoder.dvis", c.vis, c.B * c.P * c.C, dv, enc_loss, &c, 1e-2f, 1e-3, 1e-3, 1000);
     gc_check("encoder.dwte", c.wte, V * c.C, dwte, enc_loss, &c, 1e-2f, 1e-3, 1e-3, 1000);
     gc_check("encoder.dwpe", c.wpe, c.T * c.C, dwpe, enc_loss, &c, 1e-2f, 1e-3, 1e-3, 1000);
-    free(c.vis), free(c.wte), free(c.wpe), free(c.out), free(c.dout), free(dv), free(dwte), free(dwpe);
+    free(c.vis), free(c.wte), free(c.wpe), free(c.out), free(c.dout), free(dv), free(dwte),
+        free(dwpe);
 }
 
 /* ---- patch embedding: patchify + matmul + positions ---- */
@@ -175,7 +177,14 @@ static void test_patch_embed(void) {
     int b = 1, gy = 1, gx = 1, y = 2, x = 1, ch = 2;
     float want = c.img[(((long)b * c.S + gy * 4 + y) * c.S + gx * 4 + x) * 3 + ch] / 255.0f - 0.5f;
     CHECK_CLOSE(c.patches[((long)b * c.P + 3) * c.K + (y * 4 + x) * 3 + ch], want, 1e-7, 0);
-    float *demb = zeros(c.B * c.P * c.D), *dw = zeros(c.D * c.K), *db = zeros(c.D), *dpos = zeros(c.P * c.D);
+    /* float images (already normalised) give the same patches */
+    float *imgf = malloc(sizeof(float) * (size_t)npx), *pf = zeros(c.B * c.P * c.K);
+    for (long i = 0; i < npx; i++) imgf[i] = c.img[i] / 255.0f - 0.5f;
+    patchify_forward(pf, NULL, imgf, c.B, c.S, c.p);
+    CHECK(memcmp(pf, c.patches, sizeof(float) * c.B * c.P * c.K) == 0);
+    free(imgf), free(pf);
+    float *demb = zeros(c.B * c.P * c.D), *dw = zeros(c.D * c.K), *db = zeros(c.D),
+          *dpos = zeros(c.P * c.D);
     encoder_backward(demb, NULL, dpos, c.dout, NULL, c.B, c.P, c.P, c.D);
     matmul_backward(NULL, dw, db, demb, c.patches, c.w, c.B * c.P, c.K, c.D);
     gc_check("patch_embed.dweight", c.w, c.D * c.K, dw, pe_loss, &c, 1e-2f, 1e-3, 1e-3, 300);
@@ -351,7 +360,13 @@ static double lcon_loss(void *p) {
 static void test_lcon(void) {
     static int tok[12] = {1, 4, 2, 0, 3, 3, 5, 0, 2, 6, 1, 0};
     static const uint8_t content[12] = {1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 0, 0};
-    lcon_ctx c = {.B = 3, .g = 4, .k = 2, .d = 6, .T = 4, .tok = tok, .content = content,
+    lcon_ctx c = {.B = 3,
+                  .g = 4,
+                  .k = 2,
+                  .d = 6,
+                  .T = 4,
+                  .tok = tok,
+                  .content = content,
                   .ls = logf(1.0f / 0.07f)};
     int V = 7, P = 16, Pp = 4;
     c.vis = rnd(c.B * P * c.d, 1), c.wte = rnd(V * c.d, 1);
@@ -361,7 +376,8 @@ static void test_lcon(void) {
     lcon_loss(&c);
     float *dvbar = zeros(c.B * c.d), *dtbar = zeros(c.B * c.d), dls = 0;
     contrastive_backward(dvbar, dtbar, &dls, c.probs, c.vbar, c.tbar, c.ls, 1.0f, c.B, c.d);
-    float *dpu = zeros(c.B * Pp * c.d), *dpool = zeros(c.B * Pp * c.d), *dvis = zeros(c.B * P * c.d);
+    float *dpu = zeros(c.B * Pp * c.d), *dpool = zeros(c.B * Pp * c.d),
+          *dvis = zeros(c.B * P * c.d);
     masked_mean_backward(dpu, dvbar, NULL, c.B, Pp, c.d);
     l2norm_backward(dpool, dpu, c.pu, c.prn, c.B * Pp, c.d);
     avgpool_backward(dvis, dpool, c.B, c.g, c.g, c.k, c.d);
