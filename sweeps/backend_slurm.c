@@ -430,9 +430,9 @@ static int job_ended(slurm_backend *sb, sjob *j, const char *state, const char *
             for (int i = 0; i < sb->n; i++) {
                 sjob *d = &sb->jobs[i];
                 for (int k = 0; k < d->ndeps; k++)
-                    if (d->deps[k] == j->task_id && !d->upstream_failed) {
-                        d->upstream_failed = 1;
-                        if (!d->cancel) d->cancel = 1;   /* it can never start: free its place */
+                    if (d->deps[k] == j->task_id && !d->upstream_failed && !d->cancel) {
+                        d->upstream_failed = 1;   /* it can never start: free its place */
+                        d->cancel = 1;            /* (a job being stopped anyway stays 'cancelled') */
                     }
             }
         }

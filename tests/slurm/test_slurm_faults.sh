@@ -55,7 +55,7 @@ grep -Eq '"resumed_ms":[1-9]' "ws/artifacts/$(key_of c lm_pretrain)/noop.json" |
 # a stage that always fails: failed after 2 attempts with its message; nothing left queued in Slurm
 sweep_file f align 10 ', "fail_stage": "align", "fail_message": "align went wrong"'
 expect 1 "failing sweep" -- "$BIN" sweep f.json --db "$DB" --workspace ws --backend slurm
-contains "failing sweep" "failed after 2 attempt"
+contains "failing sweep" "1 task(s) failed"
 a=$(q "SELECT task_id FROM tasks WHERE key = '$(key_of f align)'")
 [ "$(q "SELECT state || ' ' || attempts FROM tasks WHERE task_id = $a")" = "failed 2" ] || fail "failing task: $(q "SELECT state, attempts FROM tasks WHERE task_id = $a")"
 q "SELECT error FROM tasks WHERE task_id = $a" | grep -q "align went wrong" || fail "failure message: $(q "SELECT error FROM tasks WHERE task_id = $a")"
