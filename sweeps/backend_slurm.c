@@ -48,7 +48,8 @@ typedef struct {
     int ndeps;
     int cancel;             /* 0, 1 graceful, 2 hard: wanted */
     int cancel_sent;        /* the level already sent */
-    int upstream_failed;
+    int upstream_failed;    /* held on an upstream that did not finish: queued again, not an attempt */
+    int over_limit;         /* refused by a submit limit (MaxSubmitJobs): queued again likewise */
 } sjob;
 
 typedef struct {
@@ -61,6 +62,7 @@ typedef struct {
     sjob *jobs;
     int n, cap;
     double last_poll;
+    int squeue_failing;     /* warned once until squeue answers again */
 } slurm_backend;
 
 /* ---------------------------------------------------------------- running Slurm's commands */
@@ -333,6 +335,14 @@ static int slurm_submit(sched_backend *b, const sched_job *job, int64_t *pid) {
             j->upstream_failed = 1;
             goto out;
         }
+        if (strstr(err, "MaxSubmit") || strstr(err, "job submit limit")) {   /* the user's submit limit: no more jobs at once than now */
+            int live = 0;
+            for (int i = 0; i < sb->n; i++) live += sb->jobs[i].id[0] != 0;
+            if (!cg_quiet && b->slots > live) cg_info("Slurm's submit limit reached at %d jobs; the rest wait for them", live);
+            b->slots = live > 0 ? live : 1;
+            j->upstream_failed = j->over_limit = 1;
+            goto out;
+        }
         rc = cg_err(CG_EUSER, "sbatch refused task %s %.12s: %s", j->kind, j->key,
                     err[0] ? err : "(no message; exit status nonzero)");
         record_refusal(sb, j, cg_errmsg());
@@ -416,6 +426,10 @@ static int job_ended(slurm_backend *sb, sjob *j, const char *state, const char *
     if (rc == CG_OK) {
         slurm_map_end(j->id[0] ? j->id : "(none)", known && st[0] ? st : NULL, why, code, sig, &oc, j->cancel > 0,
                       j->upstream_failed, &end);
+        if (j->over_limit) {
+            free(end.error);
+            end.error = cg_strdup("not submitted: Slurm's submit limit (MaxSubmitJobs) was reached; submitted later");
+        }
         int applied;
         rc = slurm_ingest(sb->db, j->task_id, j->attempt, j->key, journal, &end, &oc, &applied);
         char *staging = cg_fmt("%s/staging/%s.%d", sb->ws, j->key, j->attempt);
@@ -470,10 +484,14 @@ static int slurm_poll(sched_backend *b, double timeout_s, sched_exit *ev, int ma
         char *argv[] = {"squeue", "-h", "-t", "all", "-j", idlist, "-o", "%i %T %r", NULL};
         rc = run_cmd(argv, &out, &err, &status);
         if (rc == CG_OK && status != 0 && !strstr(err, "Invalid job id")) {
-            cg_warn("squeue failed (%s); trying again", err);   /* a controller restart: not the tasks' fault */
+            /* a controller restart or an overloaded controller: not the tasks' fault */
+            if (!sb->squeue_failing) cg_warn("squeue failed (%s); trying again", err);
+            sb->squeue_failing = 1;
             free(out), free(err), free(idlist);
             return CG_OK;
         }
+        if (sb->squeue_failing) cg_info("squeue answers again");
+        sb->squeue_failing = 0;
     }
     /* which jobs squeue listed, and how */
     for (int i = 0; i < sb->n && rc == CG_OK && *n < max;) {

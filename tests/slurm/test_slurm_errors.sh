@@ -28,6 +28,26 @@ contains "refused" "Requested node configuration is not available"
 [ "$(q "SELECT COUNT(*) FROM tasks WHERE state = 'running'")" = 0 ] || fail "refused: tasks left running: $(q "SELECT state, COUNT(*) FROM tasks GROUP BY 1")"
 [ "$(q "SELECT owner_pid IS NULL FROM sweeps WHERE name = 's'")" = 1 ] || fail "ownership not released"
 [ -z "$(squeue -h -o %i)" ] || fail "jobs left: $(squeue)"
+# a submit limit (QOS MaxSubmitJobs needs slurmdbd: an sbatch in front of the real one refuses
+# a third live job with Slurm's message): the rest wait, nothing fails, each attempt runs once
+mkdir limit
+cat > limit/sbatch <<'SH'
+#!/bin/sh
+if [ "$(squeue -h -o %i | wc -l)" -ge 2 ]; then
+    echo "sbatch: error: QOSMaxSubmitJobPerUserLimit" >&2
+    echo "sbatch: error: Batch job submission failed: Job violates accounting/QOS policy (job submit limit, user's size and/or time limits)" >&2
+    exit 1
+fi
+exec /usr/bin/sbatch "$@"
+SH
+chmod +x limit/sbatch
+cat > lim.json <<JSON
+{"name": "lim", "base": {"pipeline": "noop", "noop": {"sleep_ms": 200}}, "axes": {"world.seed": [1, 2]}}
+JSON
+expect 0 "submit limit" -- env PATH="$TMP/limit:$PATH" "$BIN" sweep lim.json --db "$DB" --workspace ws --backend slurm
+contains "submit limit" "submit limit reached"
+[ "$(q "SELECT COUNT(*) || ' ' || SUM(attempts) FROM tasks t JOIN run_tasks USING (task_id) JOIN runs USING (run_id) JOIN sweeps s USING (sweep_id) WHERE s.name = 'lim' AND t.state = 'done'")" = "12 12" ] || fail "submit limit: $(q "SELECT state, attempts, error FROM tasks")"
+
 # and the same sweep then runs
 expect 0 "after the errors" -- "$BIN" sweep s.json --db "$DB" --workspace ws --backend slurm
 finish slurm_errors
