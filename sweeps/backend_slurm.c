@@ -393,39 +393,45 @@ static int terminal(const char *s) {
     return 1;
 }
 
-/* `scontrol show job ID`: JobState, Reason and ExitCode; 0 when Slurm no longer knows the job. */
-static int show_job(const char *id, char *state, size_t ns, char *reason, size_t nr, int *code, int *sig) {
+/* A job's final state as Slurm tells it. */
+typedef struct {
+    char state[32];     /* "" when Slurm no longer knows the job */
+    char reason[64];
+    int code, sig;      /* ExitCode "code:signal" */
+} job_end;
+
+/* `scontrol -o show job ID`: JobState, Reason and ExitCode (squeue has no exit code). */
+static void show_job(const char *id, job_end *e) {
     char *argv[] = {"scontrol", "-o", "show", "job", (char *)id, NULL}, *out = NULL;
-    int status, found = 0;
-    *code = *sig = 0;
+    int status;
     if (run_cmd(argv, &out, NULL, &status) == CG_OK && status == 0) {
         const char *p;
-        if ((p = strstr(out, "JobState="))) found = 1, sscanf(p, "JobState=%31s", state);
-        if ((p = strstr(out, " Reason="))) sscanf(p, " Reason=%63s", reason);
-        if ((p = strstr(out, " ExitCode="))) sscanf(p, " ExitCode=%d:%d", code, sig);
+        if ((p = strstr(out, "JobState="))) sscanf(p, "JobState=%31s", e->state);
+        if ((p = strstr(out, " Reason="))) sscanf(p, " Reason=%63s", e->reason);
+        if ((p = strstr(out, " ExitCode="))) sscanf(p, " ExitCode=%d:%d", &e->code, &e->sig);
     }
-    (void)ns, (void)nr;
     free(out);
-    return found;
 }
 
-/* Records the end of job j and queues its event; cascades to jobs held on it when it did not finish. */
+/* Records the end of job j and queues its event; cascades to jobs held on it when it did not
+ * finish. state/reason: squeue's, NULL when squeue no longer lists the job. */
 static int job_ended(slurm_backend *sb, sjob *j, const char *state, const char *reason, sched_exit *ev, int *nev) {
-    char st[32] = "", why[64] = "";
-    int code = 0, sig = 0, known = 1;
+    job_end je = {"", "", 0, 0};
     if (state) {
-        snprintf(st, sizeof st, "%s", state);
-        snprintf(why, sizeof why, "%s", reason ? reason : "");
+        snprintf(je.state, sizeof je.state, "%s", state);
+        snprintf(je.reason, sizeof je.reason, "%s", reason ? reason : "");
     }
-    if (j->id[0] && (!state || !strcmp(st, "FAILED") || !strcmp(st, "COMPLETED") || !strcmp(st, "CANCELLED")))
-        known = show_job(j->id, st, sizeof st, why, sizeof why, &code, &sig) || state;
+    /* the exit code tells a signal from an exit; scontrol also knows jobs squeue stopped listing */
+    if (j->id[0] && (!state || !strcmp(state, "FAILED") || !strcmp(state, "COMPLETED") || !strcmp(state, "CANCELLED")))
+        show_job(j->id, &je);
+    int code = je.code, sig = je.sig;
     char *journal = cg_fmt("%s/work/%s/metrics.jsonl", sb->ws, j->key);
     slurm_outcome oc;
     int rc = slurm_read_outcome(journal, j->attempt, &oc);
     slurm_end end;
     if (rc == CG_OK) {
-        slurm_map_end(j->id[0] ? j->id : "(none)", known && st[0] ? st : NULL, why, code, sig, &oc, j->cancel > 0,
-                      j->upstream_failed, &end);
+        slurm_map_end(j->id[0] ? j->id : "(none)", je.state[0] ? je.state : NULL, je.reason, code, sig, &oc,
+                      j->cancel > 0, j->upstream_failed, &end);
         if (j->over_limit) {
             free(end.error);
             end.error = cg_strdup("not submitted: Slurm's submit limit (MaxSubmitJobs) was reached; submitted later");
