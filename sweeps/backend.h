@@ -1,7 +1,7 @@
 /* backend.h: where the scheduler's task processes run. The scheduler decides what runs when and
  * keeps the database; a backend only starts task attempts, reports their ends, and stops them.
  *   local  worker processes on this machine (backend_local.c): one slot per CPU share or GPU
- *   slurm  (later) sbatch per attempt; `cgvlm task` is the job's command
+ *   slurm  one batch job per attempt (backend_slurm.c); `cgvlm task --spec` is the job's command
  * Every attempt runs `cgvlm task` logic in a process of its own: a crash kills a task, never the
  * scheduler. The task process itself records its outcome in the db (see task.h). */
 #ifndef CG_BACKEND_H
@@ -35,6 +35,13 @@ struct sched_backend {
     void (*cancel)(sched_backend *b, int64_t task_id, int attempt, int hard);
     void (*close)(sched_backend *b);
     void *impl;
+    /* Optional (NULL: none). Takes over an attempt found 'running' that an earlier scheduler started
+     * and the backend still knows (a Slurm job queued, running or just ended): *attempt = its
+     * number, *adopted = 1; its end is then reported by poll like any other. */
+    int (*adopt)(sched_backend *b, const sched_job *job, int *attempt, int *adopted);
+    int chains;      /* 1: an attempt may start while its upstream attempts of this backend still run
+                      * (Slurm holds it with afterok) */
+    int own_limits;  /* 1: the backend enforces time limits itself (Slurm --time): no timer here */
 };
 
 /* The local backend: `workers` slots. With gpus > 0 each slot is pinned to one GPU

@@ -237,7 +237,7 @@ int backend_local_open(const char *db_path, const char *workspace, int workers, 
     }
     /* a worker that dies must not kill the scheduler through a write to its pipe */
     signal(SIGPIPE, SIG_IGN);
-    lb->self = (sched_backend){"local", workers, local_submit, local_poll, local_cancel, local_close, lb};
+    lb->self = (sched_backend){"local", workers, local_submit, local_poll, local_cancel, local_close, lb, NULL, 0, 0};
     *out = &lb->self;
     return CG_OK;
 }

@@ -384,7 +384,7 @@ static int load_tasks(runner *r) {
         snprintf(t->label, sizeof t->label, "%s", label ? label : t->kind);
         double lim = r->o->time_limit;
         if (lim <= 0 && r->o->sw) lim = sweep_time_limit(r->o->sw, t->kind);
-        t->limit = lim;
+        t->limit = r->be->own_limits ? 0 : lim;
     }
     sqlite3_finalize(st);
     if ((rc = sql_prep(r->db, "SELECT d.task_id, d.dep_id FROM task_deps d WHERE d.task_id IN "
@@ -447,6 +447,23 @@ out:
     return rc;
 }
 
+/* Attempts an earlier scheduler left running that the backend still knows become ours again. */
+static int adopt(runner *r) {
+    int rc = CG_OK;
+    for (int i = 0; r->be->adopt && i < r->n && rc == CG_OK; i++) {
+        stask *t = &r->t[i];
+        if (t->state != 'r') continue;
+        sched_job job = {t->id, 0, t->key, t->kind};
+        int adopted = 0;
+        rc = r->be->adopt(r->be, &job, &t->attempt, &adopted);
+        if (rc == CG_OK && adopted) {
+            t->mine = 1, t->started = cg_mono_time();
+            r->running++;
+        }
+    }
+    return rc;
+}
+
 /* Re-reads the states of the tasks not running here (other schedulers share tasks) and recovers
  * orphans. */
 static int refresh(runner *r) {
@@ -488,8 +505,10 @@ static int ready(const runner *r, int i) {
     const stask *t = &r->t[i];
     if (t->mine || t->state == 'd' || t->state == 'r') return 0;
     if (t->fails >= r->o->max_attempts) return 0;
-    for (int d = 0; d < t->ndeps; d++)
-        if (r->t[t->deps[d]].state != 'd') return 0;
+    for (int d = 0; d < t->ndeps; d++) {
+        const stask *u = &r->t[t->deps[d]];
+        if (u->state != 'd' && !(r->be->chains && u->mine)) return 0;
+    }
     return 1;
 }
 
@@ -633,7 +652,7 @@ int sched_run(sqlite3 *db, int64_t sweep_id, sched_backend *be, const sched_opts
         (rc = sql_prep(db, "UPDATE tasks SET state = 'queued' WHERE task_id = ? AND state IN ('failed','crashed')", &r.requeue)) ||
         (rc = sql_prep(db, "SELECT DISTINCT t.task_id, t.state, t.host, t.pid, t.heartbeat_at FROM runs JOIN run_tasks USING (run_id) "
                            "JOIN tasks t USING (task_id) WHERE runs.sweep_id = ?", &r.refresh)) ||
-        (rc = load_tasks(&r)) || (rc = refresh(&r)))
+        (rc = load_tasks(&r)) || (rc = adopt(&r)) || (rc = refresh(&r)))
         goto out;
 
     for (;;) {

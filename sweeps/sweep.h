@@ -10,7 +10,7 @@
  *    "seeds": [0, 1, 2],                           the run seed ("seed"), innermost
  *    "max_attempts": 3,                            failures+crashes allowed per task and invocation
  *    "time_limit_s": 3600 | {"kind": s, "default": s},
- *    "resources": {"kind": {"cpus": n, "gpus": n, "mem": "8G", "time": "2:00:00"}}}  (Slurm, later)
+ *    "resources": {"kind": {"cpus": n, "gpus": n, "mem": "8G", "time": "2:00:00"}}}  (Slurm: docs/SLURM.md)
  */
 #ifndef CG_SWEEP_H
 #define CG_SWEEP_H

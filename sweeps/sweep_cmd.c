@@ -5,6 +5,7 @@
 #include "db/store.h"
 #include "experiments/stage.h"
 #include "kernels/gpu.h"
+#include "sweeps/backend_slurm.h"
 #include "sweeps/sched.h"
 #include "sweeps/sweep.h"
 #include "sweeps/task.h"
@@ -86,10 +87,13 @@ int sched_execute(const sweep *sw, const char *db_path, const char *workspace, i
     }
     int threads = ncores() / workers > 0 ? ncores() / workers : 1;
     char *db_abs = realpath(db_path, NULL);   /* workers get absolute paths */
-    rc = backend_local_open(db_abs ? db_abs : db_path, ws, workers, gpus, threads, &be);
+    if (sched_slurm.enabled) rc = backend_slurm_open(db_abs ? db_abs : db_path, ws, sw, time_limit, &be);
+    else rc = backend_local_open(db_abs ? db_abs : db_path, ws, workers, gpus, threads, &be);
     free(db_abs);
     if (rc) goto out;
-    if (progress)
+    if (progress && sched_slurm.enabled)
+        cg_info("sweep %s: %d runs, one Slurm job per task attempt; workspace %s", sw->name, sw->nruns, ws);
+    else if (progress)
         cg_info("sweep %s: %d runs on %d %s worker(s), %d thread(s) each; workspace %s", sw->name, sw->nruns,
                 workers, gpus ? "GPU" : "CPU", threads, ws);
 
@@ -125,11 +129,35 @@ out:
 
 enum { OPT_DRY = 1000, OPT_DB, OPT_WS, OPT_WORKERS, OPT_BACKEND, OPT_ATTEMPTS, OPT_LIMIT, OPT_SWEEP,
        OPT_WATCH, OPT_KEY, OPT_ATTEMPT, OPT_THREADS, OPT_WORKER, OPT_JSON, OPT_TASKS, OPT_SLEEP,
-       OPT_INTERVAL, OPT_HELP };
+       OPT_INTERVAL, OPT_PARTITION, OPT_ACCOUNT, OPT_SLURM_ARG, OPT_SPEC, OPT_HELP };
+
+/* --backend local|slurm and the Slurm options, shared by `cgvlm sweep` and `cgvlm bench sched`. */
+static int backend_option(int c, const char *arg) {
+    switch (c) {
+    case OPT_BACKEND:
+        if (!strcmp(arg, "slurm")) sched_slurm.enabled = 1;
+        else if (!strcmp(arg, "local")) sched_slurm.enabled = 0;
+        else return cg_err(CG_EUSER, "--backend '%s' is not available; use 'local' or 'slurm'", arg);
+        return CG_OK;
+    case OPT_PARTITION: sched_slurm.partition = arg; return CG_OK;
+    case OPT_ACCOUNT: sched_slurm.account = arg; return CG_OK;
+    case OPT_SLURM_ARG:
+        if (sched_slurm.nargs == (int)CG_ARRAY_LEN(sched_slurm.args))
+            return cg_err(CG_EUSER, "too many --slurm-arg options (at most %d)", (int)CG_ARRAY_LEN(sched_slurm.args));
+        sched_slurm.args[sched_slurm.nargs++] = arg;
+        return CG_OK;
+    }
+    return CG_OK;
+}
+
+#define BACKEND_LONG_OPTS                                                                              \
+    {"backend", required_argument, NULL, OPT_BACKEND}, {"partition", required_argument, NULL, OPT_PARTITION}, \
+    {"account", required_argument, NULL, OPT_ACCOUNT}, {"slurm-arg", required_argument, NULL, OPT_SLURM_ARG}
 
 static const char sweep_usage[] =
     "usage: cgvlm sweep SWEEP.json [--dry-run] [--db PATH] [--workspace DIR] [--workers N]\n"
-    "                   [--backend local] [--max-attempts N] [--time-limit S]\n"
+    "                   [--backend local|slurm [--partition P] [--account A] [--slurm-arg ARG]...]\n"
+    "                   [--max-attempts N] [--time-limit S]\n"
     "\n"
     "expands the sweep (grid of axes x seeds), refuses it whole if anything is wrong, records runs\n"
     "and their deduplicated tasks in the results db and runs the tasks in dependency order, each\n"
@@ -140,7 +168,9 @@ static const char sweep_usage[] =
     "  --db PATH          results db (default $CGVLM_DB or results.db)\n"
     "  --workspace DIR    artifacts, checkpoints, logs (default $CGVLM_WORKSPACE or workspace)\n"
     "  --workers N        tasks at once (default: one per GPU, else one per CPU core)\n"
-    "  --backend local    where tasks run (only local for now)\n"
+    "  --backend B        where tasks run: local (worker processes, the default) or slurm (one\n"
+    "                     batch job per task attempt; see docs/SLURM.md)\n"
+    "  --partition P, --account A, --slurm-arg ARG   passed to every sbatch (slurm only)\n"
     "  --max-attempts N   failures allowed per task (default: the sweep's max_attempts, else 3)\n"
     "  --time-limit S     seconds per task attempt, for every kind (default: the sweep's)\n"
     "see docs/SWEEPS.md for the sweep file format.\n";
@@ -149,7 +179,7 @@ int cmd_sweep(int argc, char **argv) {
     static const struct option opts[] = {
         {"dry-run", no_argument, NULL, OPT_DRY},       {"db", required_argument, NULL, OPT_DB},
         {"workspace", required_argument, NULL, OPT_WS}, {"workers", required_argument, NULL, OPT_WORKERS},
-        {"backend", required_argument, NULL, OPT_BACKEND},
+        BACKEND_LONG_OPTS,
         {"max-attempts", required_argument, NULL, OPT_ATTEMPTS},
         {"time-limit", required_argument, NULL, OPT_LIMIT}, {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0}};
@@ -170,9 +200,8 @@ int cmd_sweep(int argc, char **argv) {
             rc = cg_parse_double(optarg, "--time-limit", &limit);
             if (rc == CG_OK && !(limit > 0)) rc = cg_err(CG_EUSER, "--time-limit must be > 0 seconds");
             break;
-        case OPT_BACKEND:
-            if (strcmp(optarg, "local"))
-                rc = cg_err(CG_EUSER, "--backend '%s' is not available; use 'local' (slurm comes later)", optarg);
+        case OPT_BACKEND: case OPT_PARTITION: case OPT_ACCOUNT: case OPT_SLURM_ARG:
+            rc = backend_option(c, optarg);
             break;
         case OPT_HELP: case 'h': fputs(sweep_usage, stdout); return CG_OK;
         default:
@@ -180,6 +209,8 @@ int cmd_sweep(int argc, char **argv) {
         }
         if (rc) return cg_report(rc);
     }
+    if (!sched_slurm.enabled && (sched_slurm.partition || sched_slurm.account || sched_slurm.nargs))
+        return cg_report(cg_err(CG_EUSER, "sweep: --partition, --account and --slurm-arg need --backend slurm"));
     if (optind != argc - 1)
         return cg_report(cg_err(CG_EUSER, "sweep: give exactly one sweep file; see 'cgvlm sweep --help'"));
     sweep sw;
@@ -406,6 +437,13 @@ int cmd_cancel(int argc, char **argv) {
     sqlite3 *db;
     int rc = store_open(db_path, STORE_READONLY, &db);
     if (rc == CG_OK) rc = sched_cancel_sweep(db, name);
+    int orphans = 0;   /* no scheduler, but Slurm jobs it left: cancel those */
+    if (rc == CG_EUSER && slurm_cancel_orphans(db, name, &orphans) == CG_OK && orphans > 0) {
+        cg_err_clear();
+        rc = CG_OK;
+        printf("sweep '%s' has no scheduler; cancelled its %d Slurm job(s); re-run the sweep to record them and resume\n",
+               name, orphans);
+    }
     store_close(db);
     return cg_report(rc);
 }
@@ -417,8 +455,9 @@ int cmd_task(int argc, char **argv) {
         {"db", required_argument, NULL, OPT_DB},           {"workspace", required_argument, NULL, OPT_WS},
         {"key", required_argument, NULL, OPT_KEY},         {"attempt", required_argument, NULL, OPT_ATTEMPT},
         {"threads", required_argument, NULL, OPT_THREADS}, {"worker", no_argument, NULL, OPT_WORKER},
+        {"spec", required_argument, NULL, OPT_SPEC},
         {"help", no_argument, NULL, OPT_HELP},             {NULL, 0, NULL, 0}};
-    const char *db = store_default_path(), *ws = default_workspace(), *key = NULL;
+    const char *db = store_default_path(), *ws = default_workspace(), *key = NULL, *spec = NULL;
     int attempt = 0, threads = ncores(), worker = 0, rc = CG_OK;
     optind = 1;
     opterr = 0;
@@ -431,9 +470,11 @@ int cmd_task(int argc, char **argv) {
         case OPT_ATTEMPT: rc = cg_parse_int(optarg, "--attempt", 1, 1 << 30, &attempt); break;
         case OPT_THREADS: rc = cg_parse_int(optarg, "--threads", 1, 4096, &threads); break;
         case OPT_WORKER: worker = 1; break;
+        case OPT_SPEC: spec = optarg; break;
         case OPT_HELP: case 'h':
             printf("usage: cgvlm task --key KEY [--db PATH] [--workspace DIR] [--attempt N] [--threads N]\n"
-                   "       cgvlm task --worker --db PATH --workspace DIR   (the local backend's worker)\n\n"
+                   "       cgvlm task --worker --db PATH --workspace DIR   (the local backend's worker)\n"
+                   "       cgvlm task --spec FILE   (a Slurm job: no db; results go to the task's journal)\n\n"
                    "(internal) runs one attempt of one task of the results db: what the scheduler's workers\n"
                    "and Slurm jobs execute. Without --attempt the task is claimed first.\n");
             return CG_OK;
@@ -443,6 +484,7 @@ int cmd_task(int argc, char **argv) {
         if (rc) return cg_report(rc);
     }
     if (worker) return task_worker(db, ws, threads);
+    if (spec) return task_spec_main(spec);
     if (!key || optind != argc) return cg_report(cg_err(CG_EUSER, "task: give --key KEY; see 'cgvlm task --help'"));
     const char *dev = getenv("CGVLM_DEVICE");
     return task_main(db, ws, key, attempt, threads, dev ? dev : "cpu");
@@ -454,6 +496,7 @@ int bench_sched(int argc, char **argv) {
     static const struct option opts[] = {
         {"json", no_argument, NULL, OPT_JSON},       {"tasks", required_argument, NULL, OPT_TASKS},
         {"workers", required_argument, NULL, OPT_WORKERS}, {"sleep-ms", required_argument, NULL, OPT_SLEEP},
+        BACKEND_LONG_OPTS,
         {"help", no_argument, NULL, OPT_HELP},       {NULL, 0, NULL, 0}};
     int json = 0, ntasks = 1000, workers = ncores(), sleep_ms = 0, rc = CG_OK;
     optind = 1;
@@ -465,8 +508,12 @@ int bench_sched(int argc, char **argv) {
         case OPT_TASKS: rc = cg_parse_int(optarg, "--tasks", 6, 1000000, &ntasks); break;
         case OPT_WORKERS: rc = cg_parse_int(optarg, "--workers", 1, 1024, &workers); break;
         case OPT_SLEEP: rc = cg_parse_int(optarg, "--sleep-ms", 0, 60000, &sleep_ms); break;
+        case OPT_BACKEND: case OPT_PARTITION: case OPT_ACCOUNT: case OPT_SLURM_ARG:
+            rc = backend_option(c, optarg);
+            break;
         case OPT_HELP: case 'h':
-            printf("usage: cgvlm bench sched [--json] [--tasks N] [--workers N] [--sleep-ms MS]\n\n"
+            printf("usage: cgvlm bench sched [--json] [--tasks N] [--workers N] [--sleep-ms MS]\n"
+                   "                         [--backend local|slurm [--partition P] ...]\n\n"
                    "runs a noop sweep of about N tasks (chains of 6 stages, default 1000, each sleeping MS)\n"
                    "through the whole scheduler (expansion, recording, claims, worker processes, artifact\n"
                    "publication) in a temporary workspace and reports the overhead per task:\n"
@@ -509,11 +556,11 @@ int bench_sched(int argc, char **argv) {
     free(db_path), free(ws);
     if (rc) return cg_report(cg_err_wrap(rc, "bench sched"));
     if (json)
-        printf("{\"bench\":\"sched\",\"tasks\":%d,\"workers\":%d,\"sleep_ms\":%d,\"wall_s\":%.3f,\"ideal_s\":%.3f,"
+        printf("{\"bench\":\"sched\",\"backend\":\"%s\",\"tasks\":%d,\"workers\":%d,\"sleep_ms\":%d,\"wall_s\":%.3f,\"ideal_s\":%.3f,"
                "\"overhead_ms_per_task\":%.3f,\"target_ms\":5,\"cores\":%d}\n",
-               tasks, workers, sleep_ms, wall, ideal, over, ncores());
+               sched_slurm.enabled ? "slurm" : "local", tasks, workers, sleep_ms, wall, ideal, over, ncores());
     else
-        printf("sched: %d noop tasks (%d runs x 6 stages), %d workers, %d ms each: wall %.2f s, ideal %.2f s, "
-               "overhead %.2f ms per task (target <= 5)\n", tasks, nruns, workers, sleep_ms, wall, ideal, over);
+        printf("sched (%s): %d noop tasks (%d runs x 6 stages), %d workers, %d ms each: wall %.2f s, ideal %.2f s, "
+               "overhead %.2f ms per task (target <= 5)\n", sched_slurm.enabled ? "slurm" : "local", tasks, nruns, workers, sleep_ms, wall, ideal, over);
     return CG_OK;
 }

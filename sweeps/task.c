@@ -655,3 +655,8 @@ int task_worker(const char *db_path, const char *workspace, int threads) {
     close(logfd);
     return CG_OK;
 }
+
+/* ---------------------------------------------------------------- for the Slurm job (task_slurm.c) */
+
+int task_publish(const char *staging, const char *final) { return publish(staging, final); }
+int task_artifact_digest(const char *dir, int64_t *size, char hex[65]) { return artifact_digest(dir, size, hex); }

@@ -12,6 +12,8 @@
 #ifndef CG_TASK_H
 #define CG_TASK_H
 
+#include <stdint.h>
+
 /* Exit codes of a task process. */
 enum { TASK_DONE = 0, TASK_FAILED = 1, TASK_BAD_INPUT = 2 /* failed, not worth retrying */,
        TASK_CANCELLED = 3, TASK_SUPERSEDED = 4 };
@@ -27,5 +29,10 @@ int task_worker(const char *db_path, const char *workspace, int threads);
 /* Ingests a task's metrics journal into the db inside the caller's transaction (a minimal SQL sink
  * until db/'s store sink lands). */
 int task_ingest_journal(void *sqlite_db, long long task_id, const char *journal);
+
+/* For the Slurm job (task_slurm.c): publish staging as the artifact dir by one rename (an artifact
+ * already there is kept), and the artifact's digest (sha256 over its files) and size. */
+int task_publish(const char *staging, const char *final);
+int task_artifact_digest(const char *dir, int64_t *size, char hex[65]);
 
 #endif

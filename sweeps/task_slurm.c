@@ -1,0 +1,199 @@
+/* task_slurm.c: the Slurm job's side: `cgvlm task --spec FILE` runs one attempt from the spec
+ * the scheduler wrote, without ever opening the results db (it may sit on NFS, where SQLite's
+ * locks cannot be trusted). What the stage reports goes to the task's journal; the attempt's
+ * outcome is the journal's last record:
+ *   {"t":"outcome","attempt":N,"state":"done|failed|cancelled","error":..,"exit":..,"host":..,
+ *    "job":..,"started":..,"ended":..,"artifact":"artifacts/KEY","size":..,"sha256":..}
+ * appended and fsync'ed after every metric. The scheduler ingests it (journal_ingest.c). */
+#define _GNU_SOURCE
+#include "core/metrics.h"
+#include "experiments/stage.h"
+#include "sweeps/backend_slurm.h"
+#include "sweeps/task.h"
+#include "util/fs.h"
+#include "util/json.h"
+#include "util/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t spec_cancel = 0;
+
+static void on_stop(int sig) {
+    (void)sig;
+    spec_cancel = 1;
+}
+
+/* A journal whose writer was killed mid-record ends in a torn line: cut it, so this attempt's
+ * records start on a line of their own. */
+static int cut_torn_tail(const char *path) {
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? CG_OK : cg_err(CG_EFAIL, "cannot open journal '%s': %s", path, strerror(errno));
+    struct stat sb;
+    off_t keep = 0;
+    if (fstat(fd, &sb) == 0 && sb.st_size > 0) {
+        char buf[4096];
+        off_t pos = sb.st_size;
+        while (pos > 0) {
+            size_t n = pos < (off_t)sizeof buf ? (size_t)pos : sizeof buf;
+            if (pread(fd, buf, n, pos - (off_t)n) != (ssize_t)n) break;
+            char *nl = memrchr(buf, '\n', n);
+            if (nl) {
+                keep = pos - (off_t)n + (nl - buf) + 1;
+                break;
+            }
+            pos -= (off_t)n;
+        }
+        if (keep < sb.st_size && ftruncate(fd, keep) != 0) {
+            close(fd);
+            return cg_err(CG_EFAIL, "cannot cut the torn end of journal '%s': %s", path, strerror(errno));
+        }
+    }
+    close(fd);
+    return CG_OK;
+}
+
+static int write_outcome(const char *journal, int attempt, const char *state, const char *error, int exit_status,
+                         double started, const char *artifact, int64_t size, const char *sha) {
+    cJSON *o = cJSON_CreateObject();
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    const char *job = getenv("SLURM_JOB_ID");
+    cJSON_AddStringToObject(o, "t", "outcome");
+    cJSON_AddNumberToObject(o, "attempt", attempt);
+    cJSON_AddStringToObject(o, "state", state);
+    if (error) cJSON_AddStringToObject(o, "error", error);
+    cJSON_AddNumberToObject(o, "exit", exit_status);
+    cJSON_AddStringToObject(o, "host", host);
+    if (job) cJSON_AddStringToObject(o, "job", job);
+    cJSON_AddNumberToObject(o, "started", started);
+    cJSON_AddNumberToObject(o, "ended", cg_wall_time());
+    if (artifact) {
+        cJSON_AddStringToObject(o, "artifact", artifact);
+        cJSON_AddNumberToObject(o, "size", (double)size);
+        cJSON_AddStringToObject(o, "sha256", sha);
+    }
+    char *line = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    int rc = CG_OK;
+    int fd = open(journal, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    size_t n = strlen(line);
+    line[n] = '\n';   /* replaces the NUL: write n + 1 bytes, no terminator needed */
+    if (fd < 0 || write(fd, line, n + 1) != (ssize_t)(n + 1) || fsync(fd) != 0)
+        rc = cg_err(CG_EFAIL, "cannot write the outcome to journal '%s': %s", journal, strerror(errno));
+    if (fd >= 0) close(fd);
+    cJSON_free(line);
+    return rc;
+}
+
+static const char *spec_str(const cJSON *spec, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(spec, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int task_spec_main(const char *spec_path) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    double started = cg_wall_time();
+
+    cJSON *spec = NULL;
+    char *text = NULL, *work = NULL, *staging = NULL, *final = NULL, *rel = NULL;
+    metrics_sink *sink = NULL;
+    size_t len;
+    int rc = cg_read_file(spec_path, &text, &len);
+    if (rc == CG_OK) rc = cg_json_parse(text, spec_path, &spec);
+    free(text);
+    if (rc) return cg_report(rc);
+    const char *key = spec_str(spec, "key"), *kind = spec_str(spec, "kind"), *ws = spec_str(spec, "workspace");
+    const char *journal = spec_str(spec, "journal"), *device = spec_str(spec, "device");
+    const cJSON *att = cJSON_GetObjectItemCaseSensitive(spec, "attempt");
+    const cJSON *threads = cJSON_GetObjectItemCaseSensitive(spec, "threads");
+    const cJSON *stage_cfg = cJSON_GetObjectItemCaseSensitive(spec, "stage_config");
+    const cJSON *run_cfg = cJSON_GetObjectItemCaseSensitive(spec, "run_config");
+    const cJSON *up = cJSON_GetObjectItemCaseSensitive(spec, "upstream");
+    if (!key || !kind || !ws || !journal || !cJSON_IsNumber(att) || !cJSON_IsObject(stage_cfg) ||
+        !cJSON_IsObject(run_cfg) || !cJSON_IsObject(up)) {
+        cJSON_Delete(spec);
+        return cg_report(cg_err(CG_EUSER, "task spec '%s' lacks a field (key, kind, workspace, journal, attempt, "
+                                          "stage_config, run_config, upstream)", spec_path));
+    }
+    int attempt = att->valueint, result = TASK_FAILED;
+
+    work = cg_fmt("%s/work/%s", ws, key);
+    staging = cg_fmt("%s/staging/%s.%d", ws, key, attempt);
+    rel = cg_fmt("artifacts/%s", key);
+    final = cg_path_join(ws, rel);
+    if ((rc = cg_mkdir_p(work)) || (rc = cut_torn_tail(journal)) || (rc = metrics_journal_open(journal, &sink)))
+        goto fail;
+
+    stage_ctx ctx = {
+        .kind = kind, .stage = EXP_EVAL, .key = key, .run_config = run_cfg, .stage_config = stage_cfg,
+        .workspace = ws, .work_dir = work, .out_dir = staging, .metrics = sink, .cancel = &spec_cancel,
+        .attempt = attempt, .threads = cJSON_IsNumber(threads) && threads->valueint > 0 ? threads->valueint : 1,
+        .device = device ? device : "cpu",
+    };
+    int stage = exp_stage_from_name(kind);
+    const cJSON *sn = cJSON_GetObjectItemCaseSensitive(stage_cfg, "stage");
+    if (stage < 0 && cJSON_IsString(sn)) stage = exp_stage_from_name(sn->valuestring);
+    if (stage >= 0) ctx.stage = (exp_stage)stage;
+    for (const cJSON *u = up->child; u && rc == CG_OK; u = u->next) {
+        int s = exp_stage_from_name(u->string);
+        if (s < 0 || !cJSON_IsString(u)) {
+            rc = cg_err(CG_EUSER, "task spec '%s': bad upstream entry '%s'", spec_path, u->string);
+        } else if (!cg_is_dir(u->valuestring)) {
+            rc = cg_err(CG_EFAIL, "upstream %s artifact '%s' is missing (is the workspace on a filesystem "
+                                  "this node shares?)", u->string, u->valuestring);
+        } else {
+            ctx.upstream[s] = u->valuestring;
+        }
+    }
+    if (rc) goto fail;
+    cg_rm_rf(staging);
+    if ((rc = cg_mkdir_p(staging))) goto fail;
+    rc = stage_execute(&ctx);
+    int frc = metrics_flush(sink);
+    metrics_close(sink);
+    sink = NULL;
+    if (rc == CG_OK) rc = frc;
+    if (rc == CG_OK) {
+        int64_t size = 0;
+        char sha[65];
+        if ((rc = task_publish(staging, final)) == CG_OK && (rc = task_artifact_digest(final, &size, sha)) == CG_OK &&
+            (rc = write_outcome(journal, attempt, "done", NULL, TASK_DONE, started, rel, size, sha)) == CG_OK) {
+            result = TASK_DONE;
+            goto out;
+        }
+    }
+    if (rc == STAGE_CANCELLED) {
+        cg_rm_rf(staging);
+        rc = write_outcome(journal, attempt, "cancelled", "cancelled; its checkpoint is kept for the next attempt",
+                           TASK_CANCELLED, started, NULL, 0, NULL);
+        result = rc ? TASK_FAILED : TASK_CANCELLED;
+        if (rc) cg_report(rc);
+        goto out;
+    }
+fail:
+    if (sink) metrics_close(sink);
+    sink = NULL;
+    {
+        char *err = cg_strdup(cg_errmsg()[0] ? cg_errmsg() : "failed");
+        fprintf(stderr, "cgvlm task %.12s: %s\n", key, err);
+        /* an error in the task's input fails every attempt the same way: exit status 2, no retry */
+        result = rc == CG_EUSER ? TASK_BAD_INPUT : TASK_FAILED;
+        if (write_outcome(journal, attempt, "failed", err, result, started, NULL, 0, NULL)) cg_report(CG_EFAIL);
+        free(err);
+    }
+    cg_rm_rf(staging);
+out:
+    free(work), free(staging), free(final), free(rel);
+    cJSON_Delete(spec);
+    return result;
+}
