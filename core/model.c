@@ -589,12 +589,11 @@ static float logit_scale_of(const model *m, const float *param) {
     return param ? param[0] : logf(1.0f / m->cfg.tau);
 }
 
-static int batch_check(const model *m, const model_batch *b, int mode) {
-    const model_config *c = &m->cfg;
+int model_batch_check(const model_config *c, int P_image, const model_batch *b, int mode) {
     if (mode < MODE_LM || mode > MODE_INSTRUCT)
         return cg_err(CG_EUSER, "unknown model mode %d", mode);
     if (b->B <= 0 || b->T <= 0) return cg_err(CG_EUSER, "empty batch (B=%d, T=%d)", b->B, b->T);
-    int P = is_image_mode(mode) && mode != MODE_CLIP ? m->P : 0;
+    int P = is_image_mode(mode) && mode != MODE_CLIP ? P_image : 0;
     if (P + b->T > c->ctx)
         return cg_err(CG_EUSER, "sequence of %d visual + %d text tokens exceeds ctx %d", P, b->T,
                       c->ctx);
@@ -702,7 +701,7 @@ static void lm_forward(model *m, const int *tokens, int B, int T, int P) {
 /* The forward pass; train = 0 for evaluations (no per-layer weight-gradient inputs kept, no
  * backward allowed after it). */
 static int forward(model *m, const model_batch *b, int mode, model_losses *out, int train) {
-    int rc = batch_check(m, b, mode);
+    int rc = model_batch_check(&m->cfg, m->P, b, mode);
     if (rc) return rc;
     model_reserve(m, b->B, b->T);
     struct acts *x = m->acts;
@@ -979,7 +978,7 @@ int model_caption_embed(model *m, const model_batch *b, float *out) {
     nb.targets = NULL;
     nb.images_u8 = NULL;
     nb.images_f32 = NULL;
-    int rc = batch_check(m, &nb, MODE_LM);
+    int rc = model_batch_check(&m->cfg, m->P, &nb, MODE_LM);
     if (rc) return rc;
     model_reserve(m, b->B, b->T);
     con_text_forward(m, b);

@@ -161,6 +161,10 @@ int model_mode_trains(int mode, int group);
 int model_num_patches(const model *m); /* P */
 
 /* ---- training ---- */
+/* CG_OK, or CG_EUSER naming what is wrong with a batch for this mode (shapes against ctx, token
+ * and target ids, images and the L_con content mask); P_image = the model's visual tokens. The
+ * one check, shared by the CPU model and the CUDA plugin. */
+int model_batch_check(const model_config *cfg, int P_image, const model_batch *batch, int mode);
 /* Forward pass; fills *out. CG_EUSER on a malformed batch (shapes, token ids, missing images). */
 int model_forward(model *m, const model_batch *batch, int mode, model_losses *out);
 /* Gradients of the last forward's loss, ADDED to the parameter gradients of the trainable

@@ -4,7 +4,6 @@
 #define _GNU_SOURCE
 #include "evaluators/fetch.h"
 #include "evaluators/manifest.h"
-#include "util/fetch_sha256.h"
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/rng.h"
@@ -293,7 +292,7 @@ static int hash_file(const char *path, char hex[65], uint64_t *size) {
     cg_sha256_init(&s);
     uint8_t *chunk = cg_malloc(FETCH_CHUNK);
     ssize_t n;
-    while ((n = read(fd, chunk, FETCH_CHUNK)) > 0) cg_sha256_update_fast(&s, chunk, (size_t)n);
+    while ((n = read(fd, chunk, FETCH_CHUNK)) > 0) cg_sha256_update(&s, chunk, (size_t)n);
     int err = n < 0 ? errno : 0;
     close(fd);
     free(chunk);
@@ -464,7 +463,7 @@ static void *hasher_main(void *arg) {
                 j->hash_failed = 1;
                 goto out;
             }
-            cg_sha256_update_fast(&j->sha, buf, (size_t)n);
+            cg_sha256_update(&j->sha, buf, (size_t)n);
             pos += (uint64_t)n;
         }
         if (done) break;
@@ -539,7 +538,7 @@ static size_t on_body(char *data, size_t sz, size_t nm, void *ud) {
         pthread_cond_signal(&j->cv);
         pthread_mutex_unlock(&j->mu);
     } else {
-        cg_sha256_update_fast(&j->sha, data, n);
+        cg_sha256_update(&j->sha, data, n);
     }
     return n;
 }
@@ -606,7 +605,7 @@ static int job_open_part(fetch_job *j) {
     while (pos < have) {
         ssize_t n = pread(j->fd, chunk, FETCH_CHUNK, (off_t)pos);
         if (n <= 0) break;
-        cg_sha256_update_fast(&j->sha, chunk, (size_t)n);
+        cg_sha256_update(&j->sha, chunk, (size_t)n);
         pos += (uint64_t)n;
     }
     free(chunk);

@@ -12,7 +12,6 @@
 #define _GNU_SOURCE
 #include "cli/commands.h"
 #include "evaluators/fetch.h"
-#include "util/fetch_sha256.h"
 #include "util/fs.h"
 #include "util/rng.h"
 #include "util/sha256.h"
@@ -183,7 +182,7 @@ static int write_test_file(const char *path, int64_t size, char hex[65]) {
     for (int64_t done = 0; done < size;) {
         for (size_t i = 0; i < CG_ARRAY_LEN(chunk); i++) chunk[i] = cg_rng_u64(&rng);
         size_t n = size - done < (int64_t)sizeof chunk ? (size_t)(size - done) : sizeof chunk;
-        cg_sha256_update_fast(&sha, chunk, n);
+        cg_sha256_update(&sha, chunk, n);
         if (fwrite(chunk, 1, n, af.fp) != n) {
             cg_afile_abort(&af);
             return cg_err(CG_EFAIL, "bench: cannot write '%s': %s", path, strerror(errno));
@@ -342,10 +341,10 @@ int bench_fetch(int argc, char **argv) {
                "\"resumed\": %zu, \"sha256_accelerated\": %d, \"hash_thread\": \"%s\", \"repeat\": %d, "
                "\"server\": \"in-process sendfile\"}\n",
                size_mb, mbps, curl_s, ratio_s, cpu_cg / gib, curl_cpu_s, resent, st.resumed,
-               cg_sha256_fast_active(), hash_thread < 0 ? "auto" : hash_thread ? "on" : "off", repeat);
+               cg_sha256_accelerated(), hash_thread < 0 ? "auto" : hash_thread ? "on" : "off", repeat);
     } else {
         printf("cgvlm fetch   %8.1f MB/s  (best of %d, %d MiB, sha256 verified%s)\n", mbps, repeat, size_mb,
-               cg_sha256_fast_active() ? ", SHA-NI" : "");
+               cg_sha256_accelerated() ? ", SHA-NI" : "");
         printf("              %8.3f CPU s per GiB (least of %d)\n", cpu_cg / gib, repeat);
         if (have_curl)
             printf("curl          %8.1f MB/s  ratio %.2f, %.3f CPU s per GiB\n", curl_mbps, mbps / curl_mbps,

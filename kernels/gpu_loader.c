@@ -47,6 +47,7 @@ static const cgvlm_cuda_host loader_host = {
     .model_num_values = model_num_values,
     .model_mode_trains = model_mode_trains,
     .model_step_flops = model_step_flops,
+    .model_batch_check = model_batch_check,
 };
 
 /* the plugin's path (see the header); 0 when it does not fit */

@@ -1,4 +1,7 @@
-/* sha256.c: a plain SHA-256 implementation (FIPS 180-4). */
+/* sha256.c: SHA-256 (FIPS 180-4): a plain C block function, and one using the x86 SHA extensions
+ * (SHA-NI) when the CPU has them (about 5x faster: the fetcher hashes every byte it receives).
+ * The SHA-NI rounds follow Intel's SHA extensions whitepaper: the state is held as ABEF/CDGH,
+ * four rounds per 128-bit message vector, the schedule extended with sha256msg1/sha256msg2. */
 #include "util/sha256.h"
 #include "util/util.h"
 
@@ -6,7 +9,13 @@
 #include <stdio.h>
 #include <string.h>
 
-static const uint32_t K[64] = {
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CG_SHA_NI 1
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
+static const uint32_t K[64] __attribute__((aligned(16))) = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
     0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
     0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
@@ -39,6 +48,67 @@ static void compress(cg_sha256 *s, const uint8_t *p) {
     s->h[4] += e, s->h[5] += f, s->h[6] += g, s->h[7] += h;
 }
 
+#ifdef CG_SHA_NI
+__attribute__((target("sha,sse4.1,ssse3"))) static void blocks_ni(uint32_t h[8], const uint8_t *p,
+                                                                  size_t nblocks) {
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[0]), 0xB1); /* CDAB */
+    __m128i st1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[4]), 0x1B); /* EFGH */
+    __m128i st0 = _mm_alignr_epi8(tmp, st1, 8);                                      /* ABEF */
+    st1 = _mm_blend_epi16(st1, tmp, 0xF0);                                           /* CDGH */
+    for (; nblocks; nblocks--, p += 64) {
+        __m128i save0 = st0, save1 = st1, w[4];
+        for (int g = 0; g < 16; g++) {
+            if (g < 4) {
+                w[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * g)), bswap);
+            } else { /* W[t..t+3] from W[t-16..t-1] */
+                __m128i x = _mm_sha256msg1_epu32(w[g & 3], w[(g + 1) & 3]);
+                x = _mm_add_epi32(x, _mm_alignr_epi8(w[(g + 3) & 3], w[(g + 2) & 3], 4));
+                w[g & 3] = _mm_sha256msg2_epu32(x, w[(g + 3) & 3]);
+            }
+            __m128i m = _mm_add_epi32(w[g & 3], _mm_load_si128((const __m128i *)&K[4 * g]));
+            st1 = _mm_sha256rnds2_epu32(st1, st0, m);
+            st0 = _mm_sha256rnds2_epu32(st0, st1, _mm_shuffle_epi32(m, 0x0E));
+        }
+        st0 = _mm_add_epi32(st0, save0);
+        st1 = _mm_add_epi32(st1, save1);
+    }
+    tmp = _mm_shuffle_epi32(st0, 0x1B);                                       /* FEBA */
+    st1 = _mm_shuffle_epi32(st1, 0xB1);                                       /* DCHG */
+    _mm_storeu_si128((__m128i *)&h[0], _mm_blend_epi16(tmp, st1, 0xF0));     /* DCBA */
+    _mm_storeu_si128((__m128i *)&h[4], _mm_alignr_epi8(st1, tmp, 8));        /* HGFE */
+}
+
+static int cpu_has_sha_ni(void) {
+    unsigned a, b, c, d;
+    int sse41 = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 19)) && (c & (1u << 9));
+    return sse41 && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 29));
+}
+#endif
+
+static int accel = -1; /* -1: not decided yet */
+
+int cg_sha256_accelerated(void) {
+#ifdef CG_SHA_NI
+    if (accel < 0) accel = cpu_has_sha_ni();
+    return accel;
+#else
+    return 0;
+#endif
+}
+
+void cg_sha256_use_accel(int on) { accel = on ? -1 : 0; /* -1: the CPU decides again */ }
+
+static void compress_blocks(cg_sha256 *s, const uint8_t *p, size_t nblocks) {
+#ifdef CG_SHA_NI
+    if (cg_sha256_accelerated()) {
+        blocks_ni(s->h, p, nblocks);
+        return;
+    }
+#endif
+    for (; nblocks; nblocks--, p += 64) compress(s, p);
+}
+
 void cg_sha256_init(cg_sha256 *s) {
     static const uint32_t H0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
@@ -55,10 +125,12 @@ void cg_sha256_update(cg_sha256 *s, const void *data, size_t n) {
         memcpy(s->block + s->used, p, take);
         s->used += take, p += take, n -= take;
         if (s->used < 64) return;
-        compress(s, s->block);
+        compress_blocks(s, s->block, 1);
         s->used = 0;
     }
-    for (; n >= 64; p += 64, n -= 64) compress(s, p);
+    compress_blocks(s, p, n / 64);
+    p += n / 64 * 64;
+    n %= 64;
     memcpy(s->block, p, n);
     s->used = n;
 }

@@ -461,35 +461,12 @@ static void reserve(model_cuda *g, int B, int T) {
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Batch: checked like core/model.c's batch_check, then copied to the device with the token
+ * Batch: checked by core/model.c's model_batch_check, then copied to the device with the token
  * indexes of the scatter-adds. */
-
-static int batch_check(const model_cuda *g, const model_batch *b, int mode) {
-    const model_config *c = &g->cfg;
-    if (mode < MODE_LM || mode > MODE_INSTRUCT) return cg_err(CG_EUSER, "unknown model mode %d", mode);
-    if (b->B <= 0 || b->T <= 0) return cg_err(CG_EUSER, "empty batch (B=%d, T=%d)", b->B, b->T);
-    int P = is_image_mode(mode) && mode != MODE_CLIP ? g->P : 0;
-    if (P + b->T > c->ctx)
-        return cg_err(CG_EUSER, "sequence of %d visual + %d text tokens exceeds ctx %d", P, b->T, c->ctx);
-    if (is_image_mode(mode) && !b->images_u8 && !b->images_f32)
-        return cg_err(CG_EUSER, "this stage needs images but the batch has none");
-    if (!b->tokens) return cg_err(CG_EUSER, "batch has no tokens");
-    long n = (long)b->B * b->T;
-    for (long i = 0; i < n; i++) {
-        if (b->tokens[i] < 0 || b->tokens[i] >= c->vocab)
-            return cg_err(CG_EUSER, "token id %d at position %ld is outside the vocabulary [0, %d)",
-                          b->tokens[i], i, c->vocab);
-        if (b->targets && (b->targets[i] < -1 || b->targets[i] >= c->vocab))
-            return cg_err(CG_EUSER, "target id %d at position %ld is outside [-1, %d)", b->targets[i], i, c->vocab);
-    }
-    if (mode == MODE_ALIGN && c->lambda > 0.0f && !b->content)
-        return cg_err(CG_EUSER, "L_con needs the caption content mask (batch.content)");
-    return CG_OK;
-}
 
 /* enqueues the batch's copies; sets the shape of the step */
 static int upload_batch(model_cuda *g, const model_batch *b, int mode) {
-    int rc = batch_check(g, b, mode);
+    int rc = model_batch_check(&g->cfg, g->P, b, mode);
     if (rc) return rc;
     reserve(g, b->B, b->T);
     const model_config *c = &g->cfg;

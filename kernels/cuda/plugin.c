@@ -55,6 +55,10 @@ double model_step_flops(const model *m, int mode, int B, int T, int n_targets) {
     return host->model_step_flops(m, mode, B, T, n_targets);
 }
 
+int model_batch_check(const model_config *cfg, int P_image, const model_batch *batch, int mode) {
+    return host->model_batch_check(cfg, P_image, batch, mode);
+}
+
 /* ---- the entry point ---- */
 
 static const cgvlm_cuda_api api = {

@@ -29,7 +29,7 @@ extern "C" {
 #include "util/rng.h"
 #include "util/util.h"
 
-#define CGVLM_CUDA_ABI 1
+#define CGVLM_CUDA_ABI 2
 #define CGVLM_CUDA_PLUGIN_FILE "libcgvlm_cuda.so"
 #define CGVLM_CUDA_ENTRY "cgvlm_cuda_plugin"
 
@@ -52,6 +52,7 @@ typedef struct {
     long (*model_num_values)(const model *m);
     int (*model_mode_trains)(int mode, int group);
     double (*model_step_flops)(const model *m, int mode, int B, int T, int n_targets);
+    int (*model_batch_check)(const model_config *cfg, int P_image, const model_batch *batch, int mode);
 } cgvlm_cuda_host;
 
 /* What the plugin offers: each entry has the contract of the function of the same name in
