@@ -3,6 +3,8 @@
 # runs to completion through a real Slurm cluster, one batch job per attempt chained with afterok,
 # and leaves the same results in its db as the local backend leaves in another: task keys, states
 # and attempts, runs, every metric and eval value, artifact digests. A re-run submits nothing.
+# Then a real micro experiment (tiny model, a few steps, a small world: tests/stages/test_e2e.sh's)
+# gives the same losses, evaluations and predictions through Slurm as locally.
 PORT_BASE=17310
 . "$(dirname "$0")/lib.sh"
 start_cluster
@@ -65,4 +67,28 @@ n0=$(squeue -h -t all -o %i | wc -l)
 expect 0 "re-run" -- "$BIN" sweep s.json --db slurm.db --workspace ws-slurm --backend slurm
 contains "re-run" "(0 run now"
 [ "$(squeue -h -t all -o %i | wc -l)" = "$n0" ] || fail "the re-run submitted jobs"
+
+# a real micro experiment, one thread per task both ways (the jobs inherit the environment)
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+cat > real.json <<JSON
+{"name": "real", "base": "$(cd "$HERE/../.." && pwd)/experiments/cgvlm-tiny.json",
+ "set": {"world.n_align": 200, "world.n_instruct": 200, "world.n_corpus": 300, "world.n_bench": 24,
+   "world.n_heldout": 20, "lm_pretrain.steps": 12, "lm_pretrain.warmup": 2, "lm_pretrain.batch": 8,
+   "vit_pretrain.steps": 6, "vit_pretrain.warmup": 1, "vit_pretrain.batch": 8,
+   "align.steps": 6, "align.warmup": 1, "align.batch": 8, "instruct.min_steps": 4, "instruct.epochs": 0.1,
+   "instruct.batch": 8, "instruct.warmup": 1, "checkpoint_every": 5},
+ "seeds": [0]}
+JSON
+expect 0 "real sweep, slurm" -- "$BIN" sweep real.json --db real-slurm.db --workspace ws-real-slurm --backend slurm
+expect 0 "real sweep, local" -- "$BIN" sweep real.json --db real-local.db --workspace ws-real-local --workers 2
+cmp_real() { # DESCRIPTION SQL
+    local a b
+    a=$(sqlite3 real-slurm.db "$2"); b=$(sqlite3 real-local.db "$2")
+    [ -n "$a" ] || fail "real: no $1"
+    [ "$a" = "$b" ] || fail "real: $1 differ between Slurm and local"
+}
+cmp_real "tasks" "SELECT key, kind, state FROM tasks ORDER BY key"
+cmp_real "losses" "SELECT t.kind, n.name, m.step, m.value FROM metrics m JOIN tasks t USING (task_id) JOIN metric_names n USING (name_id) WHERE n.name LIKE 'loss%' ORDER BY 1, 2, 3"
+cmp_real "evals" "SELECT t.kind, e.benchmark, e.metric, e.category, e.value, e.n FROM evals e JOIN tasks t USING (task_id) ORDER BY 1, 2, 3, 4"
+cmp_real "predictions" "SELECT benchmark, method, question_id, chosen, answer, scores_json FROM predictions ORDER BY 1, 2, 3"
 finish slurm_sweep
