@@ -3,6 +3,8 @@
 #define _GNU_SOURCE
 #include "experiments/stage_train.h"
 #include "core/checkpoint.h"
+#include "kernels/cuda/model_cuda.h"
+#include "kernels/gpu.h"
 #include "kernels/kernels.h"
 #include "util/fs.h"
 #include "util/json.h"
@@ -364,10 +366,20 @@ int stage_train_loop(stage_ctx *ctx, model *m, batch_set *data, const stage_trai
     if (rc) return rc;
     if (start >= o->steps) return CG_OK;
     stage_use_threads(ctx);
+    /* On a GPU the step runs in the CUDA plugin (one graph per shape); the host model stays the
+     * record: it is refreshed from the device before every checkpoint and at the end. */
+    model_cuda *gpu = NULL;
+    if (ctx->device && !strncmp(ctx->device, "cuda", 4)) {
+        if (cg_gpu_count() == 0) /* an input error: retrying on this node cannot help */
+            return cg_err(CG_EUSER, "%s: device '%s' was asked for but this node has no usable GPU "
+                          "(see 'cgvlm env'); set device to auto or cpu", o->stage, ctx->device);
+        if ((rc = model_cuda_create(&gpu, m)))
+            return cg_err_wrap(rc, "%s on device %s", o->stage, ctx->device);
+    }
     int64_t every = stage_cfg_int(ctx->run_config, "checkpoint_every");
     adamw_params hp = {.beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = (float)o->weight_decay};
     batch_prepare(data, o->batch, o->seed);
-    model_reserve(m, o->batch, data->T);
+    if (!gpu) model_reserve(m, o->batch, data->T);
     int tty = cg_stderr_is_tty();
     int P = model_num_patches(m);
     double t0 = cg_mono_time(), t_last = t0;
@@ -376,23 +388,41 @@ int stage_train_loop(stage_ctx *ctx, model *m, batch_set *data, const stage_trai
     int64_t last_ckpt = start;
     for (int64_t step = start; step < o->steps; step++) {
         if (stage_progress(ctx, (double)step / (double)o->steps) == STAGE_CANCELLED) {
-            rc = step > last_ckpt ? save_checkpoint(ctx, m, o, step) : CG_OK;
+            if (step > last_ckpt && gpu) rc = model_cuda_download(gpu, m);
+            if (rc == CG_OK && step > last_ckpt) rc = save_checkpoint(ctx, m, o, step);
             if (!cg_quiet) cg_info("%s: cancelled at step %lld; checkpoint kept", o->stage, (long long)step);
-            return rc ? rc : STAGE_CANCELLED;
+            if (rc == CG_OK) rc = STAGE_CANCELLED;
+            goto out;
         }
         model_batch b;
         batch_at(data, step, &b);
         model_losses L;
-        model_zero_grad(m);
-        rc = model_forward(m, &b, o->mode, &L);
-        if (rc) return cg_err_wrap(rc, "%s step %lld", o->stage, (long long)step);
-        if (!isfinite(L.loss)) return diverged(o, step, "loss", L.loss, last_ckpt);
-        model_backward(m);
-        float gnorm = model_clip_grad(m, (float)o->clip);
-        if (!isfinite(gnorm)) return diverged(o, step, "gradient norm", gnorm, last_ckpt);
+        float gnorm;
         float lr = lr_cosine((int)step, o->warmup, (int)o->steps, (float)o->lr,
                              (float)(o->lr * STAGE_MIN_LR_FRACTION));
-        model_adamw_step(m, &hp, lr);
+        if (gpu) {
+            /* one call: zero-grad, forward, backward, clip, AdamW; a non-finite loss leaves bad
+             * weights on the device only: the host model (the checkpoints) never sees them */
+            rc = model_cuda_step(gpu, &b, o->mode, &hp, lr, (float)o->clip, &L, &gnorm);
+            if (rc) {
+                cg_err_wrap(rc, "%s step %lld", o->stage, (long long)step);
+                goto out;
+            }
+            if (!isfinite(L.loss)) { rc = diverged(o, step, "loss", L.loss, last_ckpt); goto out; }
+            if (!isfinite(gnorm)) { rc = diverged(o, step, "gradient norm", gnorm, last_ckpt); goto out; }
+        } else {
+            model_zero_grad(m);
+            rc = model_forward(m, &b, o->mode, &L);
+            if (rc) {
+                cg_err_wrap(rc, "%s step %lld", o->stage, (long long)step);
+                goto out;
+            }
+            if (!isfinite(L.loss)) { rc = diverged(o, step, "loss", L.loss, last_ckpt); goto out; }
+            model_backward(m);
+            gnorm = model_clip_grad(m, (float)o->clip);
+            if (!isfinite(gnorm)) { rc = diverged(o, step, "gradient norm", gnorm, last_ckpt); goto out; }
+            model_adamw_step(m, &hp, lr);
+        }
 
         tok_since += batch_tokens(&b, o->mode, P);
         double now = cg_mono_time();
@@ -415,13 +445,15 @@ int stage_train_loop(stage_ctx *ctx, model *m, batch_set *data, const stage_trai
         metrics_scalar(ctx->metrics, "grad_norm", step, gnorm);
         progress_line(o, step, start, L.loss, tok_s, now - t0, tty);
         if ((step + 1) % every == 0 || step + 1 == o->steps) {
+            if (gpu && (rc = model_cuda_download(gpu, m))) goto out;
             /* the update may have overflowed a weight without the loss showing it yet */
             double w2 = trained_sumsq(m, o->mode);
-            if (!isfinite(w2)) return diverged(o, step, "weights' norm", (float)w2, last_ckpt);
-            rc = save_checkpoint(ctx, m, o, step + 1);
-            if (rc) return rc;
+            if (!isfinite(w2)) { rc = diverged(o, step, "weights' norm", (float)w2, last_ckpt); goto out; }
+            if ((rc = save_checkpoint(ctx, m, o, step + 1))) goto out;
             last_ckpt = step + 1;
         }
     }
-    return CG_OK;
+out:
+    model_cuda_free(gpu);
+    return rc;
 }

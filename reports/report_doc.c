@@ -215,11 +215,12 @@ static void headline_box(doc *d, const report_model *m) {
         for (int i = 0; i < m->nheads; i++)
             if (m->heads[i].line == l && m->xs[m->heads[i].xi] == f) h = &m->heads[i];
         char *r = pct_ci(&h->ratio);
-        cg_buf_addf(&t, "%s: with %s of the instruction data, %s already reaches %s of the generative-only "
-                        "accuracy at 100 %% (%.1f %%), the smallest fraction at the 95 %% target",
+        cg_buf_addf(&t, "%s: %s first reaches 95 %% of the generative-only accuracy at 100 %% (%.1f %%) "
+                        "with %s of the instruction data, where it stands at %s of it",
                     !(isnan(fb) || f < fb)               ? "Not in this sweep"
                     : !isnan(fc) && (isnan(fb) || fc < fb) ? "Yes, in this sweep"
-                                                           : "By the point estimates, yes", fs, m->lines[l].label, r, 100 * m->base_value);
+                                                           : "By the point estimates, yes",
+                    m->lines[l].label, 100 * m->base_value, fs, r);
         free(r);
         free(fs);
         if (!isnan(fc)) {

@@ -45,4 +45,13 @@ done
 for s in lm_pretrain vit_pretrain align instruct; do
   [ "$(q "SELECT COUNT(*) FROM v_metrics WHERE stage='$s' AND metric='loss'")" -gt 0 ] || fail "no $s losses"
 done
+# A device that is not there: refused as an input error (not retried), naming what to do.
+if [ "$("$cgvlm" env | grep -c '^cuda  *[0-9]*:')" = 0 ]; then
+  "$cgvlm" run "$here/../../experiments/cgvlm-tiny.json" --db "$dir/dev.db" --workspace "$dir/ws" \
+    --set device=cuda --set world.n_align=200 --set world.n_instruct=200 --set world.n_corpus=300 \
+    --set world.n_bench=24 --set world.n_heldout=20 >"$dir/devlog" 2>&1 && fail "device=cuda ran without a GPU"
+  err=$(sqlite3 "$dir/dev.db" "SELECT error FROM tasks WHERE kind='lm_pretrain'")
+  case "$err" in *"no usable GPU"*"set device to auto or cpu"*) ;; *) fail "device=cuda error: $err";; esac
+  [ "$(sqlite3 "$dir/dev.db" "SELECT attempts FROM tasks WHERE kind='lm_pretrain'")" = 1 ] || fail "device=cuda retried"
+fi
 echo "e2e: ok ($n_test questions)"
