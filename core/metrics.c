@@ -1,10 +1,13 @@
 /* metrics.c: dispatch for the logging interface, the tee sink and the JSON-lines journal sink. */
+#define _GNU_SOURCE /* memrchr */
 #include "core/metrics.h"
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -157,7 +160,38 @@ static void journal_close(void *ctx) {
     free(j);
 }
 
+/* A journal whose writer was killed mid-record ends in a torn line: cut it, so the records
+ * appended next start on a line of their own (replay would otherwise stop at the torn one). */
+static int journal_cut_torn_tail(const char *path) {
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? CG_OK : cg_err(CG_EFAIL, "cannot open journal '%s': %s", path, strerror(errno));
+    struct stat sb;
+    off_t keep = 0;
+    if (fstat(fd, &sb) == 0 && sb.st_size > 0) {
+        char buf[4096];
+        off_t pos = sb.st_size;
+        while (pos > 0) {
+            size_t n = pos < (off_t)sizeof buf ? (size_t)pos : sizeof buf;
+            if (pread(fd, buf, n, pos - (off_t)n) != (ssize_t)n) break;
+            char *nl = memrchr(buf, '\n', n);
+            if (nl) {
+                keep = pos - (off_t)n + (nl - buf) + 1;
+                break;
+            }
+            pos -= (off_t)n;
+        }
+        if (keep < sb.st_size && ftruncate(fd, keep) != 0) {
+            close(fd);
+            return cg_err(CG_EFAIL, "cannot cut the torn end of journal '%s': %s", path, strerror(errno));
+        }
+    }
+    close(fd);
+    return CG_OK;
+}
+
 int metrics_journal_open(const char *path, metrics_sink **out) {
+    int rc = journal_cut_torn_tail(path);
+    if (rc) return rc;
     FILE *fp = fopen(path, "a");
     if (!fp) return cg_err(CG_EFAIL, "cannot open journal '%s': %s", path, strerror(errno));
     journal_sink *j = cg_calloc(1, sizeof *j);

@@ -46,8 +46,9 @@ void metrics_close(metrics_sink *s);
 metrics_sink *metrics_tee(metrics_sink *a, metrics_sink *b);
 
 /* A JSON-lines journal: one object per call ({"t":"scalar","name":..,"step":..,"value":..,"wall":..}),
- * appended and fsync'ed at each flush. journal_replay feeds a journal back into another sink
- * (skipping a torn last line), which is how results written on another node reach the db. */
+ * appended and fsync'ed at each flush; opening cuts a torn last line left by a killed writer.
+ * journal_replay feeds a journal back into another sink (skipping a torn last line), which is how
+ * results written on another node reach the db. */
 int metrics_journal_open(const char *path, metrics_sink **out);
 int metrics_journal_replay(const char *path, metrics_sink *into, int64_t *n_records);
 

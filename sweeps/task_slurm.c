@@ -29,35 +29,6 @@ static void on_stop(int sig) {
     spec_cancel = 1;
 }
 
-/* A journal whose writer was killed mid-record ends in a torn line: cut it, so this attempt's
- * records start on a line of their own. */
-static int cut_torn_tail(const char *path) {
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0) return errno == ENOENT ? CG_OK : cg_err(CG_EFAIL, "cannot open journal '%s': %s", path, strerror(errno));
-    struct stat sb;
-    off_t keep = 0;
-    if (fstat(fd, &sb) == 0 && sb.st_size > 0) {
-        char buf[4096];
-        off_t pos = sb.st_size;
-        while (pos > 0) {
-            size_t n = pos < (off_t)sizeof buf ? (size_t)pos : sizeof buf;
-            if (pread(fd, buf, n, pos - (off_t)n) != (ssize_t)n) break;
-            char *nl = memrchr(buf, '\n', n);
-            if (nl) {
-                keep = pos - (off_t)n + (nl - buf) + 1;
-                break;
-            }
-            pos -= (off_t)n;
-        }
-        if (keep < sb.st_size && ftruncate(fd, keep) != 0) {
-            close(fd);
-            return cg_err(CG_EFAIL, "cannot cut the torn end of journal '%s': %s", path, strerror(errno));
-        }
-    }
-    close(fd);
-    return CG_OK;
-}
-
 static int write_outcome(const char *journal, int attempt, const char *state, const char *error, int exit_status,
                          double started, const char *artifact, int64_t size, const char *sha) {
     cJSON *o = cJSON_CreateObject();
@@ -131,7 +102,7 @@ int task_spec_main(const char *spec_path) {
     staging = cg_fmt("%s/staging/%s.%d", ws, key, attempt);
     rel = cg_fmt("artifacts/%s", key);
     final = cg_path_join(ws, rel);
-    if ((rc = cg_mkdir_p(work)) || (rc = cut_torn_tail(journal)) || (rc = metrics_journal_open(journal, &sink)))
+    if ((rc = cg_mkdir_p(work)) || (rc = metrics_journal_open(journal, &sink)))
         goto fail;
 
     stage_ctx ctx = {

@@ -241,6 +241,15 @@ static void test_journal(sqlite3 *db) {
     CHECK(cg_write_file_atomic(path, bad, strlen(bad)) == CG_OK);
     CHECK(store_ingest_journal(db, t, path, NULL) == CG_EUSER);
     CHECK(count(db, sql) == 53);
+    /* a writer killed mid-record left a torn line; the next attempt's records still replay */
+    const char *torn = "{\"t\":\"scalar\",\"name\":\"x\",\"step\":1,\"value\":2}\n{\"t\":\"sca";
+    CHECK(cg_write_file_atomic(path, torn, strlen(torn)) == CG_OK);
+    CHECK(metrics_journal_open(path, &j) == CG_OK);
+    metrics_scalar(j, "x", 2, 3);
+    metrics_close(j);
+    int64_t replayed = 0;
+    CHECK(metrics_journal_replay(path, NULL, &replayed) == CG_OK);
+    CHECK(replayed == 2);
     free(sql);
     free(path);
 }
