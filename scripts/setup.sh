@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(
-  build-essential cmake pkg-config git
+  build-essential cmake pkg-config git openssl bc procps
   libsqlite3-dev sqlite3 libcurl4-openssl-dev curl libcjson-dev libopenblas-dev libpng-dev
   gnuplot-nox
   python3 python3-numpy python3-scipy python3-torch   # test oracles, never runtime dependencies
