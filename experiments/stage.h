@@ -65,7 +65,7 @@ int stage_progress(stage_ctx *ctx, double fraction);
 /* 1 when the stage must checkpoint and stop. */
 static inline int stage_cancelled(const stage_ctx *ctx) { return ctx->cancel && *ctx->cancel; }
 
-/* Stage implementations (a kind whose table entry is NULL is "not implemented yet"). */
+/* Stage implementations, one per kind (the table in stage.c). */
 int stage_noop(stage_ctx *ctx);          /* stage.c: tests and benchmarks */
 int stage_world(stage_ctx *ctx);         /* stage.c: the world generator */
 int stage_lm_pretrain(stage_ctx *ctx);
