@@ -1,12 +1,15 @@
-# lib.sh: shared helpers of the scheduler's shell tests (sourced; $1 of the test = the cgvlm binary).
+# lib.sh: shared helpers of the scheduler's shell tests, and of the Slurm tests that build on them
+# (sourced; $1 of the test = the cgvlm binary). A sourcing script may set LIB_NAME (names the
+# temporary directory) and define cleanup_more (runs on exit before the directory goes).
 set -u
 BIN=$1
-TMP=$(mktemp -d /tmp/cgvlm-test-sched.XXXXXX)
+TMP=$(mktemp -d "/tmp/cgvlm-test-${LIB_NAME:-sched}.XXXXXX")
 failed=0
 bg_pids=""
 cleanup() {
     for p in $bg_pids; do kill -9 "$p" 2>/dev/null; done
     wait 2>/dev/null
+    if declare -F cleanup_more >/dev/null; then cleanup_more; fi
     rm -rf "$TMP"
 }
 trap cleanup EXIT
