@@ -55,7 +55,7 @@ struct stage_ctx {
     const char *device;          /* "cpu", "cuda", "cuda:N": the config's, or for "auto" the slot's */
 };
 
-/* Runs ctx->kind. CG_EUSER for an unknown or not yet implemented kind. */
+/* Runs ctx->kind. CG_EUSER for an unknown kind. */
 int stage_execute(stage_ctx *ctx);
 /* 1 if kind is in the table (implemented or not). */
 int stage_kind_known(const char *kind);

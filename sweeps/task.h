@@ -26,8 +26,10 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
 /* The local backend's fork server on stdin/stdout (see backend_local.c). */
 int task_worker(const char *db_path, const char *workspace, int threads);
 
-/* Ingests a task's metrics journal into the db inside the caller's transaction (a minimal SQL sink
- * until db/'s store sink lands). */
+/* Ingests a task's metrics journal into the db inside the caller's transaction (the fenced finish
+ * of an attempt): it replaces what an earlier ingestion of the task left, and the steps a resumed
+ * attempt logged again replace the ones they repeat. (db/sink.c's store_ingest_journal differs:
+ * its own transaction, append only.) */
 int task_ingest_journal(void *sqlite_db, long long task_id, const char *journal);
 
 /* For the Slurm job (task_slurm.c): publish staging as the artifact dir by one rename (an artifact
