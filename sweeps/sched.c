@@ -339,6 +339,7 @@ typedef struct {
     int running;       /* mine */
     int stopping;
     sqlite3_stmt *claim, *attempt_ins, *state_of, *requeue, *refresh;
+    sqlite3_stmt *live;   /* running tasks' progress and last logged loss, for the terminal line */
 } runner;
 
 static char state_char(const char *s) {
@@ -628,14 +629,40 @@ static int reap(runner *r, const sched_exit *ev) {
     return rc;
 }
 
+/* On a terminal, the running tasks as the training loop reports them: its heartbeat's progress
+ * and the last loss and tokens/s its metrics sink committed (at most ~10 s old). */
+static void live_tasks(const runner *r, double now_wall) {
+    if (!r->live) return;
+    sqlite3_bind_int64(r->live, 1, r->sweep_id);
+    for (int shown = 0; sqlite3_step(r->live) == SQLITE_ROW && shown < 2; shown++) {
+        const char *kind = (const char *)sqlite3_column_text(r->live, 0);
+        double p = sqlite3_column_double(r->live, 1), started = sqlite3_column_double(r->live, 2);
+        fprintf(stderr, " | %s %.0f%%", kind ? kind : "?", 100 * p);
+        if (sqlite3_column_type(r->live, 3) != SQLITE_NULL)
+            fprintf(stderr, " loss %.4f", sqlite3_column_double(r->live, 3));
+        if (sqlite3_column_type(r->live, 4) != SQLITE_NULL)
+            fprintf(stderr, " %.0f tok/s", sqlite3_column_double(r->live, 4));
+        if (p > 0.01 && started > 0) fprintf(stderr, " ETA %.0f s", (now_wall - started) * (1 - p) / p);
+    }
+    sqlite3_reset(r->live);
+}
+
 static void progress_line(const runner *r, double t0, int final) {
     int c[128] = {0};
     for (int i = 0; i < r->n; i++) c[(unsigned char)r->t[i].state]++;
     int tty = cg_stderr_is_tty();
     if (cg_quiet || (!tty && !final)) return;
-    fprintf(stderr, "%stasks: %d/%d done, %d running, %d queued, %d failed, %d crashed, %d cancelled; %.0f s%s",
-            tty ? "\r\033[K" : "", c['d'], r->n, c['r'], c['q'], c['f'], c['c'], c['x'],
-            cg_mono_time() - t0, final || !tty ? "\n" : "");
+    /* on a terminal the line is redrawn in place: only the counts that are not zero, so that it
+     * stays one line with the running tasks' details */
+    fprintf(stderr, "%stasks: %d/%d done, %d running, %d queued", tty ? "\r\033[K" : "", c['d'], r->n,
+            c['r'], c['q']);
+    static const struct { char state; const char *name; } bad[] = {{'f', "failed"}, {'c', "crashed"}, {'x', "cancelled"}};
+    for (size_t i = 0; i < CG_ARRAY_LEN(bad); i++)
+        if (c[(unsigned char)bad[i].state] || !tty || final)
+            fprintf(stderr, ", %d %s", c[(unsigned char)bad[i].state], bad[i].name);
+    fprintf(stderr, "; %.0f s", cg_mono_time() - t0);
+    if (tty && !final) live_tasks(r, cg_wall_time());
+    fputs(final || !tty ? "\n" : "", stderr);
 }
 
 int sched_run(sqlite3 *db, int64_t sweep_id, sched_backend *be, const sched_opts *o, sched_summary *out) {
@@ -652,6 +679,13 @@ int sched_run(sqlite3 *db, int64_t sweep_id, sched_backend *be, const sched_opts
         (rc = sql_prep(db, "UPDATE tasks SET state = 'queued' WHERE task_id = ? AND state IN ('failed','crashed')", &r.requeue)) ||
         (rc = sql_prep(db, "SELECT DISTINCT t.task_id, t.state, t.host, t.pid, t.heartbeat_at FROM runs JOIN run_tasks USING (run_id) "
                            "JOIN tasks t USING (task_id) WHERE runs.sweep_id = ?", &r.refresh)) ||
+        (rc = sql_prep(db, "SELECT t.kind, t.progress, t.started_at, "
+                           "(SELECT m.value FROM metrics m WHERE m.task_id = t.task_id AND m.name_id = "
+                           "(SELECT name_id FROM metric_names WHERE name = 'loss') ORDER BY m.step DESC LIMIT 1), "
+                           "(SELECT m.value FROM metrics m WHERE m.task_id = t.task_id AND m.name_id = "
+                           "(SELECT name_id FROM metric_names WHERE name = 'tokens_per_s') ORDER BY m.step DESC LIMIT 1) "
+                           "FROM tasks t WHERE t.state = 'running' AND t.task_id IN (SELECT task_id FROM runs "
+                           "JOIN run_tasks USING (run_id) WHERE runs.sweep_id = ?) ORDER BY t.started_at", &r.live)) ||
         (rc = load_tasks(&r)) || (rc = adopt(&r)) || (rc = refresh(&r)))
         goto out;
 
@@ -763,6 +797,7 @@ out:
     sqlite3_finalize(r.state_of);
     sqlite3_finalize(r.requeue);
     sqlite3_finalize(r.refresh);
+    sqlite3_finalize(r.live);
     if (rc == CG_OK && lost) rc = cg_err(CG_EFAIL, "another scheduler took the sweep over");
     if (rc == CG_OK && r.stopping) rc = STAGE_CANCELLED;
     if (rc == CG_OK && out->done < out->tasks)
