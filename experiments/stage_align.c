@@ -22,14 +22,10 @@ int stage_align(stage_ctx *ctx) {
     model m;
     int have_model = 0;
     char *world = NULL, *path = NULL;
-    int rc = stage_world_dir(ctx, &world);
-    if (rc) goto out;
-    model_config mc;
-    stage_vlm_config(cfg, &mc);
     uint64_t seed = (uint64_t)stage_cfg_int(cfg, "seed");
-    if ((rc = model_init(&m, &mc, seed))) goto out;
-    have_model = 1;
-    if ((rc = stage_load_vocab(world, mc.vocab, &vocab))) goto out;
+    int rc = stage_vlm_open(ctx, seed, &world, &m, &have_model, &vocab);
+    if (rc) goto out;
+    const model_config mc = m.cfg;
     path = cg_path_join(world, "images/align.npy");
     if ((rc = data_load_npy_u8(path, &images))) goto out;
     free(path);

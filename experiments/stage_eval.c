@@ -395,20 +395,15 @@ out:
 }
 
 int stage_eval(stage_ctx *ctx) {
-    const cJSON *cfg = ctx->run_config;
     data_vocab vocab = {0};
     model m;
     int have_model = 0;
     char *world = NULL, *path = NULL;
     eval_state e = {0};
-    int rc = stage_world_dir(ctx, &world);
-    if (rc) goto out;
     stage_use_threads(ctx);
-    model_config mc;
-    stage_vlm_config(cfg, &mc);
-    if ((rc = model_init(&m, &mc, 0))) goto out;
-    have_model = 1;
-    if ((rc = stage_load_vocab(world, mc.vocab, &vocab))) goto out;
+    int rc = stage_vlm_open(ctx, 0, &world, &m, &have_model, &vocab);
+    if (rc) goto out;
+    const model_config mc = m.cfg;
     if ((rc = stage_load_upstream(ctx, &m, EXP_INSTRUCT, stage_vlm_prefixes))) goto out;
     e = (eval_state){.ctx = ctx, .m = &m, .v = &vocab, .S = mc.image_size,
                      .P = model_num_patches(&m), .ctx_len = mc.ctx};

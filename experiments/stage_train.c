@@ -128,6 +128,17 @@ int stage_world_dir(const stage_ctx *ctx, char **dir) {
     return CG_OK;
 }
 
+int stage_vlm_open(stage_ctx *ctx, uint64_t seed, char **world, model *m, int *have_model,
+                   data_vocab *vocab) {
+    int rc = stage_world_dir(ctx, world);
+    if (rc) return rc;
+    model_config mc;
+    stage_vlm_config(ctx->run_config, &mc);
+    if ((rc = model_init(m, &mc, seed))) return rc;
+    *have_model = 1;
+    return stage_load_vocab(*world, mc.vocab, vocab);
+}
+
 /* ---------------------------------------------------------------- weights */
 
 static int has_prefix(const char *name, const char *const *prefixes) {

@@ -62,6 +62,11 @@ int stage_load_upstream(const stage_ctx *ctx, model *m, exp_stage up, const char
 extern const char *const stage_vlm_prefixes[];
 /* The world's vocab.txt; CG_EUSER when it has more words than max_words (model.vocab; 0: any). */
 int stage_load_vocab(const char *world_dir, int max_words, data_vocab *v);
+/* The start of the stages that run the whole model (align, instruct, eval): the world's
+ * directory, the run's model initialised with `seed` (*have_model = 1 once it needs model_free)
+ * and the world's vocabulary. On an error the caller frees what was set, as on success. */
+int stage_vlm_open(stage_ctx *ctx, uint64_t seed, char **world, model *m, int *have_model,
+                   data_vocab *vocab);
 /* CG_EUSER unless the world's images are model.image_size pixels wide. */
 int stage_check_images(const cJSON *cfg, int S);
 /* Joins dir and "model.safetensors" (malloc'ed). */

@@ -576,7 +576,7 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
         goto out;
     }
 fail:
-    /* an error in the task's input (CG_EUSER: a bad setting, a kind not implemented) fails the
+    /* an error in the task's input (CG_EUSER: a bad setting, an unknown kind) fails the
      * same way every time: exit status 2 tells the scheduler not to retry it */
     result = rc == CG_EUSER ? TASK_BAD_INPUT : TASK_FAILED;
     if (id >= 0 && held) {
