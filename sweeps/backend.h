@@ -7,6 +7,7 @@
 #ifndef CG_BACKEND_H
 #define CG_BACKEND_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -45,8 +46,15 @@ struct sched_backend {
 };
 
 /* The local backend: `workers` slots. With gpus > 0 each slot is pinned to one GPU
- * (CUDA_VISIBLE_DEVICES) and workers must equal gpus. threads = CPU threads per task. */
+ * (CUDA_VISIBLE_DEVICES: the k-th entry of the scheduler's own, when it has one) and workers must
+ * equal gpus. threads = CPU threads per task. device (NULL: none) is --device, which every task
+ * uses instead of its run config's "device" ("auto" = the slot's; workers get it as
+ * CGVLM_DEVICE_FORCE, the slot's device as CGVLM_DEVICE). */
 int backend_local_open(const char *db_path, const char *workspace, int workers, int gpus,
-                       int threads, sched_backend **out);
+                       int threads, const char *device, sched_backend **out);
+
+/* Entry k of a comma-separated GPU list as CUDA_VISIBLE_DEVICES holds it ("2,3": k = 1 gives
+ * "3"); list NULL or "" gives "k". 0 when the list has no entry k. */
+int sched_gpu_pick(const char *list, int k, char *out, size_t n);
 
 #endif

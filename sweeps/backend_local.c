@@ -44,10 +44,27 @@ typedef struct {
 typedef struct {
     sched_backend self;
     char *db, *ws;
+    char *device;       /* --device for every task (CGVLM_DEVICE_FORCE); NULL: the run configs say */
     int threads;
     int n;
     worker *w;
 } local_backend;
+
+int sched_gpu_pick(const char *list, int k, char *out, size_t n) {
+    if (!list || !*list) {
+        snprintf(out, n, "%d", k);
+        return 1;
+    }
+    for (int i = 0; i < k; i++) {
+        list = strchr(list, ',');
+        if (!list) return 0;
+        list++;
+    }
+    size_t len = strcspn(list, ",");
+    if (len == 0) return 0;
+    snprintf(out, n, "%.*s", (int)len, list);
+    return 1;
+}
 
 static void worker_stop(worker *w) {
     if (w->to >= 0) close(w->to);
@@ -88,9 +105,15 @@ static int worker_start(local_backend *lb, worker *w) {
          * other workers compute on (measured: 0.1 s steps became 0.5-3 s). Read at library
          * load, so it must be set before exec. A user's own setting wins. */
         setenv("OMP_WAIT_POLICY", "passive", 0);
+        /* GPU k of this machine is the k-th of the scheduler's CUDA_VISIBLE_DEVICES when it has
+         * one (a task with device cuda:N picks from the same list: CGVLM_GPU_LIST) */
+        const char *list = getenv("CUDA_VISIBLE_DEVICES");
+        setenv("CGVLM_GPU_LIST", list ? list : "", 1);   /* "": all of them, numbered as CUDA does */
+        if (lb->device) setenv("CGVLM_DEVICE_FORCE", lb->device, 1);
+        else unsetenv("CGVLM_DEVICE_FORCE");
         if (w->gpu >= 0) {
-            char g[16];
-            snprintf(g, sizeof g, "%d", w->gpu);
+            char g[64];
+            if (!sched_gpu_pick(list, w->gpu, g, sizeof g)) snprintf(g, sizeof g, "%d", w->gpu);
             setenv("CUDA_VISIBLE_DEVICES", g, 1);
             setenv("CGVLM_DEVICE", "cuda", 1);
         } else {
@@ -219,14 +242,16 @@ static void local_close(sched_backend *b) {
     free(lb->w);
     free(lb->db);
     free(lb->ws);
+    free(lb->device);
     free(lb);
 }
 
 int backend_local_open(const char *db_path, const char *workspace, int workers, int gpus,
-                       int threads, sched_backend **out) {
+                       int threads, const char *device, sched_backend **out) {
     assert(workers > 0 && (gpus == 0 || gpus == workers));
     local_backend *lb = cg_calloc(1, sizeof *lb);
     lb->db = cg_strdup(db_path);
+    lb->device = device ? cg_strdup(device) : NULL;
     lb->ws = cg_strdup(workspace);
     lb->threads = threads;
     lb->n = workers;

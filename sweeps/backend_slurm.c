@@ -58,6 +58,7 @@ typedef struct {
     char *ws, *dir, *exe;
     const sweep *sw;
     double time_limit;
+    char *device;           /* --device for every task; NULL: the run configs say */
     slurm_opts o;
     sjob *jobs;
     int n, cap;
@@ -195,7 +196,7 @@ static const cJSON *resource(const slurm_backend *sb, const char *kind, const ch
 
 /* The attempt's spec: the stage and run configs and the upstream artifact dirs, from the db. */
 static int write_spec(slurm_backend *sb, const sjob *j, const char *path, const char *journal, int threads,
-                      const char *slot_device) {
+                      const char *slot_device, char *device, size_t device_cap) {
     sqlite3_stmt *st = NULL;
     cJSON *spec = cJSON_CreateObject(), *up = NULL, *run = NULL, *stage = NULL;
     int rc = CG_OK;
@@ -221,9 +222,11 @@ static int write_spec(slurm_backend *sb, const sjob *j, const char *path, const 
     st = NULL;
     if (!stage) stage = cJSON_CreateObject();
     if (!run) run = cJSON_CreateObject();
-    /* the config's device unless "auto", else the job's (cuda when it has GPUs) */
+    /* --device, else the config's; "auto" is the job's (cuda when it has GPUs) */
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(run, "device");
-    cJSON_AddStringToObject(spec, "device", cJSON_IsString(d) && strcmp(d->valuestring, "auto") ? d->valuestring : slot_device);
+    const char *want = sb->device ? sb->device : cJSON_IsString(d) ? d->valuestring : "auto";
+    snprintf(device, device_cap, "%s", strcmp(want, "auto") ? want : slot_device);
+    cJSON_AddStringToObject(spec, "device", device);
     cJSON_AddItemToObject(spec, "stage_config", stage);
     cJSON_AddItemToObject(spec, "run_config", run);
     up = cJSON_AddObjectToObject(spec, "upstream");
@@ -283,7 +286,12 @@ static int slurm_submit(sched_backend *b, const sched_job *job, int64_t *pid) {
     const cJSON *part = resource(sb, j->kind, "partition");
     int threads = cJSON_IsNumber(cpus) && cpus->valueint > 0 ? cpus->valueint : 1;
     int ngpu = cJSON_IsNumber(gpus) ? gpus->valueint : 0;
-    if ((rc = write_spec(sb, j, spec, journal, threads, ngpu > 0 ? "cuda" : "cpu"))) goto out;
+    char device[32];
+    if ((rc = write_spec(sb, j, spec, journal, threads, ngpu > 0 ? "cuda" : "cpu", device, sizeof device))) goto out;
+    /* a task that must compute on a GPU gets one (cuda:N: N + 1 of them) even when its kind's
+     * resources name none */
+    int want_gpus = !strcmp(device, "cuda") ? 1 : !strncmp(device, "cuda:", 5) ? 1 + (int)strtol(device + 5, NULL, 10) : 0;
+    if (ngpu < want_gpus) ngpu = want_gpus;
     char *body = cg_fmt("#!/bin/sh\n# cgvlm task %s %s, attempt %d (written by cgvlm sweep --backend slurm)\n"
                         "exec '%s' task --spec '%s'\n", j->kind, j->key, j->attempt, sb->exe, spec);
     rc = cg_write_file_atomic(script, body, strlen(body));
@@ -582,12 +590,12 @@ static void slurm_close(sched_backend *b) {
     send_cancels(sb);
     store_close(sb->db);
     free(sb->jobs);
-    free(sb->ws), free(sb->dir), free(sb->exe);
+    free(sb->ws), free(sb->dir), free(sb->exe), free(sb->device);
     free(sb);
 }
 
 int backend_slurm_open(const char *db_path, const char *workspace, const sweep *sw, double time_limit,
-                       sched_backend **out) {
+                       const char *device, sched_backend **out) {
     if (!on_path("sbatch"))
         return cg_err(CG_EUSER, "sbatch not found on PATH; is this a Slurm login node? use --backend local");
     const char *partition = sched_slurm.partition;
@@ -609,11 +617,12 @@ int backend_slurm_open(const char *db_path, const char *workspace, const sweep *
     sb->dir = cg_fmt("%s/slurm", workspace);
     sb->sw = sw;
     sb->time_limit = time_limit;
+    sb->device = device ? cg_strdup(device) : NULL;
     sb->o = sched_slurm;
     int rc = cg_mkdir_p(sb->dir);
     if (rc == CG_OK) rc = store_open(db_path, 0, &sb->db);
     if (rc) {
-        free(sb->exe), free(sb->ws), free(sb->dir), free(sb);
+        free(sb->exe), free(sb->ws), free(sb->dir), free(sb->device), free(sb);
         return rc;
     }
     signal(SIGPIPE, SIG_IGN);

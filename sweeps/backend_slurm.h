@@ -18,7 +18,7 @@
 
 #include <stdint.h>
 
-/* `cgvlm sweep --backend slurm [--partition P] [--account A] [--slurm-arg ARG ...]`. */
+/* `cgvlm sweep|run --backend slurm [--partition P] [--account A] [--slurm-arg ARG ...]`. */
 typedef struct {
     int enabled;
     const char *partition, *account;
@@ -26,13 +26,16 @@ typedef struct {
     int nargs;
 } slurm_opts;
 
-/* Set by the command line (`cgvlm sweep`, `cgvlm bench sched`); read by sched_execute. */
+/* Set by the command line (sched_cli_option: `cgvlm sweep`, `cgvlm run`, `cgvlm bench sched`);
+ * read by sched_execute. */
 extern slurm_opts sched_slurm;
 
 /* Opens the backend: refuses (CG_EUSER, one line) when sbatch is not on PATH or the partition is
- * unknown. time_limit > 0 overrides the sweep's limits (--time of every job). */
+ * unknown. time_limit > 0 overrides the sweep's limits (--time of every job). device (NULL: the
+ * run configs') is --device: the spec's device for every job ("auto": cuda when the kind's
+ * resources give GPUs, else cpu); a job whose device is cuda gets --gres=gpu even without them. */
 int backend_slurm_open(const char *db_path, const char *workspace, const sweep *sw, double time_limit,
-                       sched_backend **out);
+                       const char *device, sched_backend **out);
 
 /* `cgvlm cancel` of a sweep whose scheduler is gone: scancels the Slurm jobs of its running tasks
  * (*ncancelled of them); the next run of the sweep records them cancelled and resumes. */

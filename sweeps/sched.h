@@ -57,13 +57,7 @@ typedef struct {
  * naming the failures otherwise; STAGE_CANCELLED (3) when stopped. */
 int sched_run(sqlite3 *db, int64_t sweep_id, sched_backend *be, const sched_opts *o, sched_summary *out);
 
-/* The whole of `cgvlm sweep` after validation (also `cgvlm run`, `cgvlm bench sched`): opens or
- * creates the db, records the sweep, starts the local backend (workers <= 0: one per GPU, else
- * one per CPU core), runs it with Ctrl-C/SIGTERM as a graceful stop (twice: hard), releases the
- * sweep. max_attempts <= 0: the sweep's; time_limit <= 0: the sweep's. STAGE_CANCELLED when
- * stopped. */
-int sched_execute(const sweep *sw, const char *db_path, const char *workspace, int workers,
-                  int max_attempts, double time_limit, int progress);
+/* sched_execute, the whole of `cgvlm sweep` and `cgvlm run`, is in sched_cli.h. */
 
 /* Signals the scheduler owning `name` to stop gracefully (local: SIGTERM to its pid). */
 int sched_cancel_sweep(sqlite3 *db, const char *name);

@@ -3,10 +3,12 @@
 #define _GNU_SOURCE
 #include "cli/commands.h"
 #include "db/store.h"
+#include "experiments/experiment.h"
 #include "experiments/stage.h"
 #include "kernels/gpu.h"
 #include "sweeps/backend_slurm.h"
 #include "sweeps/sched.h"
+#include "sweeps/sched_cli.h"
 #include "sweeps/sweep.h"
 #include "sweeps/task.h"
 #include "util/fs.h"
@@ -29,14 +31,98 @@ static void on_stop(int sig) {
     if (sweep_stop < 2) sweep_stop++;
 }
 
+static int ncores(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* ---------------------------------------------------------------- the shared options */
+
+const char sched_cli_synopsis[] =
+    "\n          [--db PATH] [--workspace DIR] [--workers N] [--device auto|cpu|cuda|cuda:N]\n"
+    "          [--backend local|slurm [--partition P] [--account A] [--slurm-arg ARG]...]\n"
+    "          [--max-attempts N] [--time-limit S]";
+
+const char sched_cli_usage[] =
+    "  --db PATH          results db (default $CGVLM_DB or results.db)\n"
+    "  --workspace DIR    artifacts, checkpoints, logs (default $CGVLM_WORKSPACE or workspace)\n"
+    "  --workers N        tasks at once (default: one per GPU, else one per CPU core)\n"
+    "  --device D         auto, cpu, cuda or cuda:N for every run (sets the config key 'device';\n"
+    "                     auto = the worker slot's: cuda on a GPU slot, else cpu). Not part of the\n"
+    "                     task keys: stages done on another device are reused\n"
+    "  --backend B        where tasks run: local (worker processes, the default) or slurm (one\n"
+    "                     batch job per task attempt; see docs/SLURM.md)\n"
+    "  --partition P, --account A, --slurm-arg ARG   passed to every sbatch (slurm only)\n"
+    "  --max-attempts N   failures allowed per task (default: the sweep's max_attempts, else 3)\n"
+    "  --time-limit S     seconds per task attempt, for every kind (default: the sweep's; with\n"
+    "                     slurm, sbatch --time in whole minutes)\n";
+
 static const char *default_workspace(void) {
     const char *w = getenv("CGVLM_WORKSPACE");
     return w && *w ? w : "workspace";
 }
 
-static int ncores(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
+void sched_cli_init(sched_cli *o) {
+    memset(o, 0, sizeof *o);
+    o->db = store_default_path();
+    o->workspace = default_workspace();
+    memset(&sched_slurm, 0, sizeof sched_slurm);
+}
+
+/* The device value through the config's own validation (experiment.c exp_validate). */
+static int check_device(const char *arg) {
+    cJSON *cfg = cJSON_CreateObject();
+    cJSON_AddStringToObject(cfg, "device", arg);
+    int rc = exp_resolve(cfg);
+    cJSON_Delete(cfg);
+    return rc ? cg_err_wrap(rc, "--device") : CG_OK;
+}
+
+int sched_cli_option(sched_cli *o, int c, const char *arg, int *handled) {
+    *handled = 1;
+    switch (c) {
+    case SCHED_OPT_DB: o->db = arg; return CG_OK;
+    case SCHED_OPT_WS: o->workspace = arg; return CG_OK;
+    case SCHED_OPT_WORKERS: return cg_parse_int(arg, "--workers", 1, 1024, &o->workers);
+    case SCHED_OPT_ATTEMPTS: return cg_parse_int(arg, "--max-attempts", 1, 1000, &o->max_attempts);
+    case SCHED_OPT_LIMIT: {
+        int rc = cg_parse_double(arg, "--time-limit", &o->time_limit);
+        if (rc == CG_OK && !(o->time_limit > 0)) rc = cg_err(CG_EUSER, "--time-limit must be > 0 seconds");
+        return rc;
+    }
+    case SCHED_OPT_DEVICE: {
+        int rc = check_device(arg);
+        if (rc == CG_OK) o->device = arg;
+        return rc;
+    }
+    case SCHED_OPT_BACKEND:
+        if (!strcmp(arg, "slurm")) sched_slurm.enabled = 1;
+        else if (!strcmp(arg, "local")) sched_slurm.enabled = 0;
+        else return cg_err(CG_EUSER, "--backend '%s' is not available; use 'local' or 'slurm'", arg);
+        return CG_OK;
+    case SCHED_OPT_PARTITION: sched_slurm.partition = arg; return CG_OK;
+    case SCHED_OPT_ACCOUNT: sched_slurm.account = arg; return CG_OK;
+    case SCHED_OPT_SLURM_ARG:
+        if (sched_slurm.nargs == (int)CG_ARRAY_LEN(sched_slurm.args))
+            return cg_err(CG_EUSER, "too many --slurm-arg options (at most %d)", (int)CG_ARRAY_LEN(sched_slurm.args));
+        sched_slurm.args[sched_slurm.nargs++] = arg;
+        return CG_OK;
+    }
+    *handled = 0;
+    return CG_OK;
+}
+
+int sched_cli_check(const char *cmd) {
+    if (!sched_slurm.enabled && (sched_slurm.partition || sched_slurm.account || sched_slurm.nargs))
+        return cg_err(CG_EUSER, "%s: --partition, --account and --slurm-arg need --backend slurm", cmd);
+    return CG_OK;
+}
+
+int sched_cli_apply(const sched_cli *o, sweep *sw) {
+    int rc = CG_OK;
+    for (int i = 0; o->device && i < sw->nruns && rc == CG_OK; i++)
+        rc = exp_set(sw->runs[i].config, "device", cJSON_CreateString(o->device));
+    return rc;
 }
 
 /* ---------------------------------------------------------------- dry run */
@@ -56,7 +142,8 @@ static void print_plan(const sweep *sw) {
     printf("sweep %s: %d runs, %d distinct tasks (%d stage executions without sharing)\n", sw->name,
            sw->nruns, total, sw->nruns * EXP_NSTAGES);
     printf("runs:\n");
-    for (int i = 0; i < sw->nruns; i++) printf("  %s\n", sw->runs[i].name);
+    for (int i = 0; i < sw->nruns; i++)
+        printf("  %s  (device %s)\n", sw->runs[i].name, cg_json_path(sw->runs[i].config, "device")->valuestring);
     printf("tasks per stage:\n");
     for (int s = 0; s < EXP_NSTAGES; s++)
         printf("  %-13s %d%s\n", exp_stage_name((exp_stage)s), counts[s],
@@ -65,37 +152,47 @@ static void print_plan(const sweep *sw) {
 
 /* ---------------------------------------------------------------- execution */
 
-int sched_execute(const sweep *sw, const char *db_path, const char *workspace, int workers,
-                  int max_attempts, double time_limit, int progress) {
+int sched_execute(const sweep *sw, const sched_cli *cli, int progress) {
     sqlite3 *db = NULL;
     sched_backend *be = NULL;
     int64_t sweep_id = -1;
     char *ws = NULL;
-    int rc = cg_mkdir_p(workspace);
+    const char *db_path = cli->db, *device = cli->device;
+    int workers = cli->workers;
+    int rc = cg_mkdir_p(cli->workspace);
     if (rc) return rc;
-    ws = realpath(workspace, NULL);   /* workers may run elsewhere: absolute paths */
-    if (!ws) return cg_err(CG_EFAIL, "cannot resolve workspace '%s'", workspace);
-    if ((rc = store_open(db_path, STORE_CREATE, &db))) goto out;
-    if ((rc = sched_record(db, sw, CGVLM_GIT, &sweep_id))) goto out;
+    ws = realpath(cli->workspace, NULL);   /* workers may run elsewhere: absolute paths */
+    if (!ws) return cg_err(CG_EFAIL, "cannot resolve workspace '%s'", cli->workspace);
 
     int noop = 1;
     for (int i = 0; i < sw->nruns && noop; i++) noop = !strcmp(sw->runs[i].plan.task[0].kind, "noop");
+    /* worker slots: one per GPU (each pinned to it) unless --workers or --device say otherwise;
+     * --device cpu never asks about GPUs, cuda:N is one GPU: one slot */
     int gpus = 0;
+    int cpu_only = device && !strcmp(device, "cpu"), one_gpu = device && !strncmp(device, "cuda:", 5);
+    int want_gpu = device && !strncmp(device, "cuda", 4);
+    if (!sched_slurm.enabled && want_gpu && !noop && cg_gpu_count() == 0) {
+        rc = cg_err(CG_EUSER, "--device %s: this machine has no usable GPU (see 'cgvlm env'); use --device cpu or auto",
+                    device);
+        goto out;
+    }
     if (workers <= 0) {
-        gpus = noop ? 0 : cg_gpu_count();
-        workers = gpus > 0 ? gpus : ncores();
+        gpus = noop || cpu_only || one_gpu ? 0 : cg_gpu_count();
+        workers = one_gpu ? 1 : gpus > 0 ? gpus : ncores();
     }
     int threads = ncores() / workers > 0 ? ncores() / workers : 1;
+    if ((rc = store_open(db_path, STORE_CREATE, &db))) goto out;
+    if ((rc = sched_record(db, sw, CGVLM_GIT, &sweep_id))) goto out;
     char *db_abs = realpath(db_path, NULL);   /* workers get absolute paths */
-    if (sched_slurm.enabled) rc = backend_slurm_open(db_abs ? db_abs : db_path, ws, sw, time_limit, &be);
-    else rc = backend_local_open(db_abs ? db_abs : db_path, ws, workers, gpus, threads, &be);
+    if (sched_slurm.enabled) rc = backend_slurm_open(db_abs ? db_abs : db_path, ws, sw, cli->time_limit, device, &be);
+    else rc = backend_local_open(db_abs ? db_abs : db_path, ws, workers, gpus, threads, device, &be);
     free(db_abs);
     if (rc) goto out;
     if (progress && sched_slurm.enabled)
         cg_info("sweep %s: %d runs, one Slurm job per task attempt; workspace %s", sw->name, sw->nruns, ws);
     else if (progress)
-        cg_info("sweep %s: %d runs on %d %s worker(s), %d thread(s) each; workspace %s", sw->name, sw->nruns,
-                workers, gpus ? "GPU" : "CPU", threads, ws);
+        cg_info("sweep %s: %d runs on %d %s worker(s), %d thread(s) each%s%s; workspace %s", sw->name, sw->nruns,
+                workers, gpus ? "GPU" : "CPU", threads, device ? ", device " : "", device ? device : "", ws);
 
     struct sigaction sa, old_int, old_term;
     memset(&sa, 0, sizeof sa);
@@ -103,7 +200,8 @@ int sched_execute(const sweep *sw, const char *db_path, const char *workspace, i
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     sweep_stop = 0;
-    sched_opts o = {db_path, ws, max_attempts > 0 ? max_attempts : sw->max_attempts, time_limit, sw, progress, &sweep_stop};
+    sched_opts o = {db_path, ws, cli->max_attempts > 0 ? cli->max_attempts : sw->max_attempts, cli->time_limit, sw,
+                    progress, &sweep_stop};
     sched_summary sum;
     rc = sched_run(db, sweep_id, be, &o, &sum);
     sigaction(SIGINT, &old_int, NULL);
@@ -127,96 +225,53 @@ out:
     return rc;
 }
 
-enum { OPT_DRY = 1000, OPT_DB, OPT_WS, OPT_WORKERS, OPT_BACKEND, OPT_ATTEMPTS, OPT_LIMIT, OPT_SWEEP,
-       OPT_WATCH, OPT_KEY, OPT_ATTEMPT, OPT_THREADS, OPT_WORKER, OPT_JSON, OPT_TASKS, OPT_SLEEP,
-       OPT_INTERVAL, OPT_PARTITION, OPT_ACCOUNT, OPT_SLURM_ARG, OPT_SPEC, OPT_HELP };
+enum { OPT_DRY = 1000, OPT_SWEEP, OPT_WATCH, OPT_KEY, OPT_ATTEMPT, OPT_THREADS, OPT_WORKER, OPT_JSON, OPT_TASKS,
+       OPT_SLEEP, OPT_INTERVAL, OPT_SPEC, OPT_DB, OPT_WS, OPT_HELP };
 
-/* --backend local|slurm and the Slurm options, shared by `cgvlm sweep` and `cgvlm bench sched`. */
-static int backend_option(int c, const char *arg) {
-    switch (c) {
-    case OPT_BACKEND:
-        if (!strcmp(arg, "slurm")) sched_slurm.enabled = 1;
-        else if (!strcmp(arg, "local")) sched_slurm.enabled = 0;
-        else return cg_err(CG_EUSER, "--backend '%s' is not available; use 'local' or 'slurm'", arg);
-        return CG_OK;
-    case OPT_PARTITION: sched_slurm.partition = arg; return CG_OK;
-    case OPT_ACCOUNT: sched_slurm.account = arg; return CG_OK;
-    case OPT_SLURM_ARG:
-        if (sched_slurm.nargs == (int)CG_ARRAY_LEN(sched_slurm.args))
-            return cg_err(CG_EUSER, "too many --slurm-arg options (at most %d)", (int)CG_ARRAY_LEN(sched_slurm.args));
-        sched_slurm.args[sched_slurm.nargs++] = arg;
-        return CG_OK;
-    }
-    return CG_OK;
-}
-
-#define BACKEND_LONG_OPTS                                                                              \
-    {"backend", required_argument, NULL, OPT_BACKEND}, {"partition", required_argument, NULL, OPT_PARTITION}, \
-    {"account", required_argument, NULL, OPT_ACCOUNT}, {"slurm-arg", required_argument, NULL, OPT_SLURM_ARG}
-
-static const char sweep_usage[] =
-    "usage: cgvlm sweep SWEEP.json [--dry-run] [--db PATH] [--workspace DIR] [--workers N]\n"
-    "                   [--backend local|slurm [--partition P] [--account A] [--slurm-arg ARG]...]\n"
-    "                   [--max-attempts N] [--time-limit S]\n"
-    "\n"
+static const char sweep_usage_head[] =
+    "usage: cgvlm sweep SWEEP.json [--dry-run]";
+static const char sweep_usage_body[] =
+    "\n\n"
     "expands the sweep (grid of axes x seeds), refuses it whole if anything is wrong, records runs\n"
     "and their deduplicated tasks in the results db and runs the tasks in dependency order, each\n"
     "in its own process. Re-running the command resumes: done tasks are skipped (also those done\n"
     "by other sweeps), failed, crashed and cancelled ones run again. Ctrl-C stops gracefully.\n"
     "\n"
-    "  --dry-run          print the runs and the distinct tasks per stage; touch nothing\n"
-    "  --db PATH          results db (default $CGVLM_DB or results.db)\n"
-    "  --workspace DIR    artifacts, checkpoints, logs (default $CGVLM_WORKSPACE or workspace)\n"
-    "  --workers N        tasks at once (default: one per GPU, else one per CPU core)\n"
-    "  --backend B        where tasks run: local (worker processes, the default) or slurm (one\n"
-    "                     batch job per task attempt; see docs/SLURM.md)\n"
-    "  --partition P, --account A, --slurm-arg ARG   passed to every sbatch (slurm only)\n"
-    "  --max-attempts N   failures allowed per task (default: the sweep's max_attempts, else 3)\n"
-    "  --time-limit S     seconds per task attempt, for every kind (default: the sweep's)\n"
-    "see docs/SWEEPS.md for the sweep file format.\n";
+    "  --dry-run          print the runs (with their device) and the distinct tasks per stage;\n"
+    "                     touch nothing\n";
 
 int cmd_sweep(int argc, char **argv) {
     static const struct option opts[] = {
-        {"dry-run", no_argument, NULL, OPT_DRY},       {"db", required_argument, NULL, OPT_DB},
-        {"workspace", required_argument, NULL, OPT_WS}, {"workers", required_argument, NULL, OPT_WORKERS},
-        BACKEND_LONG_OPTS,
-        {"max-attempts", required_argument, NULL, OPT_ATTEMPTS},
-        {"time-limit", required_argument, NULL, OPT_LIMIT}, {"help", no_argument, NULL, OPT_HELP},
+        {"dry-run", no_argument, NULL, OPT_DRY}, SCHED_CLI_LONG_OPTS, {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0}};
-    int dry = 0, workers = 0, attempts = 0, rc = CG_OK;
-    double limit = 0;
-    const char *db = store_default_path(), *ws = default_workspace();
+    sched_cli cli;
+    sched_cli_init(&cli);
+    int dry = 0, rc = CG_OK;
     optind = 1;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int handled;
+        if ((rc = sched_cli_option(&cli, c, optarg, &handled))) return cg_report(rc);
+        if (handled) continue;
         switch (c) {
         case OPT_DRY: dry = 1; break;
-        case OPT_DB: db = optarg; break;
-        case OPT_WS: ws = optarg; break;
-        case OPT_WORKERS: rc = cg_parse_int(optarg, "--workers", 1, 1024, &workers); break;
-        case OPT_ATTEMPTS: rc = cg_parse_int(optarg, "--max-attempts", 1, 1000, &attempts); break;
-        case OPT_LIMIT:
-            rc = cg_parse_double(optarg, "--time-limit", &limit);
-            if (rc == CG_OK && !(limit > 0)) rc = cg_err(CG_EUSER, "--time-limit must be > 0 seconds");
-            break;
-        case OPT_BACKEND: case OPT_PARTITION: case OPT_ACCOUNT: case OPT_SLURM_ARG:
-            rc = backend_option(c, optarg);
-            break;
-        case OPT_HELP: case 'h': fputs(sweep_usage, stdout); return CG_OK;
+        case OPT_HELP: case 'h':
+            printf("%s%s%s%ssee docs/SWEEPS.md for the sweep file format.\n", sweep_usage_head, sched_cli_synopsis,
+                   sweep_usage_body, sched_cli_usage);
+            return CG_OK;
         default:
             return cg_report(cg_err(CG_EUSER, "sweep: unknown option '%s'; see 'cgvlm sweep --help'", argv[optind - 1]));
         }
-        if (rc) return cg_report(rc);
     }
-    if (!sched_slurm.enabled && (sched_slurm.partition || sched_slurm.account || sched_slurm.nargs))
-        return cg_report(cg_err(CG_EUSER, "sweep: --partition, --account and --slurm-arg need --backend slurm"));
+    if ((rc = sched_cli_check("sweep"))) return cg_report(rc);
     if (optind != argc - 1)
         return cg_report(cg_err(CG_EUSER, "sweep: give exactly one sweep file; see 'cgvlm sweep --help'"));
     sweep sw;
     if ((rc = sweep_load(argv[optind], CGVLM_GIT, &sw))) return cg_report(rc);
-    if (dry) print_plan(&sw);
-    else rc = sched_execute(&sw, db, ws, workers, attempts, limit, 1);
+    rc = sched_cli_apply(&cli, &sw);
+    if (rc == CG_OK && dry) print_plan(&sw);
+    else if (rc == CG_OK) rc = sched_execute(&sw, &cli, 1);
     sweep_free(&sw);
     if (rc == STAGE_CANCELLED) return 130;
     return cg_report(rc);
@@ -487,7 +542,7 @@ int cmd_task(int argc, char **argv) {
     if (spec) return task_spec_main(spec);
     if (!key || optind != argc) return cg_report(cg_err(CG_EUSER, "task: give --key KEY; see 'cgvlm task --help'"));
     const char *dev = getenv("CGVLM_DEVICE");
-    return task_main(db, ws, key, attempt, threads, dev ? dev : "cpu");
+    return task_main(db, ws, key, attempt, threads, dev ? dev : "cpu", getenv("CGVLM_DEVICE_FORCE"));
 }
 
 /* ---------------------------------------------------------------- bench sched */
@@ -495,22 +550,25 @@ int cmd_task(int argc, char **argv) {
 int bench_sched(int argc, char **argv) {
     static const struct option opts[] = {
         {"json", no_argument, NULL, OPT_JSON},       {"tasks", required_argument, NULL, OPT_TASKS},
-        {"workers", required_argument, NULL, OPT_WORKERS}, {"sleep-ms", required_argument, NULL, OPT_SLEEP},
-        BACKEND_LONG_OPTS,
+        {"workers", required_argument, NULL, SCHED_OPT_WORKERS}, {"sleep-ms", required_argument, NULL, OPT_SLEEP},
+        SCHED_BACKEND_LONG_OPTS,
         {"help", no_argument, NULL, OPT_HELP},       {NULL, 0, NULL, 0}};
-    int json = 0, ntasks = 1000, workers = ncores(), sleep_ms = 0, rc = CG_OK;
+    int json = 0, ntasks = 1000, sleep_ms = 0, rc = CG_OK;
+    sched_cli cli;
+    sched_cli_init(&cli);
+    cli.workers = ncores();
+    cli.max_attempts = 1;
     optind = 1;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int handled;
+        if ((rc = sched_cli_option(&cli, c, optarg, &handled))) return cg_report(rc);
+        if (handled) continue;
         switch (c) {
         case OPT_JSON: json = 1; break;
         case OPT_TASKS: rc = cg_parse_int(optarg, "--tasks", 6, 1000000, &ntasks); break;
-        case OPT_WORKERS: rc = cg_parse_int(optarg, "--workers", 1, 1024, &workers); break;
         case OPT_SLEEP: rc = cg_parse_int(optarg, "--sleep-ms", 0, 60000, &sleep_ms); break;
-        case OPT_BACKEND: case OPT_PARTITION: case OPT_ACCOUNT: case OPT_SLURM_ARG:
-            rc = backend_option(c, optarg);
-            break;
         case OPT_HELP: case 'h':
             printf("usage: cgvlm bench sched [--json] [--tasks N] [--workers N] [--sleep-ms MS]\n"
                    "                         [--backend local|slurm [--partition P] ...]\n\n"
@@ -527,6 +585,8 @@ int bench_sched(int argc, char **argv) {
     char tmpl[] = "/tmp/cgvlm-bench-sched-XXXXXX";
     if (!mkdtemp(tmpl)) return cg_report(cg_err(CG_EFAIL, "cannot create a temporary directory"));
     char *db_path = cg_fmt("%s/results.db", tmpl), *ws = cg_fmt("%s/ws", tmpl);
+    int workers = cli.workers;
+    cli.db = db_path, cli.workspace = ws;
     int nruns = (ntasks + EXP_NSTAGES - 1) / EXP_NSTAGES;
     cJSON *spec = cJSON_CreateObject();
     cJSON_AddStringToObject(spec, "name", "bench-sched");
@@ -544,7 +604,7 @@ int bench_sched(int argc, char **argv) {
     if (rc == CG_OK) {
         int q = cg_quiet;
         cg_quiet = 1;
-        rc = sched_execute(&sw, db_path, ws, workers, 1, 0, 0);
+        rc = sched_execute(&sw, &cli, 0);
         cg_quiet = q;
         sweep_free(&sw);
     }

@@ -265,11 +265,35 @@ static void heartbeat(void *arg, double fraction) {
     free(sql);
 }
 
-/* The config's device unless "auto", else the worker slot's ("cuda" on a GPU slot, else "cpu"). */
-static const char *run_device(const cJSON *run_cfg, const char *slot_device) {
+/* The device an attempt computes on: the invocation's --device (forced) when it gave one, else
+ * the run config's; "auto" is the worker slot's ("cuda" on a GPU slot, else "cpu"). */
+static const char *run_device(const cJSON *run_cfg, const char *slot_device, const char *forced) {
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(run_cfg, "device");
-    if (cJSON_IsString(d) && strcmp(d->valuestring, "auto")) return d->valuestring;
+    const char *want = forced && *forced ? forced : cJSON_IsString(d) ? d->valuestring : "auto";
+    if (strcmp(want, "auto")) return want;
     return slot_device && *slot_device ? slot_device : "cpu";
+}
+
+int task_pin_gpu(const char *device, const char **stage_device) {
+    *stage_device = device;
+    if (strncmp(device, "cuda:", 5)) return CG_OK;
+    int n;
+    int rc = cg_parse_int(device + 5, "device", 0, 1023, &n);
+    if (rc) return rc;
+    /* the GPUs this process may use, numbered as the scheduler (local: CGVLM_GPU_LIST, its
+     * CUDA_VISIBLE_DEVICES before the slot was pinned) or Slurm (the job's) numbers them */
+    const char *list = getenv("CGVLM_GPU_LIST");
+    if (!list) list = getenv("CUDA_VISIBLE_DEVICES");
+    char pick[64];
+    if (!sched_gpu_pick(list, n, pick, sizeof pick)) {
+        int last = 0;
+        for (const char *q = list; *q; q++) last += *q == ',';
+        return cg_err(CG_EUSER, "device '%s': only the GPUs '%s' are visible (CUDA_VISIBLE_DEVICES); use cuda:0 to "
+                      "cuda:%d", device, list, last);
+    }
+    setenv("CUDA_VISIBLE_DEVICES", pick, 1);   /* before anything initialises CUDA in this process */
+    *stage_device = "cuda";
+    return CG_OK;
 }
 
 /* Claims for standalone use (attempt 0): the same transition as the scheduler's sched_claim. */
@@ -422,7 +446,7 @@ static int publish(const char *staging, const char *final) {
 }
 
 int task_main(const char *db_path, const char *workspace, const char *key, int attempt, int threads,
-              const char *device) {
+              const char *slot_device, const char *forced_device) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
@@ -464,6 +488,23 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
     }
     fenced = 1;   /* from here on, every outcome is recorded in the task's row */
 
+    /* the config of a run using this task (runs sharing it agree on everything it may read) */
+    if (sqlite3_prepare_v2(db, "SELECT r.config_json FROM run_tasks rt JOIN runs r USING (run_id) WHERE rt.task_id = ? "
+                               "ORDER BY r.run_id LIMIT 1", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, id);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            rc = cg_json_parse((const char *)sqlite3_column_text(st, 0), "run config", &run_cfg);
+        sqlite3_finalize(st);
+        st = NULL;
+        if (rc) goto fail;
+    }
+    if (!run_cfg) run_cfg = cJSON_CreateObject();
+    const char *device;   /* cuda:N pins this process to that GPU before anything starts CUDA */
+    const char *want = run_device(run_cfg, slot_device, forced_device);
+    if ((rc = task_pin_gpu(want, &device))) goto fail;
+    printf("cgvlm task %.12s: %s, attempt %d, device %s, %d thread(s)\n", key, kind, attempt, want, threads);
+    fflush(stdout);   /* the worker's log: which device each attempt used */
+
 #if STORE_SCHEMA_VERSION >= 2   /* db/ with store_env_record (db/record.c) */
     /* the environment the attempt runs in (reports show it); not for noop stand-ins, because
      * describing the GPU initialises CUDA */
@@ -477,18 +518,6 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
         cg_err_clear();   /* a missing environment row is not worth failing the task */
     }
 #endif
-
-    /* the config of a run using this task (runs sharing it agree on everything it may read) */
-    if (sqlite3_prepare_v2(db, "SELECT r.config_json FROM run_tasks rt JOIN runs r USING (run_id) WHERE rt.task_id = ? "
-                               "ORDER BY r.run_id LIMIT 1", -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, id);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            rc = cg_json_parse((const char *)sqlite3_column_text(st, 0), "run config", &run_cfg);
-        sqlite3_finalize(st);
-        st = NULL;
-        if (rc) goto fail;
-    }
-    if (!run_cfg) run_cfg = cJSON_CreateObject();
 
     /* upstream artifacts, by the stage they are */
     /* every ancestor, not only the direct deps: instruct needs the world and the pretrained LM too */
@@ -543,7 +572,7 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
         .run_config = run_cfg, .stage_config = stage_cfg, .workspace = workspace,
         .work_dir = work, .out_dir = staging, .metrics = sink, .cancel = &task_cancel,
         .progress = heartbeat, .progress_arg = &beat, .attempt = attempt,
-        .threads = threads > 0 ? threads : 1, .device = run_device(run_cfg, device),
+        .threads = threads > 0 ? threads : 1, .device = device,
     };
     for (int s = 0; s < EXP_NSTAGES; s++) ctx.upstream[s] = up[s];
     rc = stage_execute(&ctx);
@@ -607,7 +636,8 @@ int task_worker(const char *db_path, const char *workspace, int threads) {
     prctl(PR_SET_NAME, "cgvlm-worker");   /* in ps/top, instead of "exe" */
     signal(SIGINT, SIG_IGN);    /* Ctrl-C reaches the tasks and the scheduler directly */
     signal(SIGTERM, SIG_IGN);
-    const char *device = getenv("CGVLM_DEVICE"), *slot = getenv("CGVLM_WORKER_SLOT");
+    const char *device = getenv("CGVLM_DEVICE"), *forced = getenv("CGVLM_DEVICE_FORCE");
+    const char *slot = getenv("CGVLM_WORKER_SLOT");
     char *logs = cg_fmt("%s/logs", workspace);
     int rc = cg_mkdir_p(logs);
     char *log = cg_fmt("%s/worker-%s.log", logs, slot ? slot : "0");
@@ -639,7 +669,7 @@ int task_worker(const char *db_path, const char *workspace, int threads) {
             if (nul >= 0) dup2(nul, 0);
             dup2(logfd, 1);
             dup2(logfd, 2);
-            _exit(task_main(db_path, workspace, key, attempt, threads, device));
+            _exit(task_main(db_path, workspace, key, attempt, threads, device, forced));
         }
         if (pid < 0) {
             fprintf(stderr, "cgvlm worker: cannot fork: %s\n", strerror(errno));

@@ -18,10 +18,16 @@
 enum { TASK_DONE = 0, TASK_FAILED = 1, TASK_BAD_INPUT = 2 /* failed, not worth retrying */,
        TASK_CANCELLED = 3, TASK_SUPERSEDED = 4 };
 
-/* Runs one attempt. attempt 0: claim the task first (standalone use: `cgvlm task --key K`, Slurm
- * jobs). device: "cpu" / "cuda" (from the worker slot); threads: CPU threads for the stage. */
+/* Runs one attempt. attempt 0: claim the task first (standalone use: `cgvlm task --key K`).
+ * slot_device: "cpu" / "cuda" (the worker slot's: what "auto" means); forced_device: the
+ * invocation's --device (NULL: the run config's "device" decides); threads: CPU threads. */
 int task_main(const char *db_path, const char *workspace, const char *key, int attempt, int threads,
-              const char *device);
+              const char *slot_device, const char *forced_device);
+
+/* For device "cuda:N": pins this process to GPU N (CUDA_VISIBLE_DEVICES = the N-th entry of the
+ * GPUs the scheduler or the Slurm job sees) and gives "cuda"; other devices pass through.
+ * CG_EUSER when N is not visible. Call it before anything initialises CUDA. */
+int task_pin_gpu(const char *device, const char **stage_device);
 
 /* The local backend's fork server on stdin/stdout (see backend_local.c). */
 int task_worker(const char *db_path, const char *workspace, int threads);

@@ -105,11 +105,13 @@ int task_spec_main(const char *spec_path) {
     if ((rc = cg_mkdir_p(work)) || (rc = metrics_journal_open(journal, &sink)))
         goto fail;
 
+    const char *stage_device = "cpu";   /* cuda:N: pinned to the N-th of the job's GPUs */
+    if ((rc = task_pin_gpu(device ? device : "cpu", &stage_device))) goto fail;
     stage_ctx ctx = {
         .kind = kind, .stage = EXP_EVAL, .key = key, .run_config = run_cfg, .stage_config = stage_cfg,
         .workspace = ws, .work_dir = work, .out_dir = staging, .metrics = sink, .cancel = &spec_cancel,
         .attempt = attempt, .threads = cJSON_IsNumber(threads) && threads->valueint > 0 ? threads->valueint : 1,
-        .device = device ? device : "cpu",
+        .device = stage_device,
     };
     int stage = exp_stage_from_name(kind);
     const cJSON *sn = cJSON_GetObjectItemCaseSensitive(stage_cfg, "stage");

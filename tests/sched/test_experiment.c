@@ -1,6 +1,8 @@
 /* test_experiment.c: experiment configs: overrides, size presets, validation messages, and the
  * task graph's sharing (distinct keys per stage over the 2 x 6 x 3 ablation grid). */
 #include "experiments/experiment.h"
+#include "sweeps/backend.h"
+#include "sweeps/task.h"
 #include "tests/test.h"
 #include "util/json.h"
 #include "util/util.h"
@@ -160,6 +162,28 @@ static void test_recipes(int n, char **paths) {
     }
 }
 
+/* cuda:N picks the N-th GPU of the scheduler's (or the Slurm job's) list and pins the process to it. */
+static void test_gpu_pick(void) {
+    char g[16];
+    CHECK(sched_gpu_pick("2,3", 1, g, sizeof g) && !strcmp(g, "3"));
+    CHECK(sched_gpu_pick("2,3", 0, g, sizeof g) && !strcmp(g, "2"));
+    CHECK(!sched_gpu_pick("2,3", 2, g, sizeof g));
+    CHECK(sched_gpu_pick(NULL, 5, g, sizeof g) && !strcmp(g, "5"));
+    CHECK(sched_gpu_pick("", 1, g, sizeof g) && !strcmp(g, "1"));
+    const char *dev = NULL;
+    setenv("CGVLM_GPU_LIST", "4,6", 1);
+    setenv("CUDA_VISIBLE_DEVICES", "4", 1);   /* a worker slot pinned to its GPU */
+    CHECK(task_pin_gpu("cuda:1", &dev) == CG_OK && !strcmp(dev, "cuda") && !strcmp(getenv("CUDA_VISIBLE_DEVICES"), "6"));
+    CHECK(task_pin_gpu("cuda:2", &dev) == CG_EUSER && strstr(cg_errmsg(), "use cuda:0 to cuda:1"));
+    cg_err_clear();
+    CHECK(task_pin_gpu("cpu", &dev) == CG_OK && !strcmp(dev, "cpu"));
+    CHECK(task_pin_gpu("cuda", &dev) == CG_OK && !strcmp(dev, "cuda") && !strcmp(getenv("CUDA_VISIBLE_DEVICES"), "6"));
+    unsetenv("CGVLM_GPU_LIST");
+    setenv("CUDA_VISIBLE_DEVICES", "1,0", 1);   /* a Slurm job's GPUs */
+    CHECK(task_pin_gpu("cuda:1", &dev) == CG_OK && !strcmp(getenv("CUDA_VISIBLE_DEVICES"), "0"));
+    unsetenv("CUDA_VISIBLE_DEVICES");
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_experiment RECIPE.json\n");
@@ -171,6 +195,7 @@ int main(int argc, char **argv) {
     test_sharing("cgvlm");
     test_sharing("noop");
     test_keys();
+    test_gpu_pick();
     test_recipes(argc - 1, argv + 1);
     return test_summary("experiment");
 }
