@@ -229,6 +229,15 @@ int metrics_journal_replay(const char *path, metrics_sink *into, int64_t *n_reco
             break;
         }
         const char *t = str_or(o, "t");
+        /* the outcome record is the Slurm job's (sweeps/task_slurm.c), read by the scheduler */
+        if (!cJSON_IsObject(o) || (strcmp(t, "scalar") && strcmp(t, "eval") && strcmp(t, "prediction") &&
+                                   strcmp(t, "artifact") && strcmp(t, "outcome"))) {
+            cJSON_Delete(o);
+            rc = cg_err(CG_EUSER, "journal '%s': record %lld is not a cgvlm metrics record (\"t\" is not "
+                        "scalar, eval, prediction, artifact or outcome); is it another program's file?",
+                        path, (long long)n + 1);
+            break;
+        }
         if (!strcmp(t, "scalar"))
             rc = metrics_scalar(into, str_or(o, "name"), (int64_t)num_or(o, "step"), num_or(o, "value"));
         else if (!strcmp(t, "eval"))

@@ -47,8 +47,10 @@ metrics_sink *metrics_tee(metrics_sink *a, metrics_sink *b);
 
 /* A JSON-lines journal: one object per call ({"t":"scalar","name":..,"step":..,"value":..,"wall":..}),
  * appended and fsync'ed at each flush; opening cuts a torn last line left by a killed writer.
- * journal_replay feeds a journal back into another sink (skipping a torn last line), which is how
- * results written on another node reach the db. */
+ * journal_replay feeds a journal back into another sink (skipping a torn last line; refusing, with
+ * CG_EUSER naming the record, a malformed line or one whose "t" is not scalar, eval, prediction,
+ * artifact or outcome), which is how results written on another node reach the db
+ * (db/sink.h store_ingest_journal). */
 int metrics_journal_open(const char *path, metrics_sink **out);
 int metrics_journal_replay(const char *path, metrics_sink *into, int64_t *n_records);
 

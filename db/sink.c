@@ -2,6 +2,7 @@
  * one transaction per flush. */
 #include "db/sink.h"
 #include "db/store.h"
+#include "util/fs.h"
 #include "util/util.h"
 
 #include <assert.h>
@@ -46,6 +47,7 @@ typedef struct {
     metrics_sink self;
     sqlite3 *db;
     int64_t task_id;
+    int ingest;         /* store_ingest_journal's: inside its transaction, re-logged steps replaced */
     int batch_rows;
     double flush_seconds;
     double oldest;      /* wall time of the oldest buffered row */
@@ -226,6 +228,25 @@ static void bind_scalar(store_sink *k, sqlite3_stmt *st, int base, const sink_sc
     sqlite3_bind_double(st, base + 4, r->wall);
 }
 
+/* A resumed attempt logs again from its checkpoint's step: each record replaces the records of
+ * its metric at that step and later that came before it (the journal is in time order). So a
+ * record stays when no later record of its name has a step <= its own: one backward pass. */
+static void drop_relogged(store_sink *k) {
+    int64_t *min_later = cg_malloc(((size_t)k->n_names + 1) * sizeof *min_later);
+    for (int n = 0; n < k->n_names; n++) min_later[n] = INT64_MAX;
+    size_t j = k->n_scalars;
+    for (size_t i = k->n_scalars; i-- > 0;) {
+        const sink_scalar r = k->scalars[i];
+        if (r.step < min_later[r.name]) {
+            min_later[r.name] = r.step;
+            k->scalars[--j] = r;
+        }
+    }
+    memmove(k->scalars, k->scalars + j, (k->n_scalars - j) * sizeof *k->scalars);
+    k->n_scalars -= j;
+    free(min_later);
+}
+
 static int write_scalars(store_sink *k) {
     int rc = CG_OK;
     char row[48];
@@ -357,9 +378,10 @@ static void clear_buffers(store_sink *k) {
 
 static int sink_flush(void *ctx) {
     store_sink *k = ctx;
+    if (k->ingest) drop_relogged(k);
     size_t n = buffered(k);
     if (n == 0) return CG_OK;
-    int rc = store_begin(k->db);
+    int rc = k->ingest ? CG_OK : store_begin(k->db);
     if (rc) return cg_err_wrap(rc, "cannot flush metrics of task %lld", (long long)k->task_id);
     /* Holding the connection's (recursive) mutex for the whole batch makes the one each bind
      * and step takes again nearly free. */
@@ -371,6 +393,7 @@ static int sink_flush(void *ctx) {
     if (!rc) rc = write_predictions(k);
     if (!rc) rc = write_artifacts(k);
     sqlite3_mutex_leave(mu);
+    if (k->ingest) return rc;   /* store_ingest_journal ends its transaction */
     if (!rc) rc = store_commit(k->db);
     if (rc) {
         store_rollback(k->db);
@@ -426,14 +449,36 @@ int store_sink_open(sqlite3 *db, int64_t task_id, metrics_sink **out) {
 }
 
 int store_ingest_journal(sqlite3 *db, int64_t task_id, const char *path, int64_t *n_records) {
-    /* one transaction for the whole journal: it lands completely or not at all */
-    store_sink_opts opts = {INT_MAX, -1, NULL};
-    metrics_sink *sink;
-    int rc = store_sink_open_opts(db, task_id, &opts, &sink);
+    if (n_records) *n_records = 0;
+    if (!cg_file_exists(path)) return CG_OK;   /* the task reported nothing */
+    /* its own transaction, or a savepoint in the caller's (whose fence decides whether it counts):
+     * either way all of the journal or, on an error, nothing of it */
+    int own = sqlite3_get_autocommit(db);
+    int rc = own ? store_begin(db) : store_exec(db, "SAVEPOINT cg_ingest", "cannot ingest a journal");
     if (rc) return rc;
-    rc = metrics_journal_replay(path, sink, n_records);
-    if (!rc) rc = metrics_flush(sink);
-    if (rc) clear_buffers(sink->ctx); /* so that closing does not write half of it */
-    metrics_close(sink);
+    metrics_sink *sink = NULL;
+    store_sink_opts opts = {INT_MAX, -1, NULL};   /* one flush, at the end */
+    char *clear = cg_fmt("DELETE FROM metrics WHERE task_id = %lld; DELETE FROM evals WHERE task_id = %lld; "
+                         "DELETE FROM predictions WHERE task_id = %lld",
+                         (long long)task_id, (long long)task_id, (long long)task_id);
+    rc = store_exec(db, clear, "cannot clear the task's earlier metrics");
+    free(clear);
+    if (rc == CG_OK) rc = store_sink_open_opts(db, task_id, &opts, &sink);
+    if (rc == CG_OK) {
+        store_sink *k = sink->ctx;
+        k->ingest = 1;
+        rc = metrics_journal_replay(path, sink, n_records);
+        if (rc == CG_OK) rc = sink_flush(k);
+        clear_buffers(k);   /* so that closing writes nothing */
+        metrics_close(sink);
+    }
+    if (own) {
+        if (rc == CG_OK) rc = store_commit(db);
+        if (rc) store_rollback(db);
+    } else if (rc == CG_OK) {
+        rc = store_exec(db, "RELEASE cg_ingest", "cannot ingest a journal");
+    } else {
+        sqlite3_exec(db, "ROLLBACK TO cg_ingest; RELEASE cg_ingest", NULL, NULL, NULL);
+    }
     return rc ? cg_err_wrap(rc, "cannot ingest journal '%s'", path) : CG_OK;
 }

@@ -33,10 +33,20 @@ int store_sink_open(sqlite3 *db, int64_t task_id, metrics_sink **out);
 int store_sink_open_opts(sqlite3 *db, int64_t task_id, const store_sink_opts *opts,
                          metrics_sink **out);
 
-/* Replays a task's JSON-lines journal (core/metrics.h; written by a worker on another node)
- * into the db through a sink, in one transaction: all of it or, on an error, nothing.
- * *n_records (optional) gets the count. Step metrics are appended, so ingest a journal once
- * (then move it aside). */
+/* THE journal ingestion (the scheduler's, for every backend; docs/DB.md): replays a task's
+ * JSON-lines journal (core/metrics.h, metrics_journal_replay: the one parser) into the db,
+ * replacing what the task had there, so that ingesting again changes nothing:
+ *   - the task's metrics, evals and predictions are cleared first (what a live sink or an
+ *     earlier ingestion wrote);
+ *   - a step logged again (a resumed attempt redoes the steps after its checkpoint) replaces
+ *     the records of its metric at that step and later that came before it;
+ *   - a torn last line (a writer killed mid-record) is ignored;
+ *   - a malformed line, or a record that is not a cgvlm one (another program's JSON lines),
+ *     refuses the whole journal: CG_EUSER naming the file and the record; nothing is written.
+ * The caller chooses the transaction: with none open this is one transaction of its own; inside
+ * the caller's (the scheduler's fenced finish of an attempt) it is a savepoint, so a refused
+ * journal leaves the caller's other writes to commit or roll back. A missing file is CG_OK
+ * (nothing reported). *n_records (optional) gets the records replayed. */
 int store_ingest_journal(sqlite3 *db, int64_t task_id, const char *path, int64_t *n_records);
 
 #endif

@@ -260,15 +260,15 @@ out:
 /* A refused submission: the claimed attempt is recorded failed with Slurm's message, not left
  * 'running' behind the scheduler that stops on it. */
 static void record_refusal(slurm_backend *sb, const sjob *j, const char *msg) {
-    slurm_end end = {"failed", (char *)msg, -1};
+    char *keep = cg_strdup(msg);
+    slurm_end end = {"failed", cg_strdup(msg), -1, 0};
     slurm_outcome none = {0};
     int applied;
     char *journal = cg_fmt("%s/work/%s/metrics.jsonl", sb->ws, j->key);
-    char *keep = cg_strdup(msg);
-    end.error = keep;
     slurm_ingest(sb->db, j->task_id, j->attempt, j->key, journal, &end, &none, &applied);
     cg_err(CG_EUSER, "%s", keep);   /* the refusal stays the error reported */
     free(keep);
+    free(end.error);
     free(journal);
 }
 
@@ -465,7 +465,8 @@ static int job_ended(slurm_backend *sb, sjob *j, const char *state, const char *
             }
         }
         /* the wait status the scheduler reads (exit status 2: bad input, not retried) */
-        int wstatus = oc.present ? (oc.exit_status & 0xff) << 8 : sig ? sig : (code & 0xff) << 8;
+        int wstatus = end.journal_refused ? TASK_BAD_INPUT << 8
+                      : oc.present ? (oc.exit_status & 0xff) << 8 : sig ? sig : (code & 0xff) << 8;
         ev[*nev] = (sched_exit){j->task_id, j->attempt, wstatus};
         (*nev)++;
         free(end.error);

@@ -64,6 +64,8 @@ typedef struct {
     const char *state;    /* done, failed, crashed, cancelled, or queued (held on an upstream that failed) */
     char *error;          /* malloc'ed, NULL for done */
     int exit_status;      /* -1: none */
+    int journal_refused;  /* set by slurm_ingest: the journal was garbled or foreign; recorded
+                           * failed with the reason (error) and exit status TASK_BAD_INPUT */
 } slurm_end;
 
 /* The state mapping (docs/SLURM.md): Slurm's final JobState, Reason and ExitCode "code:signal",
@@ -76,9 +78,11 @@ int slurm_read_outcome(const char *journal, int attempt, slurm_outcome *out);
 void slurm_outcome_free(slurm_outcome *oc);
 
 /* Records an ended attempt in the db in one transaction, fenced on (state running, attempts =
- * attempt): task and attempt rows, the journal's metrics, the artifact row. *applied = 0 when
- * the attempt had been taken over. */
+ * attempt): task and attempt rows, the journal's metrics (store_ingest_journal), the artifact
+ * row. *applied = 0 when the attempt had been taken over. A journal that cannot be ingested
+ * turns *end into what was recorded instead: failed, its error (replaced, malloc'ed) saying why,
+ * journal_refused = 1. */
 int slurm_ingest(void *sqlite_db, int64_t task_id, int attempt, const char *key, const char *journal,
-                 const slurm_end *end, const slurm_outcome *oc, int *applied);
+                 slurm_end *end, const slurm_outcome *oc, int *applied);
 
 #endif

@@ -4,11 +4,12 @@
  *
  * Ingestion is idempotent: the outcome is applied only while the task is still 'running' with
  * that attempt (a second ingestion changes nothing), metrics replace the task's earlier ones
- * wholesale (task_ingest_journal), and once a done task is recorded its work dir, journal
+ * wholesale (db/sink.h store_ingest_journal, the one ingestion of every backend), and once a done task is recorded its work dir, journal
  * included, is removed, as with the local backend. A job cancelled before it started because
  * its upstream attempt failed is no attempt: its row goes and the task is queued again. */
 #define _GNU_SOURCE
 #include "sweeps/backend_slurm.h"
+#include "db/sink.h"
 #include "db/store.h"
 #include "sweeps/task.h"
 #include "util/fs.h"
@@ -81,6 +82,7 @@ void slurm_map_end(const char *job_id, const char *job_state, const char *reason
     const char *why = reason && *reason && strcmp(reason, "None") ? reason : NULL;
     out->exit_status = signal ? 128 + signal : exit_code;
     out->error = NULL;
+    out->journal_refused = 0;
     if (is(job_state, "TIMEOUT")) {
         /* the task got SIGTERM at the limit and may have written 'cancelled': the limit wins */
         out->state = "failed";
@@ -137,10 +139,11 @@ static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st) {
 }
 
 int slurm_ingest(void *sqlite_db, int64_t task_id, int attempt, const char *key, const char *journal,
-                 const slurm_end *end, const slurm_outcome *oc, int *applied) {
+                 slurm_end *end, const slurm_outcome *oc, int *applied) {
     sqlite3 *db = sqlite_db;
     sqlite3_stmt *st = NULL;
     int done = is(end->state, "done"), requeue = is(end->state, "queued");
+    end->journal_refused = 0;
     double now = cg_wall_time();
     *applied = 0;
     int rc = store_begin(db);
@@ -176,6 +179,30 @@ int slurm_ingest(void *sqlite_db, int64_t task_id, int attempt, const char *key,
         free(sql);
         goto out;
     }
+    /* every outcome keeps what the task reported, a crash's metrics included (a savepoint in
+     * this transaction); a journal refused as garbled or foreign fails the attempt, a done one
+     * too, with the reason, and not worth retrying: the next attempt appends to the same file */
+    rc = store_ingest_journal(db, task_id, journal, NULL);
+    if (rc == CG_EUSER) {
+        free(end->error);
+        end->error = cg_fmt("its results cannot be recorded: %s", cg_errmsg());
+        end->state = "failed";
+        end->exit_status = TASK_BAD_INPUT;
+        end->journal_refused = 1;
+        done = 0;
+        cg_err_clear();
+        char *sql = cg_fmt("UPDATE tasks SET state = 'failed', artifact_key = NULL WHERE task_id = %lld", (long long)task_id);
+        rc = store_exec(db, sql, "cannot record the task");
+        free(sql);
+        if (rc == CG_OK && (rc = prep(db, "UPDATE tasks SET error = ? WHERE task_id = ?", &st)) == CG_OK) {
+            sqlite3_bind_text(st, 1, end->error, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 2, task_id);
+            rc = step_done(db, st);
+            sqlite3_finalize(st);
+            st = NULL;
+        }
+    }
+    if (rc) goto out;
     if ((rc = prep(db, "UPDATE task_attempts SET state = ?, ended_at = ?, exit_status = ?, error = ?, "
                        "host = COALESCE(?, host), started_at = COALESCE(?, started_at) WHERE task_id = ? AND attempt = ?",
                    &st)))
@@ -195,8 +222,6 @@ int slurm_ingest(void *sqlite_db, int64_t task_id, int attempt, const char *key,
     if ((rc = step_done(db, st))) goto out;
     sqlite3_finalize(st);
     st = NULL;
-    /* every outcome keeps what the task reported, a crash's metrics included */
-    if ((rc = task_ingest_journal(db, task_id, journal))) goto out;
     if (done) {
         if ((rc = prep(db, "INSERT OR REPLACE INTO artifacts (key, task_id, path, size, sha256, created_at) "
                            "VALUES (?,?,?,?,?,?)", &st)))

@@ -11,12 +11,7 @@
 #include "util/sha256.h"
 #include "util/util.h"
 
-/* The results-store sink (db/sink.h), when this tree has it: metrics also reach the db while a
- * task runs, for people watching; the journal stays the record ingested at the end. */
-#if __has_include("db/sink.h")
 #include "db/sink.h"
-#define TASK_LIVE_SINK 1
-#endif
 
 #include <dirent.h>
 #include <errno.h>
@@ -88,110 +83,6 @@ static int artifact_digest(const char *dir, int64_t *size, char hex[65]) {
     uint8_t dig[32];
     cg_sha256_final(&s, dig);
     cg_sha256_to_hex(dig, hex);
-    return rc;
-}
-
-/* ---------------------------------------------------------------- journal ingestion */
-
-typedef struct {
-    sqlite3 *db;
-    long long task_id;
-    sqlite3_stmt *name_ins, *name_id, *metric, *eval, *pred, *rewind;
-    int nseen;
-    int64_t seen_id[64], seen_step[64];   /* the last step ingested per metric name */
-} ingest_sink;
-
-static int ing_step(ingest_sink *s, sqlite3_stmt *st) {
-    int r = sqlite3_step(st);
-    sqlite3_reset(st);
-    return r == SQLITE_DONE || r == SQLITE_ROW ? CG_OK : cg_err(CG_EFAIL, "results db: %s", sqlite3_errmsg(s->db));
-}
-
-static int ing_scalar(void *ctx, const char *name, int64_t step, double value) {
-    ingest_sink *s = ctx;
-    sqlite3_bind_text(s->name_ins, 1, name, -1, SQLITE_TRANSIENT);
-    int rc = ing_step(s, s->name_ins);
-    if (rc) return rc;
-    sqlite3_bind_text(s->name_id, 1, name, -1, SQLITE_TRANSIENT);
-    int64_t id = sqlite3_step(s->name_id) == SQLITE_ROW ? sqlite3_column_int64(s->name_id, 0) : 0;
-    sqlite3_reset(s->name_id);
-    /* a resumed attempt logs again from its checkpoint's step: its records replace the later
-     * records of the attempt it resumed (the journal is in time order) */
-    int k = 0;
-    while (k < s->nseen && s->seen_id[k] != id) k++;
-    if (k < s->nseen && step <= s->seen_step[k]) {
-        sqlite3_bind_int64(s->rewind, 1, s->task_id);
-        sqlite3_bind_int64(s->rewind, 2, id);
-        sqlite3_bind_int64(s->rewind, 3, step);
-        if ((rc = ing_step(s, s->rewind))) return rc;
-    }
-    if (k == s->nseen && k < 64) s->seen_id[s->nseen++] = id;
-    if (k < 64) s->seen_step[k] = step;
-    sqlite3_bind_int64(s->metric, 1, s->task_id);
-    sqlite3_bind_int64(s->metric, 2, id);
-    sqlite3_bind_int64(s->metric, 3, step);
-    sqlite3_bind_double(s->metric, 4, value);
-    sqlite3_bind_double(s->metric, 5, cg_wall_time());
-    return ing_step(s, s->metric);
-}
-
-static int ing_eval(void *ctx, const char *bench, const char *metric, const char *cat, double v, int64_t n) {
-    ingest_sink *s = ctx;
-    sqlite3_bind_int64(s->eval, 1, s->task_id);
-    sqlite3_bind_text(s->eval, 2, bench, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(s->eval, 3, metric, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(s->eval, 4, cat, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_double(s->eval, 5, v);
-    sqlite3_bind_int64(s->eval, 6, n);
-    return ing_step(s, s->eval);
-}
-
-static int ing_pred(void *ctx, const char *bench, const char *method, const char *qid, const char *cat,
-                    const char *skill, int chosen, int answer, const char *scores) {
-    ingest_sink *s = ctx;
-    sqlite3_stmt *st = s->pred;
-    sqlite3_bind_int64(st, 1, s->task_id);
-    sqlite3_bind_text(st, 2, bench, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, method, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 4, qid, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 5, cat, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 6, skill, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(st, 7, chosen);
-    sqlite3_bind_int(st, 8, answer);
-    sqlite3_bind_int(st, 9, chosen == answer);
-    sqlite3_bind_text(st, 10, scores, -1, SQLITE_TRANSIENT);
-    return ing_step(s, st);
-}
-
-int task_ingest_journal(void *sqlite_db, long long task_id, const char *journal) {
-    if (!cg_file_exists(journal)) return CG_OK;
-    ingest_sink s = {.db = sqlite_db, .task_id = task_id};
-    sqlite3 *db = sqlite_db;
-    int rc = CG_OK;
-    /* ingestion replaces what an earlier, interrupted ingestion of this task left */
-    char *clear = cg_fmt("DELETE FROM metrics WHERE task_id = %lld; DELETE FROM evals WHERE task_id = %lld; "
-                         "DELETE FROM predictions WHERE task_id = %lld", task_id, task_id, task_id);
-    rc = store_exec(db, clear, "cannot clear old metrics");
-    free(clear);
-    if (rc) return rc;
-    if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO metric_names (name) VALUES (?)", -1, &s.name_ins, NULL) ||
-        sqlite3_prepare_v2(db, "SELECT name_id FROM metric_names WHERE name = ?", -1, &s.name_id, NULL) ||
-        sqlite3_prepare_v2(db, "INSERT INTO metrics (task_id, name_id, step, value, wall) VALUES (?,?,?,?,?)", -1, &s.metric, NULL) ||
-        sqlite3_prepare_v2(db, "DELETE FROM metrics WHERE task_id = ? AND name_id = ? AND step >= ?", -1, &s.rewind, NULL) ||
-        sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO evals (task_id, benchmark, metric, category, value, n) VALUES (?,?,?,?,?,?)", -1, &s.eval, NULL) ||
-        sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO predictions (task_id, benchmark, method, question_id, category, skill, "
-                               "chosen, answer, correct, scores_json) VALUES (?,?,?,?,?,?,?,?,?,?)", -1, &s.pred, NULL))
-        rc = cg_err(CG_EFAIL, "results db: %s", sqlite3_errmsg(db));
-    if (rc == CG_OK) {
-        metrics_sink sink = {&s, ing_scalar, ing_eval, ing_pred, NULL, NULL, NULL};
-        rc = metrics_journal_replay(journal, &sink, NULL);
-    }
-    sqlite3_finalize(s.name_ins);
-    sqlite3_finalize(s.name_id);
-    sqlite3_finalize(s.metric);
-    sqlite3_finalize(s.eval);
-    sqlite3_finalize(s.pred);
-    sqlite3_finalize(s.rewind);
     return rc;
 }
 
@@ -390,7 +281,13 @@ static int finish(sqlite3 *db, int64_t id, int attempt, const char *state, const
         sqlite3_finalize(st);
         st = NULL;
     }
-    if (rc == CG_OK && journal) rc = task_ingest_journal(db, id, journal);   /* every outcome keeps its metrics */
+    /* every outcome keeps its metrics; a journal that cannot be ingested fails a done attempt
+     * (the caller records it failed with the reason) but not the recording of another outcome */
+    if (rc == CG_OK && journal && (rc = store_ingest_journal(db, id, journal, NULL)) && !done) {
+        fprintf(stderr, "cgvlm task %.12s: %s\n", key, cg_errmsg());
+        cg_err_clear();
+        rc = CG_OK;
+    }
     if (rc == CG_OK && done) {
         if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO artifacts (key, task_id, path, size, sha256, created_at) "
                                    "VALUES (?,?,?,?,?,?)", -1, &st, NULL) == SQLITE_OK) {
@@ -558,10 +455,10 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
     if ((rc = make_dir(staging))) goto fail;
     journal_sink = lazy_journal(journal);
     sink = journal_sink;
-#ifdef TASK_LIVE_SINK
+    /* metrics also reach the db while the task runs, for people watching; the journal stays the
+     * record, ingested (replacing them) when the attempt ends */
     if (store_sink_open(db, id, &live_sink) == CG_OK) sink = tee_sink = metrics_tee(journal_sink, live_sink);
     else cg_err_clear();
-#endif
 
     const cJSON *sn = cJSON_GetObjectItemCaseSensitive(stage_cfg, "stage");
     int stage = exp_stage_from_name(kind);
@@ -588,12 +485,13 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
         int64_t size = 0;
         char sha[65];
         char *rel = cg_fmt("artifacts/%s", key);
+        int still = 0;   /* a failed finish wrote nothing: the failure below is recorded (fenced) */
         if ((rc = publish(staging, final)) == CG_OK && (rc = artifact_digest(final, &size, sha)) == CG_OK)
-            rc = finish(db, id, attempt, "done", NULL, TASK_DONE, key, rel, size, sha, journal, &held);
+            rc = finish(db, id, attempt, "done", NULL, TASK_DONE, key, rel, size, sha, journal, &still);
         free(rel);
         if (rc == CG_OK) {
-            result = held ? TASK_DONE : TASK_SUPERSEDED;
-            if (held && cg_is_dir(work)) cg_rm_rf(work);   /* checkpoints are not needed once the artifact is out */
+            result = still ? TASK_DONE : TASK_SUPERSEDED;
+            if (still && cg_is_dir(work)) cg_rm_rf(work);   /* checkpoints are not needed once the artifact is out */
             goto out;
         }
     }

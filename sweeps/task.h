@@ -5,7 +5,8 @@
  *   run        build the stage_ctx (stage.h) and call stage_execute;
  *   finish     task_finish: on success publish staging -> <workspace>/artifacts/<key> by one
  *              rename, then in one transaction (fenced again): state done, the artifacts row, the
- *              attempt row and the task's metrics journal; else failed/cancelled with the error.
+ *              attempt row and the task's metrics journal (db/sink.h store_ingest_journal, a
+ *              savepoint inside it); else failed/cancelled with the error.
  * A crash at any point leaves either no artifact or a complete one (rename is atomic), and the
  * task 'running' until the scheduler reaps or recovers it.
  */
@@ -31,12 +32,6 @@ int task_pin_gpu(const char *device, const char **stage_device);
 
 /* The local backend's fork server on stdin/stdout (see backend_local.c). */
 int task_worker(const char *db_path, const char *workspace, int threads);
-
-/* Ingests a task's metrics journal into the db inside the caller's transaction (the fenced finish
- * of an attempt): it replaces what an earlier ingestion of the task left, and the steps a resumed
- * attempt logged again replace the ones they repeat. (db/sink.c's store_ingest_journal differs:
- * its own transaction, append only.) */
-int task_ingest_journal(void *sqlite_db, long long task_id, const char *journal);
 
 /* For the Slurm job (task_slurm.c): publish staging as the artifact dir by one rename (an artifact
  * already there is kept), and the artifact's digest (sha256 over its files) and size. */

@@ -254,6 +254,91 @@ static void test_journal(sqlite3 *db) {
     free(path);
 }
 
+/* THE ingestion (store_ingest_journal, the scheduler's for every backend): a resumed attempt's
+ * re-logged steps replace the ones they repeat; ingesting again changes nothing and replaces
+ * what a live sink wrote; a torn last line is ignored; another program's JSON lines are refused
+ * naming the record; inside the caller's transaction it is a savepoint the caller's fence
+ * decides about. */
+static void test_ingest_replaces(sqlite3 *db) {
+    int64_t t, n = 0;
+    metrics_sink *j = NULL, *live = NULL;
+    char *path = path_in("resumed.jsonl");
+    CHECK(store_task_upsert(db, "resumed", "align", "{}", &t) == CG_OK);
+    /* what the live sink of the running attempts wrote: 0..9 and again 5..12 (appended) */
+    CHECK(store_sink_open(db, t, &live) == CG_OK);
+    CHECK(metrics_journal_open(path, &j) == CG_OK);
+    for (int i = 0; i < 10; i++) metrics_scalar(j, "loss", i, 100 + i), metrics_scalar(live, "loss", i, 100 + i);
+    metrics_scalar(j, "lr", 9, 0.5);
+    metrics_eval(j, "world", "accuracy", "", 0.25, 4);
+    metrics_close(j);
+    /* the attempt was killed at step 9 (torn record); the next resumed from its checkpoint at 5 */
+    FILE *fp = fopen(path, "a");
+    CHECK(fp && fputs("{\"t\":\"scalar\",\"name\":\"loss\",\"st", fp) >= 0);
+    if (fp) fclose(fp);
+    CHECK(metrics_journal_open(path, &j) == CG_OK);
+    for (int i = 5; i < 13; i++) metrics_scalar(j, "loss", i, 200 + i), metrics_scalar(live, "loss", i, 200 + i);
+    metrics_eval(j, "world", "accuracy", "", 0.75, 4);
+    metrics_close(j);
+    metrics_close(live);
+    char *sql = cg_fmt("SELECT COUNT(*) FROM metrics WHERE task_id = %lld", (long long)t);
+    CHECK(count(db, sql) == 18);   /* the live rows: steps 5..9 twice */
+    CHECK(store_ingest_journal(db, t, path, &n) == CG_OK);
+    CHECK(n == 21);   /* 10 + 1 + 1 + 8 + 1 whole records */
+    CHECK(count(db, sql) == 14);   /* loss 0..12 once each, lr 9 once */
+    char *v = cg_fmt("SELECT value FROM metrics JOIN metric_names USING (name_id) WHERE task_id = %lld AND name = 'loss' "
+                     "AND step = 7", (long long)t);
+    CHECK(number(db, v) == 207);   /* the resumed attempt's */
+    free(v);
+    v = cg_fmt("SELECT value FROM metrics JOIN metric_names USING (name_id) WHERE task_id = %lld AND name = 'loss' AND step = 4",
+               (long long)t);
+    CHECK(number(db, v) == 104);   /* before the checkpoint: the first attempt's */
+    free(v);
+    v = cg_fmt("SELECT value FROM evals WHERE task_id = %lld", (long long)t);
+    CHECK(number(db, v) == 0.75);   /* the last evaluation, once */
+    free(v);
+    v = cg_fmt("SELECT COUNT(*) FROM evals WHERE task_id = %lld", (long long)t);
+    CHECK(count(db, v) == 1);
+    free(v);
+    /* again: the same rows */
+    CHECK(store_ingest_journal(db, t, path, NULL) == CG_OK);
+    CHECK(count(db, sql) == 14);
+
+    /* another program's JSON lines: refused, naming the record; the task's rows untouched */
+    char *foreign = path_in("foreign.jsonl");
+    const char *text = "{\"t\":\"scalar\",\"name\":\"x\",\"step\":1,\"value\":2}\n{\"level\":\"info\",\"msg\":\"hi\"}\n";
+    CHECK(cg_write_file_atomic(foreign, text, strlen(text)) == CG_OK);
+    CHECK(store_ingest_journal(db, t, foreign, NULL) == CG_EUSER);
+    CHECK(strstr(cg_errmsg(), "foreign.jsonl") && strstr(cg_errmsg(), "record 2 is not a cgvlm metrics record"));
+    cg_err_clear();
+    text = "[1, 2, 3]\n";
+    CHECK(cg_write_file_atomic(foreign, text, strlen(text)) == CG_OK);
+    CHECK(store_ingest_journal(db, t, foreign, NULL) == CG_EUSER);
+    cg_err_clear();
+    CHECK(count(db, sql) == 14);
+
+    /* inside the caller's transaction: a refused journal leaves the caller's writes to commit */
+    CHECK(store_begin(db) == CG_OK);
+    CHECK(store_exec(db, "UPDATE tasks SET error = 'mine' WHERE key = 'resumed'", "test") == CG_OK);
+    CHECK(store_ingest_journal(db, t, foreign, NULL) == CG_EUSER);
+    cg_err_clear();
+    CHECK(store_commit(db) == CG_OK);
+    CHECK(count(db, "SELECT COUNT(*) FROM tasks WHERE key = 'resumed' AND error = 'mine'") == 1);
+    CHECK(count(db, sql) == 14);
+    /* ... and a good one rolled back with the caller's transaction (a fence that did not hold) */
+    text = "{\"t\":\"scalar\",\"name\":\"x\",\"step\":1,\"value\":2}\n";
+    CHECK(cg_write_file_atomic(foreign, text, strlen(text)) == CG_OK);
+    CHECK(store_begin(db) == CG_OK);
+    CHECK(store_ingest_journal(db, t, foreign, NULL) == CG_OK);
+    CHECK(count(db, sql) == 1);
+    store_rollback(db);
+    CHECK(count(db, sql) == 14);
+    /* a missing journal: nothing reported, nothing changed */
+    char *missing = path_in("missing.jsonl");
+    CHECK(store_ingest_journal(db, t, missing, &n) == CG_OK && n == 0);
+    CHECK(count(db, sql) == 14);
+    free(missing), free(foreign), free(sql), free(path);
+}
+
 /* A row older than flush_seconds makes the next call flush. */
 static void test_flush_by_age(sqlite3 *db) {
     int64_t t, committed = 0;
@@ -324,6 +409,7 @@ int main(void) {
         test_flush_by_age(db);
         test_final_metrics(db);
         test_journal(db);
+        test_ingest_replaces(db);
         sqlite3_stmt *st;
         CHECK(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK);
         CHECK(sqlite3_step(st) == SQLITE_ROW);

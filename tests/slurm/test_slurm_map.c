@@ -2,6 +2,8 @@
  * the task's own outcome -> the state recorded) and the outcome record read from a journal, torn
  * last line and other attempts' records included. No cluster needed. */
 #include "sweeps/backend_slurm.h"
+#include "db/store.h"
+#include "sweeps/task.h"
 #include "util/fs.h"
 #include "util/util.h"
 #include "tests/test.h"
@@ -115,6 +117,47 @@ int main(void) {
     slurm_outcome_free(&oc);
     char *missing = cg_fmt("%s/none.jsonl", dir);
     CHECK(slurm_read_outcome(missing, 1, &oc) == CG_OK && !oc.present);
+
+    /* slurm_ingest: the journal's metrics land in the fenced transaction; a foreign journal turns
+     * a done job into a failed attempt saying why (exit status 2: not retried) */
+    char *dbp = cg_fmt("%s/r.db", dir);
+    sqlite3 *db = NULL;
+    int64_t t;
+    int applied = 0;
+    CHECK(store_open(dbp, STORE_CREATE, &db) == CG_OK);
+    CHECK(store_task_upsert(db, "k", "align", "{}", &t) == CG_OK);
+    CHECK(store_exec(db, "UPDATE tasks SET state = 'running', attempts = 2 WHERE key = 'k'; INSERT INTO task_attempts "
+                         "(task_id, attempt, state) SELECT task_id, 2, 'running' FROM tasks WHERE key = 'k'", "test") == CG_OK);
+    CHECK(slurm_read_outcome(j, 2, &oc) == CG_OK && oc.present);
+    slurm_end end = {"done", NULL, 0, 0};
+    CHECK(slurm_ingest(db, t, 2, "k", j, &end, &oc, &applied) == CG_OK && applied && !end.journal_refused);
+    sqlite3_stmt *st;
+    CHECK(sqlite3_prepare_v2(db, "SELECT state || ':' || (SELECT COUNT(*) FROM metrics) || ':' || "
+                                 "(SELECT COUNT(*) FROM artifacts) FROM tasks WHERE key = 'k'", -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW);
+    CHECK_STR((const char *)sqlite3_column_text(st, 0), "done:1:1");
+    sqlite3_finalize(st);
+    CHECK(slurm_ingest(db, t, 2, "k", j, &end, &oc, &applied) == CG_OK && !applied);   /* fenced: once */
+    const char *foreign = "{\"level\":\"info\"}\n{\"t\":\"outcome\",\"attempt\":3,\"state\":\"done\",\"exit\":0}\n";
+    CHECK(cg_write_file_atomic(j, foreign, strlen(foreign)) == CG_OK);
+    CHECK(store_exec(db, "UPDATE tasks SET state = 'running', attempts = 3 WHERE key = 'k'; INSERT INTO task_attempts "
+                         "(task_id, attempt, state) SELECT task_id, 3, 'running' FROM tasks WHERE key = 'k'", "test") == CG_OK);
+    slurm_outcome_free(&oc);
+    CHECK(slurm_read_outcome(j, 3, &oc) == CG_OK && oc.present);
+    end = (slurm_end){"done", NULL, 0, 0};
+    CHECK(slurm_ingest(db, t, 3, "k", j, &end, &oc, &applied) == CG_OK && applied);
+    CHECK(end.journal_refused && !strcmp(end.state, "failed") && end.exit_status == TASK_BAD_INPUT);
+    CHECK(end.error && strstr(end.error, "record 1 is not a cgvlm metrics record"));
+    CHECK(sqlite3_prepare_v2(db, "SELECT t.state || ':' || a.state || ':' || (t.error = a.error) || ':' || "
+                                 "(SELECT COUNT(*) FROM metrics) || ':' || COALESCE(t.artifact_key, '-') FROM tasks t "
+                                 "JOIN task_attempts a ON a.task_id = t.task_id AND a.attempt = 3", -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW);
+    CHECK_STR((const char *)sqlite3_column_text(st, 0), "failed:failed:1:1:-");   /* the earlier metrics kept */
+    sqlite3_finalize(st);
+    free(end.error);
+    slurm_outcome_free(&oc);
+    store_close(db);
+    free(dbp);
     cg_rm_rf(dir);
     free(j), free(missing);
     return test_summary("slurm_map");
