@@ -5,7 +5,10 @@
  *            the kind's resources), stores the job id in tasks.job_id and task_attempts.job_id;
  *   poll     one `squeue -h -t all -j IDS -o '%i %T %r'` per 0.2 s at most (never sbatch --wait);
  *            a job that ended is read (`scontrol show job` for its ExitCode), mapped
- *            (slurm_map_end) and recorded (slurm_ingest) before its end is reported;
+ *            (slurm_map_end) and recorded (slurm_ingest) before its end is reported; a running
+ *            job's progress file (task_slurm.c) is read every SLURM_PROGRESS_S and recorded
+ *            (tasks.progress, heartbeat_at, its last loss and tokens/s as metric rows, which the
+ *            ingestion at the end replaces): the jobs never open the db, the scheduler does;
  *   cancel   collected and sent with one `scancel` per poll (hard: --signal=KILL);
  *   adopt    a restarted scheduler takes over jobs still known to Slurm instead of submitting
  *            them again (job id from the db, else found by the job name cgvlm.KEY.ATTEMPT).
@@ -50,6 +53,9 @@ typedef struct {
     int cancel_sent;        /* the level already sent */
     int upstream_failed;    /* held on an upstream that did not finish: queued again, not an attempt */
     int over_limit;         /* refused by a submit limit (MaxSubmitJobs): queued again likewise */
+    int running;            /* squeue said RUNNING at the last poll */
+    double progress_read;   /* monotonic time its progress file was last read */
+    double progress_wall;   /* the "wall" of the last progress recorded (a new one differs) */
 } sjob;
 
 typedef struct {
@@ -476,6 +482,60 @@ static int job_ended(slurm_backend *sb, sjob *j, const char *state, const char *
     return rc;
 }
 
+/* ---------------------------------------------------------------- live progress */
+
+/* One metric row the job reported live ({"step":S,"value":V}): it replaces the task's rows of
+ * that name at step S and later (a resumed attempt's steps come again), as the ingestion does. */
+static int live_metric(sqlite3 *db, int64_t task_id, const char *name, const cJSON *m) {
+    const cJSON *step = cJSON_GetObjectItemCaseSensitive(m, "step"), *value = cJSON_GetObjectItemCaseSensitive(m, "value");
+    if (!cJSON_IsNumber(step) || !cJSON_IsNumber(value)) return CG_OK;
+    char *sql = cg_fmt("INSERT OR IGNORE INTO metric_names (name) VALUES ('%s'); "
+                       "DELETE FROM metrics WHERE task_id = %lld AND step >= %lld AND name_id = "
+                       "(SELECT name_id FROM metric_names WHERE name = '%s'); "
+                       "INSERT INTO metrics (task_id, name_id, step, value, wall) SELECT %lld, name_id, %lld, %.17g, %.3f "
+                       "FROM metric_names WHERE name = '%s'",
+                       name, (long long)task_id, (long long)step->valuedouble, name, (long long)task_id,
+                       (long long)step->valuedouble, value->valuedouble, cg_wall_time(), name);
+    int rc = store_exec(db, sql, "cannot record a live metric");
+    free(sql);
+    return rc;
+}
+
+/* Reads the progress file of running job j (at most every SLURM_PROGRESS_S) and, when the job
+ * wrote a new one for this attempt, records it, inside the poll's transaction (*began). */
+static int job_progress(slurm_backend *sb, sjob *j, int *began) {
+    double now = cg_mono_time();
+    if (now - j->progress_read < SLURM_PROGRESS_S) return CG_OK;
+    j->progress_read = now;
+    char *path = cg_fmt("%s/work/%s/progress.json", sb->ws, j->key), *text = NULL;
+    size_t len;
+    cJSON *o = NULL;
+    if (cg_read_file(path, &text, &len) == CG_OK) o = cJSON_Parse(text);
+    cg_err_clear();   /* not written yet: nothing to show */
+    free(path), free(text);
+    const cJSON *att = cJSON_GetObjectItemCaseSensitive(o, "attempt"), *frac = cJSON_GetObjectItemCaseSensitive(o, "fraction");
+    const cJSON *wall = cJSON_GetObjectItemCaseSensitive(o, "wall");
+    int rc = CG_OK;
+    if (!cJSON_IsNumber(att) || att->valueint != j->attempt || !cJSON_IsNumber(frac) || !cJSON_IsNumber(wall) ||
+        wall->valuedouble == j->progress_wall)
+        goto out;   /* an earlier attempt's, a stranger's, or nothing new */
+    if (!*began && (rc = store_begin(sb->db)) == CG_OK) *began = 1;
+    if (rc) goto out;
+    char *sql = cg_fmt("UPDATE tasks SET progress = %.4f, heartbeat_at = %.3f WHERE task_id = %lld AND attempts = %d "
+                       "AND state = 'running'", frac->valuedouble < 0 ? 0 : frac->valuedouble > 1 ? 1 : frac->valuedouble,
+                       cg_wall_time(), (long long)j->task_id, j->attempt);
+    rc = store_exec(sb->db, sql, "cannot record a task's progress");
+    free(sql);
+    if (rc == CG_OK && sqlite3_changes(sb->db) == 1) {   /* still ours */
+        rc = live_metric(sb->db, j->task_id, "loss", cJSON_GetObjectItemCaseSensitive(o, "loss"));
+        if (rc == CG_OK) rc = live_metric(sb->db, j->task_id, "tokens_per_s", cJSON_GetObjectItemCaseSensitive(o, "tokens_per_s"));
+    }
+    if (rc == CG_OK) j->progress_wall = wall->valuedouble;
+out:
+    cJSON_Delete(o);
+    return rc;
+}
+
 static int slurm_poll(sched_backend *b, double timeout_s, sched_exit *ev, int max, int *n) {
     slurm_backend *sb = b->impl;
     *n = 0;
@@ -527,12 +587,24 @@ static int slurm_poll(sched_backend *b, double timeout_s, sched_exit *ev, int ma
         }
         if (listed && !terminal(state)) {
             if (!strcmp(reason, "DependencyNeverSatisfied") && !j->upstream_failed) j->upstream_failed = 1, j->cancel = 1;
+            j->running = !strcmp(state, "RUNNING");
             i++;
             continue;
         }
         rc = job_ended(sb, j, listed ? state : NULL, listed ? reason : NULL, ev, n);
         if (rc == CG_OK) remove_job(sb, j);   /* the last job moved here: look at index i again */
         else i++;
+    }
+    /* the running jobs' progress, one transaction for all; a failure to record it (a busy db)
+     * is not the tasks' fault: the next read tries again */
+    int began = 0, prc = CG_OK;
+    for (int i = 0; i < sb->n && rc == CG_OK && prc == CG_OK; i++)
+        if (sb->jobs[i].running) prc = job_progress(sb, &sb->jobs[i], &began);
+    if (began && prc == CG_OK) prc = store_commit(sb->db);
+    if (began && prc) store_rollback(sb->db);
+    if (prc) {
+        for (int i = 0; i < sb->n; i++) sb->jobs[i].progress_wall = 0;   /* record it again next time */
+        cg_err_clear();
     }
     free(out), free(err), free(idlist);
     return rc;

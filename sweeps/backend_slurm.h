@@ -41,7 +41,11 @@ int backend_slurm_open(const char *db_path, const char *workspace, const sweep *
  * (*ncancelled of them); the next run of the sweep records them cancelled and resumes. */
 int slurm_cancel_orphans(void *sqlite_db, const char *name, int *ncancelled);
 
-/* The job's side: runs the attempt described by the spec file; exit status TASK_* (task.h). */
+/* Seconds between a job's progress writes (work/KEY/progress.json) and the scheduler's reads. */
+#define SLURM_PROGRESS_S 2.0
+
+/* The job's side: runs the attempt described by the spec file; exit status TASK_* (task.h). While
+ * the stage runs it rewrites work/KEY/progress.json (fraction, last loss and tokens/s). */
 int task_spec_main(const char *spec_path);
 
 /* ---------------------------------------------------------------- how an ended job is read */

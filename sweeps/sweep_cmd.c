@@ -376,6 +376,33 @@ static int status_sweep(sqlite3 *db, int64_t id, const char *name, int *active) 
                sqlite3_column_int(st, 3), (const char *)sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
 
+    /* running tasks as they report (local: the heartbeat and the live sink; Slurm: the job's
+     * progress file, read by the scheduler): progress, last loss and tokens/s, where */
+    if (sqlite3_prepare_v2(db, "SELECT " STAGE_EXPR ", key, progress, heartbeat_at, job_id, host, "
+                               "(SELECT m.value FROM metrics m WHERE m.task_id = t.task_id AND m.name_id = "
+                               "(SELECT name_id FROM metric_names WHERE name = 'loss') ORDER BY m.step DESC LIMIT 1), "
+                               "(SELECT m.value FROM metrics m WHERE m.task_id = t.task_id AND m.name_id = "
+                               "(SELECT name_id FROM metric_names WHERE name = 'tokens_per_s') ORDER BY m.step DESC LIMIT 1) "
+                               "FROM tasks t WHERE task_id IN " SWEEP_TASKS " AND state = 'running' ORDER BY started_at LIMIT 20",
+                           -1, &st, NULL))
+        return cg_err(CG_EFAIL, "results db: %s", sqlite3_errmsg(db));
+    sqlite3_bind_int64(st, 1, id);
+    for (int nr = 0; sqlite3_step(st) == SQLITE_ROW; nr++) {
+        if (!nr) printf("  running:\n");
+        printf("    %-18s %.12s %3.0f%%", (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+               100 * sqlite3_column_double(st, 2));
+        if (sqlite3_column_type(st, 6) != SQLITE_NULL) printf("  loss %.4f", sqlite3_column_double(st, 6));
+        if (sqlite3_column_type(st, 7) != SQLITE_NULL) printf("  %.0f tok/s", sqlite3_column_double(st, 7));
+        if (sqlite3_column_type(st, 4) != SQLITE_NULL) printf("  Slurm job %s", (const char *)sqlite3_column_text(st, 4));
+        else if (sqlite3_column_type(st, 5) != SQLITE_NULL) printf("  on %s", (const char *)sqlite3_column_text(st, 5));
+        if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
+            fmt_secs(b, sizeof b, cg_wall_time() - sqlite3_column_double(st, 3));
+            printf(", heard from %s ago", b);
+        }
+        printf("\n");
+    }
+    sqlite3_finalize(st);
+
     /* failures */
     if (sqlite3_prepare_v2(db, "SELECT " STAGE_EXPR ", key, state, attempts, max_attempts, error, ended_at - started_at FROM tasks "
                                "WHERE task_id IN " SWEEP_TASKS " AND state IN ('failed','crashed') ORDER BY task_id", -1, &st, NULL))

@@ -4,7 +4,14 @@
  * outcome is the journal's last record:
  *   {"t":"outcome","attempt":N,"state":"done|failed|cancelled","error":..,"exit":..,"host":..,
  *    "job":..,"started":..,"ended":..,"artifact":"artifacts/KEY","size":..,"sha256":..}
- * appended and fsync'ed after every metric. The scheduler ingests it (journal_ingest.c). */
+ * appended and fsync'ed after every metric. The scheduler ingests it (journal_ingest.c).
+ *
+ * While the stage runs, its progress goes to <workspace>/work/KEY/progress.json, rewritten
+ * atomically at most every SLURM_PROGRESS_S seconds:
+ *   {"attempt":N,"fraction":0.42,"wall":..,"loss":{"step":120,"value":2.31},
+ *    "tokens_per_s":{"step":120,"value":5400}}
+ * (the last loss and tokens/s the stage logged); the scheduler's poll reads it for its running
+ * jobs (backend_slurm.c), so `cgvlm status` and its terminal line show Slurm tasks live. */
 #define _GNU_SOURCE
 #include "core/metrics.h"
 #include "experiments/stage.h"
@@ -23,6 +30,54 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t spec_cancel = 0;
+
+/* ---------------------------------------------------------------- live progress */
+
+/* A sink that keeps the last loss and tokens/s the stage logged (teed beside the journal). */
+typedef struct {
+    metrics_sink self;
+    int have[2];
+    int64_t step[2];
+    double value[2];
+} peek_sink;
+
+static const char *const peek_names[2] = {"loss", "tokens_per_s"};
+
+static int peek_scalar(void *ctx, const char *name, int64_t step, double value) {
+    peek_sink *p = ctx;
+    for (int i = 0; i < 2; i++)
+        if (!strcmp(name, peek_names[i])) p->have[i] = 1, p->step[i] = step, p->value[i] = value;
+    return CG_OK;
+}
+
+typedef struct {
+    char *path;          /* work/KEY/progress.json */
+    int attempt;
+    double last;         /* monotonic time of the last write; < 0: never */
+    const peek_sink *peek;
+} progress_file;
+
+/* stage_progress's callback: a missed write is no failure (the scheduler reads the next one). */
+static void write_progress(void *arg, double fraction) {
+    progress_file *pf = arg;
+    double now = cg_mono_time();
+    if (pf->last >= 0 && now - pf->last < SLURM_PROGRESS_S && fraction < 1) return;
+    pf->last = now;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "attempt", pf->attempt);
+    cJSON_AddNumberToObject(o, "fraction", fraction);
+    cJSON_AddNumberToObject(o, "wall", cg_wall_time());
+    for (int i = 0; i < 2; i++) {
+        if (!pf->peek->have[i]) continue;
+        cJSON *m = cJSON_AddObjectToObject(o, peek_names[i]);
+        cJSON_AddNumberToObject(m, "step", (double)pf->peek->step[i]);
+        cJSON_AddNumberToObject(m, "value", pf->peek->value[i]);
+    }
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (cg_write_file_atomic(pf->path, text, strlen(text)) != CG_OK) cg_err_clear();
+    cJSON_free(text);
+}
 
 static void on_stop(int sig) {
     (void)sig;
@@ -77,7 +132,9 @@ int task_spec_main(const char *spec_path) {
 
     cJSON *spec = NULL;
     char *text = NULL, *work = NULL, *staging = NULL, *final = NULL, *rel = NULL;
-    metrics_sink *sink = NULL;
+    metrics_sink *sink = NULL, *tee = NULL;
+    peek_sink peek = {.self = {.ctx = &peek, .scalar = peek_scalar}};
+    progress_file pf = {NULL, 0, -1, &peek};
     size_t len;
     int rc = cg_read_file(spec_path, &text, &len);
     if (rc == CG_OK) rc = cg_json_parse(text, spec_path, &spec);
@@ -104,13 +161,16 @@ int task_spec_main(const char *spec_path) {
     final = cg_path_join(ws, rel);
     if ((rc = cg_mkdir_p(work)) || (rc = metrics_journal_open(journal, &sink)))
         goto fail;
+    tee = metrics_tee(sink, &peek.self);
+    pf.path = cg_path_join(work, "progress.json");
+    pf.attempt = attempt;
 
     const char *stage_device = "cpu";   /* cuda:N: pinned to the N-th of the job's GPUs */
     if ((rc = task_pin_gpu(device ? device : "cpu", &stage_device))) goto fail;
     stage_ctx ctx = {
         .kind = kind, .stage = EXP_EVAL, .key = key, .run_config = run_cfg, .stage_config = stage_cfg,
-        .workspace = ws, .work_dir = work, .out_dir = staging, .metrics = sink, .cancel = &spec_cancel,
-        .attempt = attempt, .threads = cJSON_IsNumber(threads) && threads->valueint > 0 ? threads->valueint : 1,
+        .workspace = ws, .work_dir = work, .out_dir = staging, .metrics = tee, .cancel = &spec_cancel,
+        .progress = write_progress, .progress_arg = &pf, .attempt = attempt, .threads = cJSON_IsNumber(threads) && threads->valueint > 0 ? threads->valueint : 1,
         .device = stage_device,
     };
     int stage = exp_stage_from_name(kind);
@@ -133,8 +193,9 @@ int task_spec_main(const char *spec_path) {
     if ((rc = cg_mkdir_p(staging))) goto fail;
     rc = stage_execute(&ctx);
     int frc = metrics_flush(sink);
+    metrics_close(tee);
     metrics_close(sink);
-    sink = NULL;
+    sink = tee = NULL;
     if (rc == CG_OK) rc = frc;
     if (rc == CG_OK) {
         int64_t size = 0;
@@ -154,6 +215,8 @@ int task_spec_main(const char *spec_path) {
         goto out;
     }
 fail:
+    metrics_close(tee);
+    tee = NULL;
     if (sink) metrics_close(sink);
     sink = NULL;
     {
@@ -166,6 +229,7 @@ fail:
     }
     cg_rm_rf(staging);
 out:
+    free(pf.path);
     free(work), free(staging), free(final), free(rel);
     cJSON_Delete(spec);
     return result;
