@@ -167,10 +167,19 @@ int task_spec_main(const char *spec_path) {
 
     const char *stage_device = "cpu";   /* cuda:N: pinned to the N-th of the job's GPUs */
     if ((rc = task_pin_gpu(device ? device : "cpu", &stage_device))) goto fail;
+    /* the CPUs Slurm gave the job (a --slurm-arg=--cpus-per-task=N wins over the kind's cpus) */
+    int nthreads = cJSON_IsNumber(threads) && threads->valueint > 0 ? threads->valueint : 1;
+    const char *given = getenv("SLURM_CPUS_PER_TASK");
+    int cpus;
+    if (given && cg_parse_int(given, "SLURM_CPUS_PER_TASK", 1, 4096, &cpus) == CG_OK) nthreads = cpus;
+    cg_err_clear();
+    printf("cgvlm task %.12s: %s, attempt %d, device %s, %d thread(s)\n", key, kind, attempt, device ? device : "cpu",
+           nthreads);
+    fflush(stdout);
     stage_ctx ctx = {
         .kind = kind, .stage = EXP_EVAL, .key = key, .run_config = run_cfg, .stage_config = stage_cfg,
         .workspace = ws, .work_dir = work, .out_dir = staging, .metrics = tee, .cancel = &spec_cancel,
-        .progress = write_progress, .progress_arg = &pf, .attempt = attempt, .threads = cJSON_IsNumber(threads) && threads->valueint > 0 ? threads->valueint : 1,
+        .progress = write_progress, .progress_arg = &pf, .attempt = attempt, .threads = nthreads,
         .device = stage_device,
     };
     int stage = exp_stage_from_name(kind);
