@@ -232,6 +232,7 @@ static void bind_scalar(store_sink *k, sqlite3_stmt *st, int base, const sink_sc
  * its metric at that step and later that came before it (the journal is in time order). So a
  * record stays when no later record of its name has a step <= its own: one backward pass. */
 static void drop_relogged(store_sink *k) {
+    if (k->n_scalars == 0) return;
     int64_t *min_later = cg_malloc(((size_t)k->n_names + 1) * sizeof *min_later);
     for (int n = 0; n < k->n_names; n++) min_later[n] = INT64_MAX;
     size_t j = k->n_scalars;

@@ -16,7 +16,7 @@ dups=$(q "SELECT COUNT(*) FROM (SELECT task_id, name_id, step FROM metrics GROUP
 [ "$(q "SELECT attempts FROM tasks WHERE kind = 'noop' AND json_extract(config_json, '$.stage') = 'align'")" = 2 ] \
     || fail "the align stand-in did not crash once: $(q 'SELECT kind, attempts, error FROM tasks')"
 n=$(q "SELECT COUNT(*) FROM metrics JOIN tasks USING (task_id) WHERE json_extract(config_json, '$.stage') = 'align'")
-[ "$n" -ge 30 ] || fail "the resumed align stand-in has $n noop_ms rows, want one per 10 ms slice (>= 30)"
+[ "$n" -ge 5 ] || fail "the resumed align stand-in has $n noop_ms rows, want one per slice of its 300 ms"
 
 # another program's file where the instruct task's journal goes
 printf '{"name": "k", "pipeline": "noop", "world": {"seed": 9}, "noop": {"metrics": true}}\n' > exp2.json
