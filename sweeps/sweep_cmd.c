@@ -158,11 +158,7 @@ int sched_execute(const sweep *sw, const sched_cli *cli, int progress) {
     int64_t sweep_id = -1;
     char *ws = NULL;
     const char *db_path = cli->db, *device = cli->device;
-    int workers = cli->workers;
-    int rc = cg_mkdir_p(cli->workspace);
-    if (rc) return rc;
-    ws = realpath(cli->workspace, NULL);   /* workers may run elsewhere: absolute paths */
-    if (!ws) return cg_err(CG_EFAIL, "cannot resolve workspace '%s'", cli->workspace);
+    int workers = cli->workers, rc = CG_OK;
 
     int noop = 1;
     for (int i = 0; i < sw->nruns && noop; i++) noop = !strcmp(sw->runs[i].plan.task[0].kind, "noop");
@@ -171,11 +167,12 @@ int sched_execute(const sweep *sw, const sched_cli *cli, int progress) {
     int gpus = 0;
     int cpu_only = device && !strcmp(device, "cpu"), one_gpu = device && !strncmp(device, "cuda:", 5);
     int want_gpu = device && !strncmp(device, "cuda", 4);
-    if (!sched_slurm.enabled && want_gpu && !noop && cg_gpu_count() == 0) {
-        rc = cg_err(CG_EUSER, "--device %s: this machine has no usable GPU (see 'cgvlm env'); use --device cpu or auto",
-                    device);
-        goto out;
-    }
+    if (!sched_slurm.enabled && want_gpu && !noop && cg_gpu_count() == 0)
+        return cg_err(CG_EUSER, "--device %s: this machine has no usable GPU (see 'cgvlm env'); use --device cpu or auto",
+                      device);
+    if ((rc = cg_mkdir_p(cli->workspace))) return rc;
+    ws = realpath(cli->workspace, NULL);   /* workers may run elsewhere: absolute paths */
+    if (!ws) return cg_err(CG_EFAIL, "cannot resolve workspace '%s'", cli->workspace);
     if (workers <= 0) {
         gpus = noop || cpu_only || one_gpu ? 0 : cg_gpu_count();
         workers = one_gpu ? 1 : gpus > 0 ? gpus : ncores();

@@ -33,6 +33,13 @@ contains "same tasks" "12 runs, 29 distinct tasks"
 expect 0 "sweep dry-run" -- "$BIN" sweep "$SRC/sweeps/cgvlm-ablation-quick.json" --dry-run
 [ "$(printf '%s\n' "$out" | grep -c '(device auto)$')" = 12 ] || fail "sweep dry-run: not 12 runs on device auto: $out"
 
+# --device cuda on a machine without a GPU: refused before anything is created
+if ! nvidia-smi -L >/dev/null 2>&1; then
+    expect 2 "run --device cuda without a GPU" -- "$BIN" run "$SRC/experiments/cgvlm-tiny.json" --device cuda --db "$TMP/gpu.db" --workspace ws-gpu
+    contains "no GPU" "--device cuda: this machine has no usable GPU"
+    [ ! -e "$TMP/gpu.db" ] && [ ! -e ws-gpu ] || fail "a refused --device cuda created the db or the workspace"
+fi
+
 # a noop run on the local backend: every task gets --device, the run config records it; again with
 # another device: the same sweep (the name does not depend on the device), every task reused
 printf '{"name": "dev", "pipeline": "noop", "device": "cuda"}\n' > exp.json
