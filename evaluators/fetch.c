@@ -28,7 +28,10 @@
 #define FETCH_BACKOFF_MAX_S 30.0
 #define FETCH_LOW_SPEED_BPS 1024L       /* slower than this for timeout_s: abandoned */
 #define FETCH_CHUNK ((size_t)256 << 10)  /* read size when hashing files (fits in L2) */
-#define FETCH_HASH_THREAD_MIN (8LL << 20) /* files this large are hashed by a second thread */
+#define FETCH_PIPE_MIN (8LL << 20)       /* files this large are hashed by a second thread */
+#define FETCH_RECV_BUFFER (4L << 20)      /* libcurl's receive buffer for those (its maximum: 10 MiB) */
+#define FETCH_SLAB ((size_t)256 << 10)    /* the hasher's unit: 16 of libcurl's 16 KiB pieces */
+#define FETCH_SLABS 8                     /* slabs in flight between the receiver and the hasher */
 
 void fetch_opts_init(fetch_opts *o) {
     memset(o, 0, sizeof *o);
@@ -354,6 +357,29 @@ enum job_why { WHY_NONE, WHY_TOO_LARGE, WHY_BAD_RANGE, WHY_IO };
 
 typedef struct fetch_run fetch_run;
 
+/* The hasher of a large file. libcurl hands the body over in pieces of at most 16 KiB
+ * (CURL_MAX_WRITE_SIZE); on_body writes each piece to the .part as it comes and copies it into a
+ * slab; each full slab goes to the hasher thread through a ring of FETCH_SLABS, so hashing
+ * overlaps receiving, and the hasher reads the bytes from memory rather than from the .part.
+ * The receiver waits only when the hasher is FETCH_SLABS slabs behind. While the thread runs it
+ * owns the job's `sha`.
+ *
+ * The pieces are written as they come, not gathered into larger writes: on this project's
+ * virtual machines (free page reporting to the host) a write(2) of 64 KiB or more makes the page
+ * cache allocate large folios from memory the host has taken back, and such writes cost 3-10x
+ * more system time than 16 KiB ones (docs/FETCH.md, "Throughput"). */
+typedef struct {
+    uint8_t *slab[FETCH_SLABS];
+    size_t len[FETCH_SLABS];
+    size_t fill;                  /* bytes in slab[head % FETCH_SLABS], the one being filled */
+    unsigned head, tail;          /* slabs handed over / hashed (guarded by mu) */
+    int stop;                     /* guarded by mu */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_free;
+    cg_sha256 *sha;
+} fetch_pipe;
+
 typedef struct {
     const manifest_file *f;
     fetch_run *run;
@@ -376,15 +402,7 @@ typedef struct {
     char errbuf[CURL_ERROR_SIZE];
     char location[512];    /* the last Location header (for a refused redirect's message) */
     char *error;           /* why it failed (last attempt) */
-    /* Large files are hashed by a thread that reads the .part back (from the page cache) right
-     * behind the writer, so hashing overlaps receiving instead of adding to it. While it runs it
-     * owns `sha`; the writer publishes `written` under `mu`. */
-    int hasher_on, hash_failed;
-    pthread_t hasher;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    uint64_t written, hash_from; /* guarded by mu */
-    int writer_done;             /* guarded by mu */
+    fetch_pipe *pipe;      /* large files, while their body streams in */
 } fetch_job;
 
 struct fetch_run {
@@ -446,57 +464,84 @@ static int part_truncate(fetch_job *j) {
     return 0;
 }
 
-static void *hasher_main(void *arg) {
-    fetch_job *j = arg;
-    uint64_t pos = j->hash_from;
-    uint8_t *buf = cg_malloc(FETCH_CHUNK);
+static void *pipe_main(void *arg) {
+    fetch_pipe *p = arg;
+    pthread_mutex_lock(&p->mu);
     for (;;) {
-        pthread_mutex_lock(&j->mu);
-        while (j->written == pos && !j->writer_done) pthread_cond_wait(&j->cv, &j->mu);
-        uint64_t upto = j->written;
-        int done = j->writer_done;
-        pthread_mutex_unlock(&j->mu);
-        while (pos < upto) {
-            size_t want = upto - pos < FETCH_CHUNK ? (size_t)(upto - pos) : FETCH_CHUNK;
-            ssize_t n = pread(j->fd, buf, want, (off_t)pos);
-            if (n <= 0) {
-                j->hash_failed = 1;
-                goto out;
-            }
-            cg_sha256_update(&j->sha, buf, (size_t)n);
-            pos += (uint64_t)n;
-        }
-        if (done) break;
+        while (p->tail == p->head && !p->stop) pthread_cond_wait(&p->cv_work, &p->mu);
+        if (p->tail == p->head) break; /* stopped and drained */
+        unsigned i = p->tail % FETCH_SLABS;
+        pthread_mutex_unlock(&p->mu);
+        cg_sha256_update(p->sha, p->slab[i], p->len[i]);
+        pthread_mutex_lock(&p->mu);
+        p->tail++;
+        pthread_cond_signal(&p->cv_free);
     }
-out:
-    free(buf);
+    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
-static void hasher_start(fetch_job *j) {
-    pthread_mutex_init(&j->mu, NULL);
-    pthread_cond_init(&j->cv, NULL);
-    j->written = j->hash_from = j->got;
-    j->writer_done = j->hash_failed = 0;
-    if (pthread_create(&j->hasher, NULL, hasher_main, j) != 0) {
-        pthread_mutex_destroy(&j->mu);
-        pthread_cond_destroy(&j->cv);
-        return; /* no thread: the writer hashes inline */
+static void pipe_start(fetch_job *j) {
+    fetch_pipe *p = cg_calloc(1, sizeof *p);
+    for (int i = 0; i < FETCH_SLABS; i++) p->slab[i] = cg_malloc(FETCH_SLAB);
+    p->sha = &j->sha;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv_work, NULL);
+    pthread_cond_init(&p->cv_free, NULL);
+    if (pthread_create(&p->thread, NULL, pipe_main, p) != 0) { /* no thread: on_body hashes inline */
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv_work);
+        pthread_cond_destroy(&p->cv_free);
+        for (int i = 0; i < FETCH_SLABS; i++) free(p->slab[i]);
+        free(p);
+        return;
     }
-    j->hasher_on = 1;
+    j->pipe = p;
 }
 
-/* Waits for the hasher to catch up with everything written; `sha` is the writer's again. */
-static void hasher_stop(fetch_job *j) {
-    if (!j->hasher_on) return;
-    pthread_mutex_lock(&j->mu);
-    j->writer_done = 1;
-    pthread_cond_signal(&j->cv);
-    pthread_mutex_unlock(&j->mu);
-    pthread_join(j->hasher, NULL);
-    pthread_mutex_destroy(&j->mu);
-    pthread_cond_destroy(&j->cv);
-    j->hasher_on = 0;
+/* Hands the slab being filled to the hasher, waiting for a free one when the ring is full. */
+static void pipe_flush(fetch_pipe *p) {
+    if (!p->fill) return;
+    p->len[p->head % FETCH_SLABS] = p->fill;
+    p->fill = 0;
+    pthread_mutex_lock(&p->mu);
+    p->head++;
+    pthread_cond_signal(&p->cv_work);
+    while (p->head - p->tail == FETCH_SLABS) pthread_cond_wait(&p->cv_free, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Hashes `n` bytes of the body: inline, or through the hasher thread. */
+static void job_hash(fetch_job *j, const char *data, size_t n) {
+    fetch_pipe *p = j->pipe;
+    if (!p) {
+        cg_sha256_update(&j->sha, data, n);
+        return;
+    }
+    for (size_t done = 0; done < n;) {
+        size_t k = FETCH_SLAB - p->fill < n - done ? FETCH_SLAB - p->fill : n - done;
+        memcpy(p->slab[p->head % FETCH_SLABS] + p->fill, data + done, k);
+        p->fill += k, done += k;
+        if (p->fill == FETCH_SLAB) pipe_flush(p);
+    }
+}
+
+/* Waits for the hasher to hash everything received; `sha` is the job's again. */
+static void pipe_stop(fetch_job *j) {
+    fetch_pipe *p = j->pipe;
+    if (!p) return;
+    pipe_flush(p);
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_signal(&p->cv_work);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv_work);
+    pthread_cond_destroy(&p->cv_free);
+    for (int i = 0; i < FETCH_SLABS; i++) free(p->slab[i]);
+    free(p);
+    j->pipe = NULL;
 }
 
 static size_t on_body(char *data, size_t sz, size_t nm, void *ud) {
@@ -518,7 +563,7 @@ static size_t on_body(char *data, size_t sz, size_t nm, void *ud) {
                 return 0;
             }
         }
-        if (j->f->size >= FETCH_HASH_THREAD_MIN && j->run->hash_thread) hasher_start(j);
+        if (j->f->size >= FETCH_PIPE_MIN && j->run->hash_thread) pipe_start(j);
     }
     if (j->got + n > (uint64_t)j->f->size) {
         j->why = WHY_TOO_LARGE;
@@ -530,16 +575,9 @@ static size_t on_body(char *data, size_t sz, size_t nm, void *ud) {
         j->error = cg_fmt("cannot write '%s': %s", j->part_path, strerror(errno));
         return 0;
     }
+    job_hash(j, data, n);
     j->got += n;
     j->run->st->received += n;
-    if (j->hasher_on) {
-        pthread_mutex_lock(&j->mu);
-        j->written = j->got;
-        pthread_cond_signal(&j->cv);
-        pthread_mutex_unlock(&j->mu);
-    } else {
-        cg_sha256_update(&j->sha, data, n);
-    }
     return n;
 }
 
@@ -657,6 +695,10 @@ static void job_start(fetch_run *r, fetch_job *j) {
         return;
     }
     if (j->offset > 0) j->was_resumed = 1;
+    /* large files: reserve the rest of the file's blocks now (the size stays what was received).
+     * The writes then skip ext4's delayed allocation: ~0.08 CPU s less per GiB. Best effort. */
+    if (j->f->size >= FETCH_PIPE_MIN && (uint64_t)j->f->size > j->offset)
+        (void)fallocate(j->fd, FALLOC_FL_KEEP_SIZE, (off_t)j->offset, (off_t)((uint64_t)j->f->size - j->offset));
     if (j->offset == (uint64_t)j->f->size && j->offset > 0) { /* complete but never renamed */
         job_verify(r, j);
         return;
@@ -673,8 +715,8 @@ static void job_start(fetch_run *r, fetch_job *j) {
     curl_easy_setopt(j->easy, CURLOPT_HEADERDATA, j);
     curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
     if (j->f->size > 0) curl_easy_setopt(j->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)j->f->size);
-    /* large files: fewer, larger writes (less system time per byte) */
-    if (j->f->size >= FETCH_HASH_THREAD_MIN) curl_easy_setopt(j->easy, CURLOPT_BUFFERSIZE, 1024L * 1024);
+    /* large files: fewer, larger reads from the socket (less system time per byte) */
+    if (j->f->size >= FETCH_PIPE_MIN) curl_easy_setopt(j->easy, CURLOPT_BUFFERSIZE, FETCH_RECV_BUFFER);
     if (j->offset > 0) {
         snprintf(j->range, sizeof j->range, "%llu-", (unsigned long long)j->offset);
         curl_easy_setopt(j->easy, CURLOPT_RANGE, j->range);
@@ -685,12 +727,7 @@ static void job_start(fetch_run *r, fetch_job *j) {
 }
 
 static void job_finish(fetch_run *r, fetch_job *j, CURLcode res) {
-    hasher_stop(j);
-    if (j->hash_failed && j->why == WHY_NONE) {
-        j->why = WHY_IO;
-        free(j->error);
-        j->error = cg_fmt("cannot read back '%s' to hash it", j->part_path);
-    }
+    pipe_stop(j);
     long code = 0;
     curl_off_t clen = -1; /* the body length the server announced, -1 when it did not */
     curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &code);
@@ -814,7 +851,7 @@ static int run_jobs(fetch_run *r) {
     /* an error above leaves transfers in flight: close them, keeping their .part files */
     for (size_t i = 0; i < r->n_jobs; i++)
         if (r->jobs[i].easy) {
-            hasher_stop(&r->jobs[i]);
+            pipe_stop(&r->jobs[i]);
             curl_multi_remove_handle(r->multi, r->jobs[i].easy);
             curl_easy_cleanup(r->jobs[i].easy);
             r->jobs[i].easy = NULL;
@@ -824,14 +861,10 @@ static int run_jobs(fetch_run *r) {
     return rc;
 }
 
-/* Is a core idle for a hasher thread? It overlaps hashing with receiving, but reading the .part
- * back costs CPU of its own (~0.15 s/GiB): on a busy machine hashing inline is faster. */
-static int spare_core(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    double load;
-    if (getloadavg(&load, 1) != 1) return n > 2;
-    return load + 2.0 <= (double)n; /* this thread and the hasher on otherwise idle cores */
-}
+/* Can a hasher thread run beside the receiver? It costs one memcpy of the body (~0.05 CPU s per
+ * GiB) and overlaps hashing with receiving; even on a busy machine the two threads finished
+ * sooner than one hashing inline (docs/FETCH.md, "Throughput"), so only one CPU rules it out. */
+static int second_cpu(void) { return sysconf(_SC_NPROCESSORS_ONLN) > 1; }
 
 /* CG_EUSER naming the first few missing files, for --offline. */
 static int report_missing(const manifest *m, const char *dir, const size_t *missing, size_t n) {
@@ -894,7 +927,7 @@ int fetch_benchmark_stats(const char *ref, const fetch_opts *opts, char **local_
     r.jobs = cg_calloc(m.n_files ? m.n_files : 1, sizeof *r.jobs);
     r.t0 = t0;
     r.show_progress = !cg_quiet && (o->progress == 1 || (o->progress < 0 && cg_stderr_is_tty()));
-    r.hash_thread = o->hash_thread < 0 ? spare_core() : o->hash_thread;
+    r.hash_thread = o->hash_thread < 0 ? second_cpu() : o->hash_thread;
     missing = cg_calloc(m.n_files ? m.n_files : 1, sizeof *missing);
     for (size_t i = 0; i < m.n_files; i++) {
         fetch_job *j = &r.jobs[i];

@@ -38,8 +38,9 @@ typedef struct {
     int retries;            /* further attempts per file after the first (default 5) */
     double backoff_s;       /* first retry delay; doubles each attempt, with jitter (0.5) */
     int progress;           /* -1: a progress bar when stderr is a terminal; 0 never; 1 always */
-    int hash_thread;        /* files of 8 MiB and more: hash them in a second thread that follows
-                               the writer: -1 when a core is idle (load average), 0 never, 1 always */
+    int hash_thread;        /* files of 8 MiB and more: hash them in a second thread fed through a
+                               ring of buffers: -1 when the machine has two CPUs or more (default),
+                               0 never (inline), 1 always */
 } fetch_opts;
 
 typedef struct {

