@@ -179,3 +179,138 @@ void stats_boot_ratio_seeds(const double *a, size_t na, const double *b, size_t 
     percentile_interval(reps, B, lo, hi);
     free(reps);
 }
+
+/* ------------------------------------------------------------------ tests and power */
+
+double stats_t_p2(double t, double df) {
+    assert(df > 0);
+    if (isnan(t)) return NAN;
+    return fmin(1.0, 2.0 * stats_t_cdf(-fabs(t), df));   /* the lower tail keeps small p exact */
+}
+
+void stats_holm(const double *p, size_t k, double *adj) {
+    size_t *ord = cg_malloc((k + 1) * sizeof *ord), m = 0;
+    for (size_t i = 0; i < k; i++) {
+        adj[i] = NAN;
+        if (!isnan(p[i])) ord[m++] = i;
+    }
+    for (size_t i = 1; i < m; i++)   /* insertion sort by p, stable: ties keep their order */
+        for (size_t j = i; j > 0 && p[ord[j - 1]] > p[ord[j]]; j--) {
+            size_t t = ord[j];
+            ord[j] = ord[j - 1];
+            ord[j - 1] = t;
+        }
+    double run = 0;
+    for (size_t j = 0; j < m; j++) {
+        double v = fmin(1.0, (double)(m - j) * p[ord[j]]);
+        if (v > run) run = v;
+        adj[ord[j]] = run;
+    }
+    free(ord);
+}
+
+double stats_signflip_p2(int b, int c) {
+    assert(b >= 0 && c >= 0);
+    int n = b + c, k = b < c ? b : c;
+    if (b == c) return 1.0;
+    /* P(X <= k), X ~ Binomial(n, 1/2), = I_{1/2}(n − k, k + 1) */
+    double lower = incbeta_xy((double)(n - k), (double)k + 1.0, 0.5, 0.5);
+    return fmin(1.0, 2.0 * lower);
+}
+
+#define STATS_PI 3.14159265358979323846
+
+/* Standard normal upper tail Φ(−x). */
+static double norm_sf(double x) { return 0.5 * erfc(x / sqrt(2.0)); }
+
+/* Lenth's AS 243 for t >= 0 (any delta), with the Poisson weights kept in logs so that a large
+ * noncentrality does not underflow them. */
+static double nct_cdf_pos(double t, double df, double delta) {
+    const double errmax = 1e-14;
+    double tt = t * t, x = tt / (tt + df), y = df / (tt + df), sum = 0;
+    if (x > 0) {
+        double lambda = delta * delta, a = 0.5, b = 0.5 * df;
+        double rxb = pow(y, b);
+        double albeta = 0.5 * log(STATS_PI) + lgamma(b) - lgamma(0.5 + b);
+        double xodd = incbeta_xy(a, b, x, y);
+        double godd = 2.0 * rxb * exp(a * log(x) - albeta);
+        double xeven = 1.0 - rxb, geven = b * x * rxb;
+        double lp = log(0.5) - 0.5 * lambda, lq = lp + 0.5 * log(2.0 / STATS_PI) + (delta != 0 ? log(fabs(delta)) : -INFINITY);
+        double qsign = delta < 0 ? -1.0 : 1.0;
+        double p = exp(lp), q = qsign * exp(lq), s = 0.5 - p;
+        sum = p * xodd + q * xeven;
+        int itmax = 2000 + (int)(2 * lambda);
+        for (int en = 1; en <= itmax; en++) {
+            a += 1.0;
+            xodd -= godd;
+            xeven -= geven;
+            godd *= x * (a + b - 1.0) / a;
+            geven *= x * (a + b - 0.5) / (a + 0.5);
+            lp += log(lambda / (2.0 * en));
+            lq += log(lambda / (2.0 * en + 1.0));
+            p = exp(lp);
+            q = qsign * exp(lq);
+            s -= p;
+            sum += p * xodd + q * xeven;
+            /* the bound holds once the Poisson weights are past their mode */
+            if (en > 0.5 * lambda && fabs(2.0 * s * (xodd - godd)) <= errmax) break;
+        }
+    }
+    sum += norm_sf(delta);
+    return fmin(1.0, fmax(0.0, sum));
+}
+
+double stats_nct_cdf(double t, double df, double delta) {
+    assert(df > 0);
+    if (isinf(t)) return t > 0 ? 1.0 : 0.0;
+    if (t >= 0) return nct_cdf_pos(t, df, delta);
+    return 1.0 - nct_cdf_pos(-t, df, -delta);
+}
+
+double stats_t_power(double ncp, double df, double alpha) {
+    double tc = stats_t_quantile(1.0 - alpha / 2, df);
+    return (1.0 - stats_nct_cdf(tc, df, ncp)) + stats_nct_cdf(-tc, df, ncp);
+}
+
+double stats_mde_ncp(int n, double alpha, double power) {
+    assert(n >= 2 && alpha > 0 && alpha < 1 && power > alpha && power < 1);
+    double df = (double)(n - 1), lo = 0, hi = 1;
+    while (stats_t_power(hi, df, alpha) < power) {
+        lo = hi;
+        hi *= 2;
+        if (hi > 1e6) return INFINITY;
+    }
+    for (int i = 0; i < 200; i++) {
+        double mid = 0.5 * (lo + hi);
+        if (mid <= lo || mid >= hi) break;
+        if (stats_t_power(mid, df, alpha) < power) lo = mid;
+        else hi = mid;
+        if (hi - lo <= 1e-12 * hi) break;
+    }
+    return 0.5 * (lo + hi);
+}
+
+double stats_mde(double sd, int n, double alpha, double power) {
+    if (n < 2 || isnan(sd)) return NAN;
+    return stats_mde_ncp(n, alpha, power) * sd / sqrt((double)n);
+}
+
+int stats_n_needed(double effect, double sd, double alpha, double power, int nmax) {
+    assert(effect > 0 && nmax >= 2);
+    if (isnan(sd)) return -1;
+    if (sd == 0) return 2;
+    double z = effect / sd;
+    /* power grows with n: double until it is reached, then bisect */
+    int lo = 1, hi = 2;
+    while (stats_t_power(z * sqrt((double)hi), (double)(hi - 1), alpha) < power) {
+        lo = hi;
+        if (hi >= nmax) return -1;
+        hi = hi * 2 > nmax ? nmax : hi * 2;
+    }
+    while (hi - lo > 1) {
+        int mid = lo + (hi - lo) / 2;
+        if (stats_t_power(z * sqrt((double)mid), (double)(mid - 1), alpha) < power) lo = mid;
+        else hi = mid;
+    }
+    return hi;
+}

@@ -47,4 +47,35 @@ void stats_boot_questions(const unsigned char *const *cols, size_t nq, int stat,
 void stats_boot_ratio_seeds(const double *a, size_t na, const double *b, size_t nb, int B,
                             uint64_t seed, const char *label, double *lo, double *hi);
 
+/* ------------------------------------------------------------------ tests and power
+ * The paired on − off test over seeds is a one-sample t-test on the differences d_1..d_n:
+ * t = mean(d) / (sd(d)/√n), df = n − 1, two-sided p = 2·F_t(−|t|; df). Holm adjusts a family of
+ * p-values. Power and the minimum detectable effect use the noncentral t (exact, not the normal
+ * approximation): power(δ) = 1 − F_nct(t_c; df, ncp) + F_nct(−t_c; df, ncp), ncp = δ·√n/σ,
+ * t_c = t_{1−α/2, df}. */
+
+/* Two-sided p-value of a t statistic: 2·F_t(−|t|; df), NAN for a NAN t. */
+double stats_t_p2(double t, double df);
+/* Holm's step-down adjustment of p[k] into adj[k] (same order): with the m finite p-values sorted
+ * ascending p_(1) <= ... <= p_(m), adj_(j) = max_{i<=j} min(1, (m − i + 1)·p_(i)). NAN stays NAN and
+ * does not count in m. */
+void stats_holm(const double *p, size_t k, double *adj);
+/* The exact two-sided sign-flip permutation test over questions of paired 0/1 outcomes, from the
+ * discordant counts b (on right, off wrong) and c (on wrong, off right): all 2^(b+c) sign flips of
+ * the per-question differences, statistic |Σ d|; this is the exact McNemar test,
+ * p = min(1, 2·P(X <= min(b, c))), X ~ Binomial(b + c, ½); 1 when b = c. No random numbers. */
+double stats_signflip_p2(int b, int c);
+/* Noncentral t CDF F(t; df, delta) (Lenth's AS 243 series, Poisson weights in logs). */
+double stats_nct_cdf(double t, double df, double delta);
+/* Power of the two-sided level-alpha t-test with df degrees of freedom at noncentrality ncp. */
+double stats_t_power(double ncp, double df, double alpha);
+/* The noncentrality at which the two-sided t-test with n observations (df = n − 1) reaches `power`
+ * (bisection on stats_t_power); needs n >= 2. */
+double stats_mde_ncp(int n, double alpha, double power);
+/* Minimum detectable effect: stats_mde_ncp(n, alpha, power)·sd/√n, in sd's units; NAN when n < 2. */
+double stats_mde(double sd, int n, double alpha, double power);
+/* The smallest n >= 2 (up to nmax) at which the two-sided t-test detects `effect` with `power`,
+ * given the sd of the differences; -1 when nmax is not enough or sd is NAN; 2 when sd is 0. */
+int stats_n_needed(double effect, double sd, double alpha, double power, int nmax);
+
 #endif
