@@ -56,10 +56,28 @@ typedef struct {
     report_ci ci;
 } report_cell;
 
+enum { REPORT_TEST_NONE = 0, REPORT_TEST_T = 1, REPORT_TEST_SIGNFLIP = 2 };
+#define REPORT_ALPHA 0.05
+#define REPORT_POWER 0.8
+
+typedef struct {       /* the paired on − off test of a headline row, and what it could detect */
+    int method;        /* REPORT_TEST_*: paired t over seeds, or (one seed) the exact sign-flip over questions */
+    double t, df;      /* REPORT_TEST_T */
+    int b, c, nq;      /* REPORT_TEST_SIGNFLIP: questions on right / off wrong, the reverse, questions paired */
+    double p;          /* two-sided p-value, NAN when none */
+    double p_holm;     /* Holm-adjusted over the holm_k rows of the same contrastive line with a p-value */
+    int holm_k;
+    double mde;        /* minimum detectable paired difference (accuracy units) at 80 % power, two-sided α = 0.05:
+                        * over seeds (REPORT_TEST_T), over questions only (REPORT_TEST_SIGNFLIP); NAN when none */
+    double mde_holm;   /* the same at α/holm_k (the first step of Holm) */
+    int seeds_needed;  /* report_target: seeds to detect the target effect; -1 not computable, 0 not asked */
+} report_test;
+
 typedef struct {       /* one CG headline row: a contrastive line at one fraction */
     int line, xi;
     report_ci ratio;   /* on(f) / generative-only(100 %) */
     report_ci diff;    /* on(f) − off(f), paired by seed */
+    report_test test;  /* the paired test of diff */
 } report_head;
 
 typedef struct {       /* one training-loss curve: mean over tasks at each step */
@@ -100,6 +118,7 @@ typedef struct {
     double base_value;      /* its primary accuracy at the largest fraction */
     report_head *heads;
     int nheads;
+    double target_effect;   /* report_target's effect (accuracy units), NAN when not asked */
 
     report_series *series;
     int nseries;
@@ -116,6 +135,10 @@ typedef struct {
  * an unknown sweep (the message lists the sweeps there are) or one without evaluation results. */
 int report_load(sqlite3 *db, const char *sweep, int B, uint64_t seed, report_model *m);
 void report_free(report_model *m);
+/* For each headline row tested over seeds: the seeds needed to detect a paired difference of
+ * `effect` (accuracy units, > 0) at 80 % power, two-sided α = 0.05, from the row's observed sd. */
+void report_target(report_model *m, double effect);
+#define REPORT_SEEDS_MAX 100000
 
 /* Text helpers shared by the writers. */
 const char *report_ci_name(int ci);   /* "t-interval over seeds", ... */

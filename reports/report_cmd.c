@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,8 @@
 
 static void usage(FILE *fp) {
     fprintf(fp,
-            "usage: cgvlm report [--db PATH] --sweep NAME [--out DIR] [--bootstrap N] [--seed N] [--json]\n"
+            "usage: cgvlm report [--db PATH] --sweep NAME [--out DIR] [--bootstrap N] [--seed N]\n"
+            "                    [--target-effect D] [--json]\n"
             "\n"
             "Renders a sweep's report from the results database (read-only): the data-efficiency curve\n"
             "(benchmark accuracy vs instruction-data fraction, contrastive on vs off, mean over seeds with\n"
@@ -37,11 +39,13 @@ static void usage(FILE *fp) {
             "  --out DIR        output directory (default: report-NAME); replaced if it holds a previous report\n"
             "  --bootstrap N    bootstrap replicates for intervals over questions / ratios (default 2000)\n"
             "  --seed N         bootstrap random seed (default 0; the same seed gives the same intervals)\n"
+            "  --target-effect D  also say how many seeds would detect a paired on − off difference of D\n"
+            "                   percentage points (0 < D <= 100) at 80 %% power, from the observed sd\n"
             "  --json           also print summary.json (every computed number) on stdout\n"
             "\n"
             "Writes report.md, report.html (self-contained), *.png/*.svg figures with their *.gp scripts and\n"
             "*.dat data, data_efficiency.csv, metrics.csv, runs.csv, categories.csv, headline.csv,\n"
-            "losses.csv and summary.json. Figures need gnuplot on PATH (Debian: gnuplot-nox); without it the\n"
+            "losses.csv, significance.csv and summary.json. Figures need gnuplot on PATH (Debian: gnuplot-nox); without it the\n"
             "rest is written, a warning says so and the exit status stays 0.\n");
 }
 
@@ -72,11 +76,13 @@ int cmd_report(int argc, char **argv) {
         {"db", required_argument, NULL, 'd'},   {"sweep", required_argument, NULL, 's'},
         {"out", required_argument, NULL, 'o'},  {"bootstrap", required_argument, NULL, 'B'},
         {"seed", required_argument, NULL, 'S'}, {"json", no_argument, NULL, 'j'},
+        {"target-effect", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
     };
     const char *dbpath = store_default_path(), *sweep = NULL, *out_arg = NULL;
     int B = 2000, json = 0, c, rc = CG_OK, nfigs = 0;
     int64_t seed = 0;
+    double target = NAN;
     sqlite3 *db = NULL;
     report_model m;
     int loaded = 0;
@@ -96,6 +102,14 @@ int cmd_report(int argc, char **argv) {
             if ((rc = cg_parse_i64(optarg, "--seed", 0, INT64_MAX, &seed))) goto out;
             break;
         case 'j': json = 1; break;
+        case 'T':
+            if ((rc = cg_parse_double(optarg, "--target-effect", &target))) goto out;
+            if (!(target > 0 && target <= 100)) {
+                rc = cg_err(CG_EUSER, "--target-effect: %s is not a difference in percentage points in (0, 100]; "
+                                      "e.g. --target-effect 2 for 2 points", optarg);
+                goto out;
+            }
+            break;
         case 'h': usage(stdout); return CG_OK;
         default:
             rc = cg_err(CG_EUSER, "cgvlm report: unknown or incomplete option '%s'; see 'cgvlm report --help'", argv[optind - 1]);
@@ -139,6 +153,7 @@ int cmd_report(int argc, char **argv) {
         goto out;
     }
     loaded = 1;
+    if (!isnan(target)) report_target(&m, target / 100.0);
 
     /* build in a temporary directory beside the destination */
     char *slash = strrchr(out, '/');

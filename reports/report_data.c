@@ -137,6 +137,48 @@ static int write_head_csv(const report_model *m, const char *dir) {
     return save(dir, "headline.csv", &b);
 }
 
+static const char *test_key(int method) {
+    switch (method) {
+    case REPORT_TEST_T: return "paired_t_seeds";
+    case REPORT_TEST_SIGNFLIP: return "signflip_questions_exact";
+    default: return "none";
+    }
+}
+
+/* significance.csv: the paired on − off test per headline row, Holm-adjusted, and the MDE. */
+static int write_sig_csv(const report_model *m, const char *dir) {
+    cg_buf b;
+    cg_buf_init(&b);
+    cg_buf_adds(&b, "line,fraction,n,diff,sd,test,t,df,discordant_on,discordant_off,questions,p,p_holm,holm_k,"
+                    "significant_holm,mde,mde_over,mde_holm,target_effect,seeds_needed\n");
+    for (int i = 0; i < m->nheads; i++) {
+        const report_head *h = &m->heads[i];
+        const report_test *t = &h->test;
+        int q = t->method == REPORT_TEST_SIGNFLIP;
+        csv_field(&b, m->lines[h->line].key, 0);
+        csv_num(&b, m->xs[h->xi], 0);
+        cg_buf_addf(&b, "%d,", h->diff.n);
+        csv_num(&b, h->diff.mean, 0);
+        csv_num(&b, t->method == REPORT_TEST_T ? h->diff.sd : NAN, 0);
+        csv_field(&b, test_key(t->method), 0);
+        if (isinf(t->t)) cg_buf_addf(&b, "%sinf,", t->t < 0 ? "-" : "");
+        else csv_num(&b, t->t, 0);
+        csv_num(&b, t->df, 0);
+        if (q) cg_buf_addf(&b, "%d,%d,%d,", t->b, t->c, t->nq);
+        else cg_buf_adds(&b, ",,,");
+        csv_num(&b, t->p, 0);
+        csv_num(&b, t->p_holm, 0);
+        cg_buf_addf(&b, "%d,%s,", t->holm_k, isnan(t->p_holm) ? "" : t->p_holm < REPORT_ALPHA ? "1" : "0");
+        csv_num(&b, t->mde, 0);
+        csv_field(&b, t->method == REPORT_TEST_T ? "seeds" : q ? "questions" : "", 0);
+        csv_num(&b, t->mde_holm, 0);
+        csv_num(&b, m->target_effect, 0);
+        if (t->seeds_needed > 0) cg_buf_addf(&b, "%d\n", t->seeds_needed);
+        else cg_buf_adds(&b, "\n");
+    }
+    return save(dir, "significance.csv", &b);
+}
+
 static int write_loss_csv(const report_model *m, const char *dir) {
     cg_buf b;
     cg_buf_init(&b);
@@ -250,8 +292,39 @@ static int write_summary(const report_model *m, const char *dir, const report_fi
             cJSON_AddItemToObject(o, "x", jnum(m->xs[m->heads[i].xi]));
             cJSON_AddItemToObject(o, "ratio", ci_json(&m->heads[i].ratio));
             cJSON_AddItemToObject(o, "diff", ci_json(&m->heads[i].diff));
+            const report_test *t = &m->heads[i].test;
+            cJSON *tj = cJSON_AddObjectToObject(o, "test");
+            cJSON_AddStringToObject(tj, "method", test_key(t->method));
+            if (t->method == REPORT_TEST_T) {
+                /* ±inf (identical differences) is written as a string: JSON has no infinity */
+                if (isinf(t->t)) cJSON_AddStringToObject(tj, "t", t->t > 0 ? "inf" : "-inf");
+                else cJSON_AddItemToObject(tj, "t", jnum(t->t));
+                cJSON_AddItemToObject(tj, "df", jnum(t->df));
+            }
+            if (t->method == REPORT_TEST_SIGNFLIP) {
+                cJSON_AddNumberToObject(tj, "discordant_on", t->b);
+                cJSON_AddNumberToObject(tj, "discordant_off", t->c);
+                cJSON_AddNumberToObject(tj, "questions", t->nq);
+            }
+            cJSON_AddItemToObject(tj, "p", jnum(t->p));
+            cJSON_AddItemToObject(tj, "p_holm", jnum(t->p_holm));
+            cJSON_AddNumberToObject(tj, "holm_k", t->holm_k);
+            if (isnan(t->p_holm)) cJSON_AddNullToObject(tj, "significant_holm");
+            else cJSON_AddBoolToObject(tj, "significant_holm", t->p_holm < REPORT_ALPHA);
+            cJSON_AddItemToObject(tj, "mde", jnum(t->mde));
+            cJSON_AddStringToObject(tj, "mde_over", t->method == REPORT_TEST_T ? "seeds" : t->method ? "questions" : "none");
+            cJSON_AddItemToObject(tj, "mde_holm", jnum(t->mde_holm));
+            if (t->seeds_needed > 0) cJSON_AddNumberToObject(tj, "seeds_needed", t->seeds_needed);
+            else if (t->seeds_needed < 0) cJSON_AddNullToObject(tj, "seeds_needed");
             cJSON_AddItemToArray(rows, o);
         }
+        cJSON *pw = cJSON_AddObjectToObject(h, "testing");
+        cJSON_AddNumberToObject(pw, "alpha", REPORT_ALPHA);
+        cJSON_AddNumberToObject(pw, "power", REPORT_POWER);
+        cJSON_AddStringToObject(pw, "family", "Holm over the fractions of each contrastive line");
+        cJSON_AddStringToObject(pw, "mde_method", "noncentral t: smallest paired difference with 80 % power of the "
+                                                  "two-sided t-test, from the observed sd and n (seeds; questions with one seed)");
+        cJSON_AddItemToObject(pw, "target_effect", jnum(m->target_effect));
         int l = m->nheads ? m->heads[0].line : -1;
         cJSON_AddItemToObject(h, "smallest_fraction_95", jnum(l >= 0 ? report_smallest_95(m, l, 0) : NAN));
         cJSON_AddItemToObject(h, "smallest_fraction_95_confident", jnum(l >= 0 ? report_smallest_95(m, l, 1) : NAN));
@@ -278,6 +351,7 @@ int report_write_data(const report_model *m, const char *dir, const report_fig *
     if (!rc) rc = write_runs_csv(m, dir);
     if (!rc && m->ncats) rc = write_cats_csv(m, dir);
     if (!rc && m->cg) rc = write_head_csv(m, dir);
+    if (!rc && m->cg) rc = write_sig_csv(m, dir);
     if (!rc && m->nseries) rc = write_loss_csv(m, dir);
     if (!rc) rc = write_summary(m, dir, figs, nfigs, gnuplot_found);
     return rc;

@@ -200,6 +200,197 @@ static void metric_table(doc *d, const report_model *m, int mt) {
     free(heads_own);
 }
 
+/* ------------------------------------------------------------------ significance and power */
+
+static char *fmt_p(double p) {
+    if (isnan(p)) return cg_strdup("—");
+    if (p < 0.001) return cg_strdup("< 0.001");
+    return cg_fmt("%.3g", p);
+}
+
+static int cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median, min and max of the finite v[n] (sorted in place); 0 when none. */
+static int summarize(double *v, int n, double *med, double *lo, double *hi) {
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(v[i])) v[k++] = v[i];
+    if (!k) return 0;
+    qsort(v, (size_t)k, sizeof *v, cmp_dbl);
+    *med = k % 2 ? v[k / 2] : 0.5 * (v[k / 2 - 1] + v[k / 2]);
+    *lo = v[0];
+    *hi = v[k - 1];
+    return k;
+}
+
+/* "about 4.1 points or more (median over the 6 fractions; 2.0 to 6.3 by fraction)" pieces. */
+static void add_spread(cg_buf *t, double med, double lo, double hi, int k, const char *unit, int decimals) {
+    cg_buf_addf(t, "%.*f %s", decimals, med, unit);
+    if (k > 1 && hi - lo >= 0.05)
+        cg_buf_addf(t, " (median over the %d fractions; %.*f to %.*f by fraction)", k, decimals, lo, decimals, hi);
+}
+
+/* The headline's plain-language line on the paired test of contrastive line l and its power. NULL when
+ * nothing was tested. */
+static char *sig_sentence(const report_model *m, int l) {
+    int k = 0, nsig = 0, nmin = 0, nmax = 0, method = REPORT_TEST_NONE, holm_k = 0, nq = 0;
+    double *mde = cg_malloc(((size_t)m->nheads + 1) * sizeof *mde);
+    int nm = 0;
+    for (int i = 0; i < m->nheads; i++) {
+        const report_head *h = &m->heads[i];
+        if (h->line != l || h->test.method == REPORT_TEST_NONE || isnan(h->test.p)) continue;
+        k++;
+        method = h->test.method;   /* one seed or several: the same for a line in practice */
+        holm_k = h->test.holm_k;
+        if (h->test.p_holm < REPORT_ALPHA) nsig++;
+        else mde[nm++] = 100 * h->test.mde;
+        if (!nmin || h->diff.n < nmin) nmin = h->diff.n;
+        if (h->diff.n > nmax) nmax = h->diff.n;
+        if (h->test.nq > nq) nq = h->test.nq;
+    }
+    if (!k) {
+        free(mde);
+        return NULL;
+    }
+    cg_buf t;
+    cg_buf_init(&t);
+    const char *how = method == REPORT_TEST_T ? "paired t-test over seeds" : "exact sign-flip test over benchmark questions";
+    if (nsig == 0) {
+        cg_buf_addf(&t, "No fraction shows a significant on − off difference (%s, Holm over %d fraction%s, α = 0.05); ", how,
+                    holm_k, holm_k == 1 ? "" : "s");
+    } else {
+        cg_buf_addf(&t, "The on − off difference is significant (%s, Holm over %d fraction%s, α = 0.05) at ", how, holm_k,
+                    holm_k == 1 ? "" : "s");
+        int j = 0;
+        for (int i = 0; i < m->nheads; i++) {
+            const report_head *h = &m->heads[i];
+            if (h->line != l || !(h->test.p_holm < REPORT_ALPHA)) continue;
+            char *xs = report_fmt_x(m, m->xs[h->xi]), *ps = fmt_p(h->test.p_holm);
+            cg_buf_addf(&t, "%s%s (%+.1f pp, Holm-adjusted p %s%s)", j == 0 ? "" : j == nsig - 1 ? " and " : ", ", xs,
+                        100 * h->diff.mean, ps[0] == '<' ? "" : "= ", ps);
+            free(xs);
+            free(ps);
+            j++;
+        }
+        if (method == REPORT_TEST_SIGNFLIP)
+            cg_buf_adds(&t, ". With one seed this says that these two trained models differ on these questions, not that "
+                            "the difference holds across training seeds");
+        cg_buf_adds(&t, method == REPORT_TEST_T && nsig < k ? "; at the other fractions, " : ".");
+        if (method == REPORT_TEST_SIGNFLIP && nsig < k) cg_buf_adds(&t, " With");
+    }
+    double med, lo, hi;
+    int kk = summarize(mde, nm, &med, &lo, &hi);
+    if (method == REPORT_TEST_T && kk) {
+        cg_buf_addf(&t, "with %d", nmin);
+        if (nmax != nmin) cg_buf_addf(&t, "–%d", nmax);
+        cg_buf_adds(&t, " seeds this sweep could detect differences of about ");
+        add_spread(&t, med, lo, hi, kk, "points or more at 80 % power", 1);
+        cg_buf_adds(&t, " — smaller effects are not ruled out.");
+    } else if (method == REPORT_TEST_SIGNFLIP && nsig < k) {
+        cg_buf_adds(&t, nsig ? " a single seed" : "with a single seed");
+        cg_buf_adds(&t, " the detectable effect over seeds cannot be computed (the variation between "
+                        "training seeds is unknown).");
+        if (kk) {
+            cg_buf_addf(&t, " Over the %d questions alone the test could detect about ", nq);
+            add_spread(&t, med, lo, hi, kk, "points at 80 % power", 1);
+            cg_buf_adds(&t, ", but that counts only the sampling of questions, not the variation between training "
+                            "seeds: a real effect would have to be larger to show, and its absence here rules out little.");
+        }
+    }
+    free(mde);
+    return cg_buf_steal(&t);
+}
+
+/* The --target-effect line: seeds needed to detect D points at 80 % power. NULL when not asked. */
+static char *target_sentence(const report_model *m, int l) {
+    if (isnan(m->target_effect)) return NULL;
+    double *n = cg_malloc(((size_t)m->nheads + 1) * sizeof *n);
+    int k = 0, over = 0, tested = 0;
+    for (int i = 0; i < m->nheads; i++) {
+        const report_head *h = &m->heads[i];
+        if (h->line != l) continue;
+        if (h->test.method == REPORT_TEST_T) {
+            tested++;
+            if (h->test.seeds_needed > 0) n[k++] = h->test.seeds_needed;
+            else over++;
+        }
+    }
+    cg_buf t;
+    cg_buf_init(&t);
+    double med, lo, hi;
+    if (!tested) {
+        cg_buf_addf(&t, "The seeds needed to detect a difference of %g points cannot be estimated from a single seed: "
+                        "run at least 2 seeds per point to measure the variation between seeds.", 100 * m->target_effect);
+    } else {
+        cg_buf_addf(&t, "To detect a paired difference of %g points at 80 %% power (two-sided α = 0.05, from the observed "
+                        "sd of the differences), this sweep would need about ", 100 * m->target_effect);
+        int kk = summarize(n, k, &med, &lo, &hi);
+        if (kk) {
+            cg_buf_addf(&t, "%.0f seeds per point", ceil(med));
+            if (kk > 1 && hi > lo) cg_buf_addf(&t, " (median over the %d fractions; %.0f to %.0f by fraction)", kk, lo, hi);
+        }
+        if (over) cg_buf_addf(&t, "%smore than %d seeds at %d fraction%s", kk ? "; " : "", REPORT_SEEDS_MAX, over,
+                              over == 1 ? "" : "s");
+        cg_buf_adds(&t, ".");
+    }
+    free(n);
+    return cg_buf_steal(&t);
+}
+
+/* The table of the paired tests: one row per headline row. */
+static void test_table(doc *d, const report_model *m) {
+    int nlines = 0;
+    for (int i = 0; i < m->nheads; i++) nlines += i == 0 || m->heads[i].line != m->heads[i - 1].line;
+    int target = !isnan(m->target_effect), holm_k = 0;
+    for (int i = 0; i < m->nheads; i++)
+        if (m->heads[i].test.holm_k > holm_k) holm_k = m->heads[i].test.holm_k;
+    char *hk = cg_fmt("p, Holm over %d", holm_k), *hm = cg_fmt("MDE at α/%d", holm_k > 0 ? holm_k : 1);
+    char *ht = target ? cg_fmt("seeds for %g pp", 100 * m->target_effect) : NULL;
+    const char *head[10];
+    int nc = 0;
+    if (nlines > 1) head[nc++] = "line";
+    head[nc++] = "fraction";
+    head[nc++] = "on − off";
+    head[nc++] = "test";
+    head[nc++] = "statistic";
+    head[nc++] = "p";
+    head[nc++] = hk;
+    head[nc++] = "MDE (80 % power, α = 0.05)";
+    head[nc++] = hm;
+    if (target) head[nc++] = ht;
+    char **cells = cg_calloc((size_t)m->nheads * nc + 1, sizeof *cells);
+    for (int i = 0; i < m->nheads; i++) {
+        const report_head *h = &m->heads[i];
+        const report_test *t = &h->test;
+        char **row = &cells[(size_t)i * nc];
+        int c = 0;
+        if (nlines > 1) row[c++] = cg_strdup(m->lines[h->line].label);
+        row[c++] = report_fmt_x(m, m->xs[h->xi]);
+        row[c++] = isnan(h->diff.mean) ? cg_strdup("—") : cg_fmt("%+.1f pp", 100 * h->diff.mean);
+        row[c++] = cg_strdup(t->method == REPORT_TEST_T ? "paired t, seeds"
+                             : t->method == REPORT_TEST_SIGNFLIP ? "sign-flip, questions" : "none");
+        if (t->method == REPORT_TEST_T) row[c++] = isinf(t->t) ? cg_fmt("t = %s∞ (df %g)", t->t < 0 ? "−" : "", t->df)
+                                                             : isnan(t->t) ? cg_fmt("t undefined (sd 0)")
+                                                                           : cg_fmt("t = %.2f (df %g)", t->t, t->df);
+        else if (t->method == REPORT_TEST_SIGNFLIP) row[c++] = cg_fmt("%d vs %d of %d", t->b, t->c, t->nq);
+        else row[c++] = cg_strdup("—");
+        row[c++] = fmt_p(t->p);
+        row[c++] = fmt_p(t->p_holm);
+        row[c++] = isnan(t->mde) ? cg_strdup("—") : cg_fmt("%.1f pp%s", 100 * t->mde, t->method == REPORT_TEST_SIGNFLIP ? " (questions)" : "");
+        row[c++] = isnan(t->mde_holm) ? cg_strdup("—") : cg_fmt("%.1f pp", 100 * t->mde_holm);
+        if (target) row[c++] = t->seeds_needed > 0 ? cg_fmt("%d", t->seeds_needed)
+                               : t->method == REPORT_TEST_T ? cg_fmt("> %d", REPORT_SEEDS_MAX) : cg_strdup("—");
+    }
+    doc_table(d, nc, nlines > 1 ? 2 : 1, head, cells, m->nheads);
+    free(cells);
+    free(hk);
+    free(hm);
+    free(ht);
+}
+
 static void headline_box(doc *d, const report_model *m) {
     cg_buf t;
     cg_buf_init(&t);
@@ -267,6 +458,15 @@ static void headline_box(doc *d, const report_model *m) {
         cg_buf_addf(&d->md, "> %s\n>\n", t.data);
         free(xs);
         free(dd);
+    }
+    for (int which = 0; which < 2; which++) {   /* the paired test and its power; the seeds for --target-effect */
+        char *line = which == 0 ? sig_sentence(m, l) : target_sentence(m, l);
+        if (!line) continue;
+        cg_buf_adds(&d->html, "<div class=\"kv\">");
+        html_esc(&d->html, line);
+        cg_buf_adds(&d->html, "</div>\n");
+        cg_buf_addf(&d->md, "> %s\n>\n", line);
+        free(line);
     }
     cg_buf_free(&t);   /* empties it for the next line */
     if (m->max_seeds == 1)
@@ -436,6 +636,21 @@ int report_write_docs(const report_model *m, const char *dir, const report_fig *
             doc_p(&d, p);
             free(p);
             headline_table(&d, m);
+            doc_h(&d, 3, "Paired test and detectable effect");
+            doc_p(&d, m->max_seeds >= 2
+                          ? "For each fraction, the paired t-test of contrastive − generative-only over seeds (t = mean/(s/√n), "
+                            "df = n − 1, two-sided p), its p-value adjusted by Holm's method over the fractions tested (the "
+                            "family: all fractions of this contrastive line), and the minimum detectable effect (MDE): the "
+                            "smallest true paired difference the two-sided t-test at α = 0.05 would detect with 80 % power, "
+                            "given this many seeds and the observed sd of the paired differences (noncentral t, exact). "
+                            "The MDE at α/K is the same at the strictest Holm step. An interval containing 0 with a large "
+                            "MDE means the sweep cannot tell; it is not evidence of no effect. significance.csv has the numbers."
+                          : "With one seed per point: the exact sign-flip (permutation) test over the benchmark questions "
+                            "answered by both runs (statistic |Σ d| of the per-question differences on − off; equivalent to the "
+                            "exact McNemar test on the discordant questions, shown as on-only vs off-only correct), Holm over the "
+                            "fractions. The MDE is over questions only (paired t power with the per-question sd): it ignores the "
+                            "variation between training seeds, which one seed cannot measure. significance.csv has the numbers.");
+            test_table(&d, m);
         }
         for (int mt = 0; mt < m->nmetrics; mt++) {   /* the other scoring methods and benchmarks */
             if (mt == m->primary || !m->metrics[mt].is_acc || !strcmp(m->metrics[mt].bench, "alignment")) continue;
@@ -568,9 +783,13 @@ int report_write_docs(const report_model *m, const char *dir, const report_fig *
             "beta function). With a single seed it is a percentile bootstrap over the benchmark questions (resampling the "
             "per-question correctness, B = %d). The ratio to generative-only at 100 %% is bootstrapped over seeds (each "
             "cell resampled independently) or, with one seed, over questions (paired by question). Bootstraps are "
-            "deterministic: seed %llu, one random stream per cell (summary.json names each). Chance is the mean of "
+            "deterministic: seed %llu, one random stream per cell (summary.json names each). The paired on − off "
+            "difference is tested per fraction by a paired t-test over seeds (with one seed: the exact sign-flip test over "
+            "questions, i.e. exact McNemar), with Holm-adjusted p-values over the fractions of each contrastive line; the "
+            "minimum detectable effect is the smallest difference with 80 %% power at two-sided α = 0.05, from the "
+            "noncentral t with the observed sd. Chance is the mean of "
             "1/#options over the benchmark's questions. Files: summary.json (every number), data_efficiency.csv, "
-            "metrics.csv, runs.csv, categories.csv, headline.csv, losses.csv, and for each figure NAME.gp + NAME.dat "
+            "metrics.csv, runs.csv, categories.csv, headline.csv, significance.csv, losses.csv, and for each figure NAME.gp + NAME.dat "
             "(re-render with 'gnuplot NAME.gp').",
             m->B, (unsigned long long)m->seed);
         doc_p(&d, s);

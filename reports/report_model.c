@@ -6,6 +6,7 @@
 #include "util/json.h"
 #include "util/util.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -487,6 +488,95 @@ static int load_evals(sqlite3 *db, report_model *m) {
 
 /* ------------------------------------------------------------------ the CG-VLM headline */
 
+/* The paired test over seeds of differences d[n] (n >= 2): t = mean/(sd/√n), df = n − 1. */
+static void test_seeds(report_test *t, const double *d, int n) {
+    double mean = stats_mean(d, (size_t)n), sd = stats_sd(d, (size_t)n);
+    t->method = REPORT_TEST_T;
+    t->df = n - 1;
+    if (sd > 0) {
+        t->t = mean / (sd / sqrt((double)n));
+        t->p = stats_t_p2(t->t, t->df);
+    } else {   /* every pair differs by the same amount */
+        t->t = mean > 0 ? INFINITY : mean < 0 ? -INFINITY : NAN;
+        t->p = mean != 0 ? 0.0 : 1.0;
+    }
+    t->mde = stats_mde(sd, n, REPORT_ALPHA, REPORT_POWER);
+}
+
+/* One seed: the exact sign-flip test over the questions both runs answered, and the question-level
+ * MDE (paired t power over questions, from the sd of the per-question differences). */
+static int test_questions(sqlite3 *db, report_model *m, int metric, int r_on, int r_off, report_test *t) {
+    preds a, b;
+    const report_metric *mt = &m->metrics[metric];
+    int rc = load_preds(db, m->runs[r_on].id, mt->bench, mt->metric, &a);
+    if (rc) return rc;
+    if ((rc = load_preds(db, m->runs[r_off].id, mt->bench, mt->metric, &b))) {
+        preds_free(&a);
+        return rc;
+    }
+    unsigned char *ca, *cb;
+    int nq = pair_preds(&a, &b, &ca, &cb);
+    if (nq > 0) {
+        double *d = cg_malloc((size_t)nq * sizeof *d);
+        t->b = t->c = 0;
+        for (int i = 0; i < nq; i++) {
+            t->b += ca[i] && !cb[i];
+            t->c += !ca[i] && cb[i];
+            d[i] = (double)ca[i] - (double)cb[i];
+        }
+        t->method = REPORT_TEST_SIGNFLIP;
+        t->nq = nq;
+        t->p = stats_signflip_p2(t->b, t->c);
+        t->mde = nq >= 2 ? stats_mde(stats_sd(d, (size_t)nq), nq, REPORT_ALPHA, REPORT_POWER) : NAN;
+        free(d);
+    }
+    free(ca);
+    free(cb);
+    preds_free(&a);
+    preds_free(&b);
+    return CG_OK;
+}
+
+/* Holm over the rows of each contrastive line, and the MDE at α/K. */
+static void holm_by_line(report_model *m) {
+    double *p = cg_malloc(((size_t)m->nheads + 1) * sizeof *p), *adj = cg_malloc(((size_t)m->nheads + 1) * sizeof *adj);
+    int *idx = cg_malloc(((size_t)m->nheads + 1) * sizeof *idx);
+    for (int l = 0; l < m->nlines; l++) {
+        int k = 0, nfinite = 0;
+        for (int i = 0; i < m->nheads; i++)
+            if (m->heads[i].line == l) {
+                idx[k] = i;
+                p[k++] = m->heads[i].test.p;
+                nfinite += !isnan(m->heads[i].test.p);
+            }
+        if (!k) continue;
+        stats_holm(p, (size_t)k, adj);
+        for (int j = 0; j < k; j++) {
+            report_test *t = &m->heads[idx[j]].test;
+            t->p_holm = adj[j];
+            t->holm_k = isnan(t->p) ? 0 : nfinite;
+            if (t->method == REPORT_TEST_T && nfinite > 0) {
+                double sd = m->heads[idx[j]].diff.sd;
+                t->mde_holm = stats_mde(sd, (int)t->df + 1, REPORT_ALPHA / nfinite, REPORT_POWER);
+            }
+        }
+    }
+    free(p);
+    free(adj);
+    free(idx);
+}
+
+void report_target(report_model *m, double effect) {
+    assert(effect > 0);
+    m->target_effect = effect;
+    for (int i = 0; i < m->nheads; i++) {
+        report_head *h = &m->heads[i];
+        h->test.seeds_needed = h->test.method == REPORT_TEST_T
+                                   ? stats_n_needed(effect, h->diff.sd, REPORT_ALPHA, REPORT_POWER, REPORT_SEEDS_MAX)
+                                   : -1;
+    }
+}
+
 static int build_headline(sqlite3 *db, report_model *m) {
     m->base_line = -1;
     m->base_value = NAN;
@@ -508,6 +598,8 @@ static int build_headline(sqlite3 *db, report_model *m) {
             report_head *h = &m->heads[m->nheads++];
             h->line = l;
             h->xi = k;
+            h->test.method = REPORT_TEST_NONE;
+            h->test.t = h->test.df = h->test.p = h->test.p_holm = h->test.mde = h->test.mde_holm = NAN;
             /* ratio: on(f) / off(100 %) */
             ci_none(&h->ratio, on->ci.mean / base->ci.mean, on->n);
             char *label = cg_fmt("ratio|%s|%s|%s|x=%.17g", m->metrics[p].bench, m->metrics[p].metric, m->lines[l].key, m->xs[k]);
@@ -531,13 +623,16 @@ static int build_headline(sqlite3 *db, report_model *m) {
                     }
             if (nd > 0) ci_from_values(&h->diff, d, nd);
             else ci_none(&h->diff, NAN, 0);
+            if (nd >= 2) test_seeds(&h->test, d, nd);
             free(d);
             if (nd == 1) {
                 label = cg_fmt("diff|%s|%s|%s|x=%.17g", m->metrics[p].bench, m->metrics[p].metric, m->lines[l].key, m->xs[k]);
                 if ((rc = ci_boot_questions(db, m, p, r_on, r_off, STATS_DIFF, label, &h->diff))) return rc;
+                if ((rc = test_questions(db, m, p, r_on, r_off, &h->test))) return rc;
             }
         }
     }
+    holm_by_line(m);
     return CG_OK;
 }
 
@@ -741,7 +836,7 @@ int report_load(sqlite3 *db, const char *sweep, int B, uint64_t seed, report_mod
     m->B = B;
     m->seed = seed;
     m->primary = m->base_line = -1;
-    m->chance = m->base_value = NAN;
+    m->chance = m->base_value = m->target_effect = NAN;
     int64_t sweep_id = 0;
     int rc = load_sweep(db, sweep, m, &sweep_id);
     if (!rc) rc = load_axes(m);

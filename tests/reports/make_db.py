@@ -7,6 +7,8 @@ report tests. Sweeps:
   generic  axes lm_pretrain.lr {1e-3,3e-3} x model.adapter {"linear","mlp2x"}, seeds {0,1}
   pending  runs queued, no evaluations yet
   strings, noaxes, partial   edge cases: no numeric axis; no axes; a CG sweep without λ = 0, one run failed
+  null6, null1  six fractions where λ has no effect, 3 seeds / 1 seed (the paired tests' null)
+  shift4   six fractions, 5 seeds, λ > 0 adds 25 points everywhere (a real effect)
 The values come from random.Random with fixed seeds, so every run of this script writes the same db.
 `make_db.py SCHEMA DB big` writes instead one sweep "big" the size of the default CPU sweep, for timing
 `cgvlm report`: 2 lambdas x 6 fractions x 5 seeds, 600 questions, a loss logged at every step."""
@@ -58,7 +60,7 @@ def p_correct(lam, f, seed):
     return 0.30 + 0.55 * eff ** 0.35 + 0.02 * (seed - 1)
 
 
-def make_sweep(name, axes, points, seeds, with_evals=True, failed=()):
+def make_sweep(name, axes, points, seeds, with_evals=True, failed=(), pfun=None):
     spec = {"name": name, "base": "experiments/cgvlm-tiny.json", "axes": {a: vs for a, vs in axes}, "seeds": seeds}
     sid = db.execute("INSERT INTO sweeps (name, spec_json, axes_json, code_version, created_at) VALUES (?, ?, ?, 'abc123', 0)",
                      (name, json.dumps(spec, sort_keys=True), json.dumps([a for a, _ in axes]))).lastrowid
@@ -92,7 +94,7 @@ def make_sweep(name, axes, points, seeds, with_evals=True, failed=()):
                 base = 0.5 + 40 * lr + (0.05 if params.get("model.adapter") == "mlp2x" else 0) + 0.01 * seed
                 p = min(0.95, base)
             else:
-                p = p_correct(lam, frac, seed)
+                p = (pfun or p_correct)(lam, frac, seed)
             r = random.Random(zlib.crc32(b"%s/%d" % (name.encode(), rid)))
             for method, delta in (("likelihood", 0.0), ("letter", -0.05)):
                 correct = []
@@ -134,5 +136,15 @@ make_sweep("strings", [("model.adapter", ["linear", "mlp2x"])], [{"model.adapter
 make_sweep("noaxes", [], [{}], [0, 1, 2])
 make_sweep("partial", CG, [p for p in cg_points if p["align.lambda"] == 1], [0, 1],
            failed=("align.lambda=1,instruct.fraction=0.5,seed=1",))
+# the paired tests: six fractions where λ changes nothing (3 seeds, and 1 seed), and a large effect at every
+# fraction with 5 seeds (+25 points: it must come out significant after Holm)
+FR6 = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0]
+CG6 = [("align.lambda", [0, 1]), ("instruct.fraction", FR6)]
+cg6_points = [{"align.lambda": l, "instruct.fraction": f} for l in (0, 1) for f in FR6]
+p_null = lambda lam, f, seed: 0.35 + 0.4 * f ** 0.35 + 0.02 * (seed - 1)
+make_sweep("null6", CG6, cg6_points, [0, 1, 2], pfun=p_null)
+make_sweep("null1", CG6, cg6_points, [0], pfun=p_null)
+make_sweep("shift4", CG6, cg6_points, [0, 1, 2, 3, 4],
+           pfun=lambda lam, f, seed: 0.35 + 0.3 * f ** 0.35 + 0.02 * (seed - 2) + (0.25 if lam > 0 else 0))
 db.commit()
 db.close()
