@@ -34,7 +34,7 @@ try:
     if nimg != 7:
         fail("report.html has %d inline figures, want 7" % nimg)
     for text in ("Does contrastive alignment make the model", "Headline numbers", "Accuracy by category",
-                 "Alignment quality", "Training loss", "Sweep configuration", "Code and environment", "OpenBLAS"):
+                 "Alignment quality", "Training loss", "Paired test and detectable effect", "Holm over 4 fractions", "Sweep configuration", "Code and environment", "OpenBLAS"):
         if text not in html:
             fail("report.html lacks '%s'" % text)
 

@@ -335,6 +335,147 @@ one = [c for c in partial["cells"] if c["metric"] == "accuracy_likelihood" and c
 if len(one) != 1 or one[0]["n"] != 1 or one[0]["interval"] != "bootstrap_questions":
     fail("partial: the cell with one run left should be a question bootstrap: %r" % one)
 
+# ---------------------------------------------------------------- paired tests, Holm, MDE, seeds needed
+from scipy import optimize
+import warnings
+warnings.simplefilter("ignore", RuntimeWarning)  # scipy's nct warns in far tails it does not need here
+
+
+def power(ncp, df, alpha):
+    tc = stats.t.ppf(1 - alpha / 2, df)
+    return stats.nct.sf(tc, df, ncp) + stats.nct.cdf(-tc, df, ncp)
+
+
+def mde_ref(sd, n, alpha=0.05):
+    """The smallest true difference detected with 80 % power: scipy's noncentral t, solved by brentq."""
+    ncp = optimize.brentq(lambda d: power(d, n - 1, alpha) - 0.8, 1e-6, 300, xtol=1e-13)
+    return ncp * sd / math.sqrt(n)
+
+
+def holm_ref(p):
+    order = sorted(range(len(p)), key=lambda k: p[k])
+    adj, run = [None] * len(p), 0.0
+    for i, k in enumerate(order):
+        run = max(run, min(1.0, (len(p) - i) * p[k]))
+        adj[k] = run
+    return adj
+
+
+def check_tests(sweep, summ, outdir, target=None):
+    """Every headline row's test against scipy from the raw tables; returns the rows' expected MDEs (points)."""
+    acc = values(sweep, "world", "accuracy_likelihood")
+    rows = summ["headline"]["rows"]
+    ps, mdes = [], []
+    for row in rows:
+        f, t = row["x"], row["test"]
+        on = {seed: (rid, v) for rid, seed, v in acc[(1, f)]}
+        off = {seed: (rid, v) for rid, seed, v in acc[(0, f)]}
+        seeds = sorted(set(on) & set(off))
+        what = "%s %g" % (sweep, f)
+        if len(seeds) >= 2:
+            d = np.array([on[k][1] - off[k][1] for k in seeds])
+            ref = stats.ttest_1samp(d, 0.0)
+            if t["method"] != "paired_t_seeds" or t["df"] != len(d) - 1:
+                fail("%s: test %r df %r" % (what, t["method"], t.get("df")))
+            close(what + " t", t["t"], ref.statistic, 1e-10)
+            close(what + " p", t["p"], ref.pvalue, 1e-9)
+            close(what + " p vs ttest_rel", t["p"], stats.ttest_rel([on[k][1] for k in seeds], [off[k][1] for k in seeds]).pvalue, 1e-9)
+            mde = mde_ref(d.std(ddof=1), len(d))
+            close(what + " mde (scipy nct)", t["mde"], mde, 1e-7)
+            close(what + " mde at alpha/K", t["mde_holm"], mde_ref(d.std(ddof=1), len(d), 0.05 / len(rows)), 1e-7)
+            if t["mde_over"] != "seeds":
+                fail("%s: mde_over %r" % (what, t["mde_over"]))
+            if target is not None:
+                n = t.get("seeds_needed")
+                z = target / 100 / d.std(ddof=1)
+                if n is None or not (power(z * math.sqrt(n), n - 1, 0.05) >= 0.8 - 1e-9 and
+                                     (n == 2 or power(z * math.sqrt(n - 1), n - 2, 0.05) < 0.8)):
+                    fail("%s: seeds_needed %r for %g points is not the smallest n with 80 %% power" % (what, n, target))
+        else:
+            (k,) = seeds
+            a, b = paired(correctness(on[k][0], "world", "likelihood"), correctness(off[k][0], "world", "likelihood"))
+            bb, cc = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
+            if t["method"] != "signflip_questions_exact" or (t["discordant_on"], t["discordant_off"], t["questions"]) != (bb, cc, len(a)):
+                fail("%s: test %r counts %r, want (%d, %d, %d)" % (what, t["method"], (t.get("discordant_on"), t.get("discordant_off"),
+                                                                                     t.get("questions")), bb, cc, len(a)))
+            close(what + " p (exact McNemar, scipy binomtest)", t["p"], stats.binomtest(bb, bb + cc, 0.5).pvalue if bb + cc else 1.0, 1e-9)
+            mde = mde_ref((a - b).std(ddof=1), len(a))
+            close(what + " mde over questions", t["mde"], mde, 1e-7)
+            if t["mde_over"] != "questions" or t["mde_holm"] is not None or t.get("seeds_needed", None) is not None:
+                fail("%s: one seed: mde_over %r, mde_holm %r, seeds_needed %r" % (what, t["mde_over"], t["mde_holm"], t.get("seeds_needed")))
+        ps.append(t["p"])
+        mdes.append(100 * mde)
+    for row, adj in zip(rows, holm_ref(ps)):
+        close("%s %g Holm" % (sweep, row["x"]), row["test"]["p_holm"], adj, 1e-12)
+        if row["test"]["holm_k"] != len(rows) or row["test"]["significant_holm"] != (adj < 0.05):
+            fail("%s %g: holm_k %r significant %r" % (sweep, row["x"], row["test"]["holm_k"], row["test"]["significant_holm"]))
+    # significance.csv says the same
+    sig = list(csv.DictReader(open(os.path.join(outdir, "significance.csv"))))
+    if len(sig) != len(rows):
+        fail("%s significance.csv: %d rows, want %d" % (sweep, len(sig), len(rows)))
+    for r, row in zip(sig, rows):
+        close("%s significance.csv p" % sweep, float(r["p"]), row["test"]["p"], 1e-9)
+        close("%s significance.csv p_holm" % sweep, float(r["p_holm"]), row["test"]["p_holm"], 1e-9)
+        close("%s significance.csv mde" % sweep, float(r["mde"]), row["test"]["mde"], 1e-9)
+        if r["significant_holm"] != ("1" if row["test"]["significant_holm"] else "0") or int(r["holm_k"]) != len(rows):
+            fail("%s significance.csv significant/holm_k %r %r" % (sweep, r["significant_holm"], r["holm_k"]))
+    return [row["test"]["significant_holm"] for row in rows], mdes
+
+
+def docs(outdir):
+    return open(os.path.join(outdir, "report.md")).read(), open(os.path.join(outdir, "report.html"), encoding="utf-8").read()
+
+
+def spread(vals, unit):
+    v = sorted(vals)
+    med = v[len(v) // 2] if len(v) % 2 else 0.5 * (v[len(v) // 2 - 1] + v[len(v) // 2])
+    text = "%.1f %s" % (med, unit)
+    if len(v) > 1 and v[-1] - v[0] >= 0.05:
+        text += " (median over the %d fractions; %.1f to %.1f by fraction)" % (len(v), v[0], v[-1])
+    return text
+
+
+check_tests("cg3", s3, out3)
+check_tests("cg1", s1, out1)
+# a null: six fractions, λ changes nothing, 3 seeds -> nothing significant after Holm; the MDE sentence
+outn, sn = report("null6", "--target-effect", "2")
+sigs, mdes = check_tests("null6", sn, outn, target=2)
+if any(sigs):
+    fail("null6: a fraction came out significant after Holm: %r" % sigs)
+want = ("No fraction shows a significant on − off difference (paired t-test over seeds, Holm over 6 fractions, α = 0.05); "
+        "with 3 seeds this sweep could detect differences of about " + spread(mdes, "points or more at 80 % power") +
+        " — smaller effects are not ruled out.")
+need = [math.ceil(v) for v in [np.median([r["test"]["seeds_needed"] for r in sn["headline"]["rows"]])]][0]
+want_t = "To detect a paired difference of 2 points at 80 %% power (two-sided α = 0.05, from the observed sd of the differences), " \
+         "this sweep would need about %d seeds per point" % need
+for name, text in zip(("report.md", "report.html"), docs(outn)):
+    for w in (want, want_t, "Paired test and detectable effect", "p, Holm over 6", "seeds for 2 pp"):
+        if w not in text:
+            fail("null6 %s lacks %r" % (name, w))
+if sn["headline"]["testing"]["target_effect"] != 0.02:
+    fail("null6: target_effect %r" % sn["headline"]["testing"]["target_effect"])
+# a real effect: +25 points at every fraction, 5 seeds -> significant everywhere after Holm
+outs, ss = report("shift4")
+sigs, _ = check_tests("shift4", ss, outs)
+if not all(sigs):
+    fail("shift4: the +25 point effect is not significant everywhere after Holm: %r" % sigs)
+for name, text in zip(("report.md", "report.html"), docs(outs)):
+    if "The on − off difference is significant (paired t-test over seeds, Holm over 6 fractions, α = 0.05) at 1 %" not in text \
+            or "No fraction shows" in text:
+        fail("shift4 %s does not say the difference is significant" % name)
+# one seed: the sign-flip test over questions; the MDE over seeds cannot be computed
+outo, so = report("null1", "--target-effect", "2", "--bootstrap", "200")
+sigs, mdes = check_tests("null1", so, outo, target=2)
+if any(sigs):
+    fail("null1: a fraction came out significant: %r" % sigs)
+want = ("No fraction shows a significant on − off difference (exact sign-flip test over benchmark questions, Holm over 6 "
+        "fractions, α = 0.05); with a single seed the detectable effect over seeds cannot be computed (the variation between "
+        "training seeds is unknown). Over the 120 questions alone the test could detect about " + spread(mdes, "points at 80 % power"))
+for name, text in zip(("report.md", "report.html"), docs(outo)):
+    for w in (want, "cannot be estimated from a single seed", "sign-flip, questions"):
+        if w not in text:
+            fail("null1 %s lacks %r" % (name, w))
+
 print("check_report: %s" % ("ok" if fails == 0 else "%d failures" % fails))
 if fails == 0:
     import shutil

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_report_cli.sh CGVLM SCHEMA PY3: `cgvlm report`'s contract: user errors exit 2 with one line
-# (unknown sweep lists the sweeps, no evaluations yet, missing db, bad flags, --out that is not a
+# (unknown sweep lists the sweeps, no evaluations yet, missing db, bad flags incl. --target-effect, --out that is not a
 # report), gnuplot missing -> a clear warning, exit 0, Markdown/CSV written; a re-run replaces the
 # report atomically (no temporary left behind); the database is never modified.
 set -u
@@ -21,7 +21,7 @@ expect() { # expect STATUS PATTERN DESCRIPTION -- command...: exit status, one l
 }
 
 cd "$T"
-expect 2 "no sweep named 'nope'.*'cg1', 'cg3', 'generic', 'noaxes', 'partial', 'pending', 'strings'" "unknown sweep" -- "$BIN" report --db t.db --sweep nope
+expect 2 "no sweep named 'nope'.*'cg1', 'cg3', 'generic', 'noaxes', 'null1', 'null6', 'partial', 'pending', 'shift4', 'strings'" "unknown sweep" -- "$BIN" report --db t.db --sweep nope
 expect 2 "sweep 'pending' has no evaluation results yet" "sweep without evals" -- "$BIN" report --db t.db --sweep pending
 expect 2 "results db 'missing.db' does not exist" "missing db" -- "$BIN" report --db missing.db --sweep cg3
 expect 2 "not a cgvlm results database" "not a db" -- "$BIN" report --db "$SCHEMA" --sweep cg3
@@ -29,6 +29,10 @@ expect 2 "--sweep NAME is required" "no --sweep" -- "$BIN" report --db t.db
 expect 2 "unknown or incomplete option '--frob'" "unknown flag" -- "$BIN" report --db t.db --sweep cg3 --frob
 expect 2 "--bootstrap" "bad --bootstrap" -- "$BIN" report --db t.db --sweep cg3 --bootstrap 5
 expect 2 "--seed" "bad --seed" -- "$BIN" report --db t.db --sweep cg3 --seed x
+for bad in -1 0 101 abc nan inf ""; do
+    expect 2 "--target-effect" "bad --target-effect '$bad'" -- "$BIN" report --db t.db --sweep cg3 --out tgt --target-effect "$bad"
+done
+[ -e tgt ] && { echo "FAIL: a bad --target-effect left an output directory"; fail=1; }
 expect 2 "unexpected argument 'extra'" "extra argument" -- "$BIN" report --db t.db --sweep cg3 extra
 mkdir keep && echo precious > keep/notes.txt
 expect 2 "exists and is not a cgvlm report" "--out onto a foreign dir" -- "$BIN" report --db t.db --sweep cg3 --out keep
@@ -38,7 +42,7 @@ ls -d keep.tmp-* >/dev/null 2>&1 && { echo "FAIL: temporary dir left after an er
 
 # default output directory, and a re-run replacing it
 expect 0 "report-cg3/report.html" "report (default --out)" -- "$BIN" report --db t.db --sweep cg3 --bootstrap 200
-for f in report.md report.html summary.json data_efficiency.csv metrics.csv runs.csv categories.csv headline.csv losses.csv \
+for f in report.md report.html summary.json data_efficiency.csv metrics.csv runs.csv categories.csv headline.csv significance.csv losses.csv \
          data_efficiency.png data_efficiency.svg data_efficiency.gp data_efficiency.dat; do
     [ -s "report-cg3/$f" ] || { echo "FAIL: report-cg3/$f missing or empty"; fail=1; }
 done
