@@ -643,7 +643,7 @@ int report_write_docs(const report_model *m, const char *dir, const report_fig *
                             "family: all fractions of this contrastive line), and the minimum detectable effect (MDE): the "
                             "smallest true paired difference the two-sided t-test at α = 0.05 would detect with 80 % power, "
                             "given this many seeds and the observed sd of the paired differences (noncentral t, exact). "
-                            "The MDE at α/K is the same at the strictest Holm step. An interval containing 0 with a large "
+                            "The column \"MDE at α/K\" is the same computed at α/K, the threshold of Holm's first (strictest) step. An interval containing 0 with a large "
                             "MDE means the sweep cannot tell; it is not evidence of no effect. significance.csv has the numbers."
                           : "With one seed per point: the exact sign-flip (permutation) test over the benchmark questions "
                             "answered by both runs (statistic |Σ d| of the per-question differences on − off; equivalent to the "
