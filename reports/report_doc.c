@@ -238,15 +238,20 @@ static void add_spread(cg_buf *t, double med, double lo, double hi, int k, const
 static char *sig_sentence(const report_model *m, int l) {
     int k = 0, nsig = 0, nmin = 0, nmax = 0, method = REPORT_TEST_NONE, holm_k = 0, nq = 0;
     double *mde = cg_malloc(((size_t)m->nheads + 1) * sizeof *mde);
-    int nm = 0;
+    int nm = 0, nt = 0, nflip = 0;
+    for (int i = 0; i < m->nheads; i++)
+        if (m->heads[i].line == l && !isnan(m->heads[i].test.p)) {
+            nt += m->heads[i].test.method == REPORT_TEST_T;
+            nflip += m->heads[i].test.method == REPORT_TEST_SIGNFLIP;
+        }
+    method = nt ? REPORT_TEST_T : REPORT_TEST_SIGNFLIP;   /* a fraction left with one seed pair among several */
     for (int i = 0; i < m->nheads; i++) {
         const report_head *h = &m->heads[i];
         if (h->line != l || h->test.method == REPORT_TEST_NONE || isnan(h->test.p)) continue;
         k++;
-        method = h->test.method;   /* one seed or several: the same for a line in practice */
         holm_k = h->test.holm_k;
         if (h->test.p_holm < REPORT_ALPHA) nsig++;
-        else mde[nm++] = 100 * h->test.mde;
+        else if (h->test.method == method) mde[nm++] = 100 * h->test.mde;
         if (!nmin || h->diff.n < nmin) nmin = h->diff.n;
         if (h->diff.n > nmax) nmax = h->diff.n;
         if (h->test.nq > nq) nq = h->test.nq;
@@ -257,7 +262,9 @@ static char *sig_sentence(const report_model *m, int l) {
     }
     cg_buf t;
     cg_buf_init(&t);
-    const char *how = method == REPORT_TEST_T ? "paired t-test over seeds" : "exact sign-flip test over benchmark questions";
+    const char *how = nt && nflip ? "paired t-test over seeds; exact sign-flip test over questions where one seed pair is left"
+                      : method == REPORT_TEST_T ? "paired t-test over seeds"
+                                                : "exact sign-flip test over benchmark questions";
     if (nsig == 0) {
         cg_buf_addf(&t, "No fraction shows a significant on − off difference (%s, Holm over %d fraction%s, α = 0.05); ", how,
                     holm_k, holm_k == 1 ? "" : "s");
