@@ -829,7 +829,9 @@ extern "C" int model_cuda_adamw_step(model_cuda *g, const adamw_params *hp, floa
 extern "C" int model_cuda_logits(model_cuda *g, const model_batch *b, int mode, float *out) {
     model_batch nb = *b;
     nb.targets = NULL;
-    if (mode == MODE_CLIP) mode = MODE_INSTRUCT;
+    /* as core/model.c's eval_mode: text alone, or image + text without L_con (an align batch
+     * needs no content mask here) */
+    mode = mode == MODE_LM ? MODE_LM : MODE_INSTRUCT;
     int rc = model_cuda_forward(g, &nb, mode, NULL);
     if (rc) return rc;
     long rows = (long)g->B * g->Ttot;
