@@ -95,6 +95,8 @@ struct model_cuda {
     int use_graphs, captures, prec;
     cudaGraphExec_t exec;
     graph_key key;
+    graph_key warm_key; /* the shape of the last eager warm-up step */
+    int warm;           /* 1: warm_key is set */
 };
 
 #define GRAD(g, p) ((g)->grads + ((p) - (g)->params))
@@ -882,6 +884,16 @@ extern "C" int model_cuda_step(model_cuda *g, const model_batch *b, int mode, co
     k.wd = hp->weight_decay;
     if (!g->exec || memcmp(&k, &g->key, sizeof k)) {
         drop_graph(g);
+        if (!g->warm || memcmp(&k, &g->warm_key, sizeof k)) {
+            /* a new shape's first step runs eagerly: every kernel it uses (ours, cuBLAS's and
+             * cuBLASLt's, loaded lazily by CUDA 12+) is then loaded and initialised before the
+             * next step of the shape is captured, as CUDA graph users warm up before capturing */
+            g->warm_key = k;
+            g->warm = 1;
+            enqueue_step(g, hp, img_u8);
+            if ((rc = cuda_ctx_check("training step"))) return rc;
+            return read_losses(g, out, norm);
+        }
         cudaStream_t st = (cudaStream_t)cuda_ctx_stream();
         if ((rc = cuda_ctx_sync())) return rc;
         cudaGraph_t graph;
