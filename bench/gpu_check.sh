@@ -25,21 +25,34 @@
 #   CGVLM_GPU_BENCH=0     skip the benchmarks;  CGVLM_GPU_SANITIZE=0  skip compute-sanitizer
 #   CGVLM_GPU_BUDGET_S=N  start no new part after N seconds (default 540: the device tool gives a
 #                         command 600 s at most, and the summary must still be printed)
-#   OUT=DIR               (the device tool's) receives summary.txt, results.jsonl and logs.tgz;
-#                         the logs themselves are in DIR/gpu_check
+#   OUT=DIR               (the device tool's) the logs go to OUT/gpu_check as they are written
+#                         (one NAME.log per part, summary.txt rewritten after every part,
+#                         results.jsonl), so they survive a run killed at the tool's limit;
+#                         without OUT they go to DIR/gpu_check. The exit status is 1 when a part
+#                         failed or timed out.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${CGVLM_GPU_BUILD:-$ROOT/build-gpu}
 JOBS=${CGVLM_JOBS:-16}
-LOGS=$BUILD/gpu_check
+if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then LOGS=$OUT/gpu_check; else LOGS=$BUILD/gpu_check; fi
 BUDGET=${CGVLM_GPU_BUDGET_S:-540}
 mkdir -p "$LOGS"
 rm -f "$LOGS"/*.log "$LOGS/results.jsonl" "$LOGS/summary.txt"
 RESULTS=()
 T0=$(date +%s)
 
+# the summary so far (rewritten after each part: a run killed from outside still leaves it)
+summary() {
+    echo "=== gpu_check summary ($(($(date +%s) - T0)) s; logs in $LOGS)"
+    printf '%s\n' "${RESULTS[@]}"
+}
 # record NAME STATUS DETAIL
-record() { RESULTS+=("$(printf '%-32s %-6s %s' "$1" "$2" "$3")"); }
+FAILED=0
+record() {
+    RESULTS+=("$(printf '%-32s %-6s %s' "$1" "$2" "$3")")
+    case $2 in FAIL | TIME) FAILED=1 ;; esac
+    summary > "$LOGS/summary.txt"
+}
 status_of() { case $1 in 0) echo ok ;; 77) echo skip ;; 75) echo BUDGET ;; 124 | 137) echo TIME ;; *) echo FAIL ;; esac; }
 
 # part NAME TIMEOUT_S CMD...: runs CMD with a timeout (cut to what is left of the budget), its
@@ -63,6 +76,18 @@ part() {
 
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 CUDA_HOME=$(cd "$(dirname "$NVCC")/.." 2> /dev/null && pwd)
+
+# where this run comes from and what it runs on, for reading the logs after the machine is gone
+{
+    echo "date:   $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "commit: $(git -C "$ROOT" rev-parse HEAD 2> /dev/null || echo '?')"
+    git -C "$ROOT" status --short --untracked-files=no 2> /dev/null
+    echo "host:   $(uname -srm), $(nproc) cores, $(free -g 2> /dev/null | awk '/^Mem/ {print $2 " GiB"}')"
+    echo "nvcc:   $("$NVCC" --version 2>&1 | tail -1)"
+    echo "cmake:  $(cmake --version 2>&1 | head -1)"
+    echo "gcc:    $(gcc --version 2>&1 | head -1)"
+    command -v nvidia-smi > /dev/null && nvidia-smi 2>&1
+} > "$LOGS/machine.log" 2>&1
 
 # ---- the minimal build (see the header) ----
 min_build() {
@@ -154,7 +179,7 @@ if [ "$MINIMAL" = 1 ]; then
     rc=$?
     record "minimal build" "$(status_of $rc)" "$(($(date +%s) - T0)) s into $BUILD/min"
     if [ $rc -ne 0 ]; then
-        printf '%s\n' "${RESULTS[@]}"
+        summary
         exit 1
     fi
     BIN=$BUILD/min
@@ -196,8 +221,10 @@ else
 fi
 
 # ---- tests (without a GPU they run too, and must report themselves skipped) ----
-for t in ops model; do
-    part "test_gpu_$t" 300 "$BIN/test_gpu_$t"
+# (on an H100 each takes well under a minute; the limits only stop a hang from eating the budget)
+for t in ops:150 model:240; do
+    limit=${t#*:} t=${t%:*}
+    part "test_gpu_$t" "$limit" "$BIN/test_gpu_$t"
     rc=$?
     record "test gpu_$t" "$(status_of $rc)" "$(grep -ohE "gpu_$t: [0-9]+ checks, [0-9]+ failed|no GPU: skipped.*" "$LOGS/test_gpu_$t.log" | head -1)"
     grep -E "FAIL" "$LOGS/test_gpu_$t.log" | head -n 20
@@ -248,13 +275,6 @@ if [ $HAVE_GPU = 1 ] && [ "${CGVLM_GPU_SANITIZE:-1}" = 1 ]; then
     fi
 fi
 
-{
-    echo
-    echo "=== gpu_check summary ($(($(date +%s) - T0)) s; logs in $LOGS)"
-    printf '%s\n' "${RESULTS[@]}"
-} | tee "$LOGS/summary.txt"
-if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
-    cp "$LOGS/summary.txt" "$OUT/"
-    [ -f "$LOGS/results.jsonl" ] && cp "$LOGS/results.jsonl" "$OUT/"
-    tar -czf "$OUT/logs.tgz" -C "$LOGS" . 2> /dev/null
-fi
+echo
+summary | tee "$LOGS/summary.txt"
+exit $FAILED
