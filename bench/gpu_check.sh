@@ -95,9 +95,10 @@ min_build() {
     mkdir -p "$obj"
     local cuinc=$CUDA_HOME/include culib=$CUDA_HOME/lib64
     [ -d "$culib" ] || culib=$CUDA_HOME/targets/x86_64-linux/lib
-    # a CBLAS that compiles and links, else the fallback
+    # a CBLAS that compiles and links, with OpenBLAS's thread control (kernels/cpu/dense.c calls
+    # openblas_set_num_threads), else the fallback
     local blas_cflags="" blas_libs="" extra_src=""
-    printf '#include <cblas.h>\nint main(void){float a=1,b=1,c=0;cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1.0f,&a,1,&b,1,0.0f,&c,1);return c!=1.0f;}\n' > "$obj/blas_probe.c"
+    printf '#include <cblas.h>\nvoid openblas_set_num_threads(int);\nint main(void){float a=1,b=1,c=0;openblas_set_num_threads(1);cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1.0f,&a,1,&b,1,0.0f,&c,1);return c!=1.0f;}\n' > "$obj/blas_probe.c"
     [ "${CGVLM_GPU_FALLBACK_BLAS:-0}" = 1 ] && blas_libs=none # (to test the fallback)
     for inc in "" -I/usr/include/x86_64-linux-gnu/openblas-pthread -I/usr/include/openblas; do
         for lib in -lopenblas -lcblas -lblas; do
