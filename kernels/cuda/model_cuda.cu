@@ -553,25 +553,6 @@ static void adapter_forward(model_cuda *g, int B) {
     }
 }
 
-/* text rows of a (B, P+T, d) sequence tensor ↔ a compact (B*T, d) one */
-__global__ void text_rows_kernel(float *compact, float *seq, int B, int T, int P, int d, int to_seq) {
-    long n = (long)B * T * d;
-    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
-        long row = i / d;
-        int c = (int)(i % d), b = (int)(row / T), t = (int)(row % T);
-        long si = ((long)b * (P + T) + P + t) * d + c;
-        if (to_seq) seq[si] = compact[i];
-        else compact[i] = seq[si];
-    }
-}
-
-static void text_rows(float *compact, float *seq, int B, int T, int P, int d, int to_seq) {
-    long n = (long)B * T * d;
-    long nb = (n + 255) / 256;
-    text_rows_kernel<<<(unsigned)(nb > 65535 ? 65535 : nb), 256, 0, (cudaStream_t)cuda_ctx_stream()>>>(
-        compact, seq, B, T, P, d, to_seq);
-}
-
 static const float *logit_scale_of(model_cuda *g, const float *param) {
     return param ? param : g->d_scal + S_LS_CONST;
 }
@@ -601,7 +582,7 @@ static void enqueue_forward(model_cuda *g, int img_u8) {
     cuda_encoder_forward(x->lm.x0, P ? x->ad_out : NULL, g->d_tokens, g->wte, g->wpe, B, P + T, P, d);
     stack_forward(&x->lm, x->att_scratch, B, P + T);
     if (g->has_targets) {
-        text_rows(x->xg, x->lm.lnf, B, T, P, d, 0);
+        cuda_text_rows(x->xg, x->lm.lnf, B, T, P, d, 0);
         cuda_classifier_forward(x->tok_losses, x->probs, x->xg, g->wte, g->d_targets, B * T, d, c->vocab);
         cuda_mean_loss(g->d_scal + S_GEN, g->d_scal + S_INV_NT, x->tok_losses, g->d_targets, B * T);
     }
@@ -706,7 +687,7 @@ static void enqueue_backward(model_cuda *g) {
         cuda_classifier_backward(x->dxg, lm_w ? GRAD(g, g->wte) : NULL, x->probs, x->xg, g->wte,
                                  g->d_targets, g->d_scal + S_INV_NT, B * T, d, V);
         cuda_memset0(x->dlnf, sizeof(float) * (size_t)B * Ttot * d);
-        text_rows(x->dxg, x->dlnf, B, T, P, d, 1);
+        cuda_text_rows(x->dxg, x->dlnf, B, T, P, d, 1);
         stack_backward(g, &x->lm, x->dlnf, B, Ttot, lm_w);
         cuda_encoder_backward(ad_w && P ? x->d_adout : NULL, lm_w ? GRAD(g, g->wte) : NULL,
                               lm_w ? GRAD(g, g->wpe) : NULL, x->dres, g->d_tok_start,

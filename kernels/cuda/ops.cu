@@ -567,6 +567,22 @@ extern "C" void cuda_patchify_forward(float *out, const uint8_t *img_u8, const f
     LAUNCHED();
 }
 
+/* the text rows of a (B, P+T, C) sequence tensor ↔ a compact (B*T, C) one */
+__global__ void text_rows_kernel(float *compact, float *seq, int B, int T, int P, int C, int to_seq) {
+    FOR_EACH(i, (long)B * T * C) {
+        long row = i / C;
+        int c = (int)(i % C), b = (int)(row / T), t = (int)(row % T);
+        long si = ((long)b * (P + T) + P + t) * C + c;
+        if (to_seq) seq[si] = compact[i];
+        else compact[i] = seq[si];
+    }
+}
+
+extern "C" void cuda_text_rows(float *compact, float *seq, int B, int T, int P, int C, int to_seq) {
+    text_rows_kernel<<<blocks_for((long)B * T * C, 256), 256, 0, ctx.stream>>>(compact, seq, B, T, P, C, to_seq);
+    LAUNCHED();
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Attention: permute qkv to head-major q, k, v (B,NH,T,hs); scores and outputs are batched cuBLAS
  * products over the B·NH heads; the softmax (scale, causal mask) is one warp per row. */
