@@ -213,7 +213,8 @@ extern "C" int model_cuda_create(model_cuda **out, const model *m) {
     g->d_scal = (float *)cuda_alloc(sizeof(float) * S_COUNT);
     float ls = logf(1.0f / c->tau);
     cuda_upload(g->d_scal + S_LS_CONST, &ls, sizeof ls);
-    g->use_graphs = 1;
+    const char *graphs_env = getenv("CGVLM_CUDA_GRAPHS"); /* "0": every step eagerly */
+    g->use_graphs = !(graphs_env && !strcmp(graphs_env, "0"));
     g->prec = CUDA_PREC_TF32;
     g->mode = -1;
     rc = model_cuda_upload(g, m);

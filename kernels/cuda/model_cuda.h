@@ -75,8 +75,9 @@ int model_cuda_step(model_cuda *g, const model_batch *batch, int mode, const ada
  * ms[2] clipping + AdamW (CUDA events; launch gaps included, host work not). */
 int model_cuda_profile_step(model_cuda *g, const model_batch *batch, int mode,
                             const adamw_params *hp, float lr, float max_norm, double ms[3]);
-/* 0 to always run eagerly (for comparisons), 1 (default) to capture and replay graphs; a shape
- * whose capture fails runs eagerly (with a warning on stderr). */
+/* 0 to always run eagerly (for comparisons), 1 (default; CGVLM_CUDA_GRAPHS=0 in the environment
+ * makes 0 the default) to capture and replay graphs; a shape whose capture fails runs eagerly
+ * (with a warning on stderr). */
 void model_cuda_use_graphs(model_cuda *g, int on);
 /* Number of graphs captured so far (tests: a shape is captured once, at its second step). */
 int model_cuda_graph_captures(const model_cuda *g);

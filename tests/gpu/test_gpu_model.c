@@ -173,6 +173,7 @@ static void check_mode(const model_config *cfg, int mode, int prec, int attn) {
     if (!g) return;
     CHECK(model_cuda_set_precision(g, prec) == CG_OK);
     CHECK(model_cuda_set_attention(g, attn) == CG_OK);
+    model_cuda_use_graphs(g, 1); /* whatever CGVLM_CUDA_GRAPHS says */
     cg_rng r;
     cg_rng_seed(&r, 99 + (uint64_t)mode);
     batch_buf bb;
