@@ -49,7 +49,7 @@ summary() {
 # record NAME STATUS DETAIL
 FAILED=0
 record() {
-    RESULTS+=("$(printf '%-32s %-6s %s' "$1" "$2" "$3")")
+    RESULTS+=("$(printf '%-36s %-6s %s' "$1" "$2" "$3")")
     case $2 in FAIL | TIME) FAILED=1 ;; esac
     summary > "$LOGS/summary.txt"
 }
@@ -278,10 +278,10 @@ if [ $HAVE_GPU = 1 ] && [ "${CGVLM_GPU_SANITIZE:-1}" = 1 ]; then
     if [ -x "$SAN" ]; then
         part memcheck_ops 150 "$SAN" --tool memcheck --error-exitcode 9 "$BIN/test_gpu_ops"
         rc=$?
-        record "memcheck test_gpu_ops" "$(status_of $rc)" "$(grep -m1 'ERROR SUMMARY' "$LOGS/memcheck_ops.log" || echo "rc $rc")"
+        record "memcheck test_gpu_ops" "$(status_of $rc)" "exit $rc; $(grep -m1 'ERROR SUMMARY' "$LOGS/memcheck_ops.log" | sed 's/^=* *//')"
         part memcheck_model 200 env CGVLM_GPU_TEST_QUICK=1 "$SAN" --tool memcheck --error-exitcode 9 "$BIN/test_gpu_model"
         rc=$?
-        record "memcheck test_gpu_model quick" "$(status_of $rc)" "$(grep -m1 'ERROR SUMMARY' "$LOGS/memcheck_model.log" || echo "rc $rc")"
+        record "memcheck test_gpu_model quick" "$(status_of $rc)" "exit $rc; $(grep -m1 'ERROR SUMMARY' "$LOGS/memcheck_model.log" | sed 's/^=* *//')"
     else
         record memcheck skip "no compute-sanitizer at $SAN"
     fi
