@@ -916,13 +916,19 @@ extern "C" int model_cuda_profile_step(model_cuda *g, const model_batch *b, int 
     write_args(g, lr, g->opt_step, max_norm);
     cuda_ctx_set_precision(g->prec);
     cudaStream_t st = (cudaStream_t)cuda_ctx_stream();
-    cudaEvent_t ev[4];
-    for (int i = 0; i < 4; i++) cudaEventCreate(&ev[i]);
-    cudaEventRecord(ev[0], st);
+    cudaEvent_t ev[4] = {NULL, NULL, NULL, NULL};
+    cudaError_t e = cudaSuccess;
+    for (int i = 0; i < 4 && e == cudaSuccess; i++) e = cudaEventCreate(&ev[i]);
+    if (e == cudaSuccess) e = cudaEventRecord(ev[0], st);
+    if (e != cudaSuccess) {
+        for (int i = 0; i < 4; i++)
+            if (ev[i]) cudaEventDestroy(ev[i]);
+        return cg_err(CG_EFAIL, "cannot time the training step: %s", cudaGetErrorString(e));
+    }
     cuda_memset0(g->grads, sizeof(float) * (size_t)g->nvalues);
     cuda_memset0(g->d_scal, sizeof(float) * S_LS_CONST);
     enqueue_forward(g, b->images_u8 != NULL);
-    cudaEventRecord(ev[1], st);
+    cudaEventRecord(ev[1], st); /* (a failure shows in cudaEventElapsedTime below) */
     enqueue_backward(g);
     cudaEventRecord(ev[2], st);
     enqueue_clip(g, 0);
@@ -931,7 +937,8 @@ extern "C" int model_cuda_profile_step(model_cuda *g, const model_batch *b, int 
     rc = read_losses(g, NULL, NULL);
     for (int i = 0; i < 3; i++) {
         float t = 0.0f;
-        cudaEventElapsedTime(&t, ev[i], ev[i + 1]);
+        if (!rc && (e = cudaEventElapsedTime(&t, ev[i], ev[i + 1])) != cudaSuccess)
+            rc = cg_err(CG_EFAIL, "cannot time the training step: %s", cudaGetErrorString(e));
         ms[i] = t;
     }
     for (int i = 0; i < 4; i++) cudaEventDestroy(ev[i]);
