@@ -3,7 +3,9 @@
  * the same weights and batch must give the same logits, losses and every gradient, and five whole
  * training steps (zero-grad, forward, backward, clipping to 1.0, AdamW; CUDA graphs on the GPU)
  * the same losses, gradient norms, parameters and moments. Exit 77 ("no GPU: skipped") without a
- * GPU.
+ * GPU. The same file is also the gpu_emu test (tests/gpu/CMakeLists.txt): linked with model_cuda.cu
+ * compiled for the host and tests/gpu/emu's host cuda_ops.h, it checks the orchestration without
+ * a GPU.
  *
  * Tolerances (fp32 = plain fp32 products; tf32 and bf16 = the faster precisions):
  *   losses and norms:        |x - ref| <= rtol·|ref|, rtol 1e-5 / 1e-4 / 1e-3 (over the 5 steps:
