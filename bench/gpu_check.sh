@@ -25,19 +25,25 @@
 #   CGVLM_GPU_BENCH=0     skip the benchmarks;  CGVLM_GPU_SANITIZE=0  skip compute-sanitizer
 #   CGVLM_GPU_BUDGET_S=N  start no new part after N seconds (default 540: the device tool gives a
 #                         command 600 s at most, and the summary must still be printed)
-#   OUT=DIR               (the device tool's) the logs go to OUT/gpu_check as they are written
-#                         (one NAME.log per part, summary.txt rewritten after every part,
-#                         results.jsonl), so they survive a run killed at the tool's limit;
-#                         without OUT they go to DIR/gpu_check. The exit status is 1 when a part
-#                         failed or timed out.
+#   OUT=DIR               (the device tool's, which brings back at most 8 files) receives, as
+#                         the run goes, so that they survive a run killed at the tool's limit:
+#                         summary.txt (the table, rewritten after every part), results.jsonl,
+#                         machine.txt, gpu_check.log (every part's log appended when it ends, long
+#                         ones cut to their head and tail), and at the end logs.tgz (every log
+#                         whole). The logs themselves are in DIR/gpu_check. The exit status is 1
+#                         when a part failed or timed out.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${CGVLM_GPU_BUILD:-$ROOT/build-gpu}
 JOBS=${CGVLM_JOBS:-16}
-if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then LOGS=$OUT/gpu_check; else LOGS=$BUILD/gpu_check; fi
+LOGS=$BUILD/gpu_check
+OUTDIR=
+if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then OUTDIR=$OUT; fi
 BUDGET=${CGVLM_GPU_BUDGET_S:-540}
 mkdir -p "$LOGS"
 rm -f "$LOGS"/*.log "$LOGS/results.jsonl" "$LOGS/summary.txt"
+[ -n "$OUTDIR" ] && rm -f "$OUTDIR/summary.txt" "$OUTDIR/results.jsonl" "$OUTDIR/gpu_check.log" \
+    "$OUTDIR/machine.txt" "$OUTDIR/logs.tgz"
 RESULTS=()
 T0=$(date +%s)
 
@@ -52,7 +58,26 @@ record() {
     RESULTS+=("$(printf '%-36s %-6s %s' "$1" "$2" "$3")")
     case $2 in FAIL | TIME) FAILED=1 ;; esac
     summary > "$LOGS/summary.txt"
+    [ -n "$OUTDIR" ] && cp "$LOGS/summary.txt" "$OUTDIR/summary.txt"
 }
+# collect NAME: LOGS/NAME.log appended to OUT/gpu_check.log (head 300 + tail 1500 lines if long)
+collect() {
+    [ -n "$OUTDIR" ] || return 0
+    local f=$LOGS/$1.log n
+    n=$(wc -l < "$f")
+    {
+        echo "=================== $1 ($n lines, at $(($(date +%s) - T0)) s)"
+        if [ "$n" -le 1800 ]; then
+            cat "$f"
+        else
+            head -n 300 "$f"
+            echo "[... $((n - 1800)) lines cut: logs.tgz or $f has them ...]"
+            tail -n 1500 "$f"
+        fi
+    } >> "$OUTDIR/gpu_check.log"
+}
+# the last line a part printed (its log ends with "[exit RC]")
+lastline() { grep -v '^\[exit [0-9]*\]$' "$1" | tail -n 1; }
 status_of() { case $1 in 0) echo ok ;; 77) echo skip ;; 75) echo BUDGET ;; 124 | 137) echo TIME ;; *) echo FAIL ;; esac; }
 
 # part NAME TIMEOUT_S CMD...: runs CMD with a timeout (cut to what is left of the budget), its
@@ -64,13 +89,17 @@ part() {
     if [ $left -lt 15 ]; then
         echo "=== $name: skipped, time budget spent"
         echo "skipped: time budget spent" > "$LOGS/$name.log"
+        collect "$name"
         return 75
     fi
     [ "$limit" -gt "$left" ] && limit=$left
     echo "=== $name: $*"
-    timeout --kill-after=10 "$limit" "$@" > "$LOGS/$name.log" 2>&1
+    { echo "\$ $*"; echo; } > "$LOGS/$name.log"
+    timeout --kill-after=10 "$limit" "$@" >> "$LOGS/$name.log" 2>&1
     local rc=$?
+    echo "[exit $rc]" >> "$LOGS/$name.log"
     tail -n 30 "$LOGS/$name.log"
+    collect "$name"
     return $rc
 }
 
@@ -88,6 +117,7 @@ CUDA_HOME=$(cd "$(dirname "$NVCC")/.." 2> /dev/null && pwd)
     echo "gcc:    $(gcc --version 2>&1 | head -1)"
     command -v nvidia-smi > /dev/null && nvidia-smi 2>&1
 } > "$LOGS/machine.log" 2>&1
+[ -n "$OUTDIR" ] && cp "$LOGS/machine.log" "$OUTDIR/machine.txt"
 
 # ---- the minimal build (see the header) ----
 min_build() {
@@ -217,16 +247,16 @@ rc=$?
 HAVE_GPU=1
 if [ $rc -eq 77 ]; then
     HAVE_GPU=0
-    record device none "$(head -1 "$LOGS/probe.log")"
+    record device none "$(grep -m1 'no GPU' "$LOGS/probe.log")"
 else
-    record device "$(status_of $rc)" "$(sed -E 's/.* on //' "$LOGS/probe.log" | tail -1 | cut -c1-60)"
+    record device "$(status_of $rc)" "$(lastline "$LOGS/probe.log" | sed -E 's/.* on //' | cut -c1-60)"
     if [ $rc -ne 0 ]; then
         # a training step that fails with CUDA graphs and cuBLASLt epilogues may still run without
         # them: then the benchmarks run that way (and the table says so) rather than not at all
         part probe_plain 60 env CGVLM_CUDA_GRAPHS=0 CGVLM_CUDA_LT=0 "$BENCH" --size tiny \
             --stage instruct --prec tf32 --steps 2 --warmup 2
         rc=$?
-        record "device, no graphs/cuBLASLt" "$(status_of $rc)" "$(tail -1 "$LOGS/probe_plain.log" | cut -c1-60)"
+        record "device, no graphs/cuBLASLt" "$(status_of $rc)" "$(lastline "$LOGS/probe_plain.log" | cut -c1-60)"
         [ $rc -eq 0 ] && BENCH_ENV="CGVLM_CUDA_GRAPHS=0 CGVLM_CUDA_LT=0"
     fi
 fi
@@ -262,11 +292,12 @@ if [ $HAVE_GPU = 1 ] && [ "${CGVLM_GPU_BENCH:-1}" = 1 ]; then
         line=$(grep -m1 '^{' "$LOGS/$name.log")
         if [ $rc -eq 0 ] && [ -n "$line" ]; then
             echo "$line" >> "$LOGS/results.jsonl"
+            [ -n "$OUTDIR" ] && echo "$line" >> "$OUTDIR/results.jsonl"
             get() { echo "$line" | sed -E "s/.*\"$1\":([0-9.]+).*/\\1/"; }
             [ -n "$BENCH_ENV" ] && run="$run (eager)"
             record "$run" ok "$(get ms_per_step) ms/step (best $(get ms_per_step_best)), $(get tflops_per_s) TFLOP/s, MFU $(awk "BEGIN{printf \"%.1f\", 100*$(get mfu)}")%; eager f/b/o $(get eager_fwd_ms)/$(get eager_bwd_ms)/$(get eager_opt_ms)"
         else
-            record "$run" "$(status_of $rc)" "rc $rc: $(tail -1 "$LOGS/$name.log" | cut -c1-60)"
+            record "$run" "$(status_of $rc)" "rc $rc: $(lastline "$LOGS/$name.log" | cut -c1-60)"
         fi
     done
 fi
@@ -289,4 +320,8 @@ fi
 
 echo
 summary | tee "$LOGS/summary.txt"
+if [ -n "$OUTDIR" ]; then
+    cp "$LOGS/summary.txt" "$OUTDIR/summary.txt"
+    tar -czf "$OUTDIR/logs.tgz" -C "$LOGS" . 2> /dev/null
+fi
 exit $FAILED
