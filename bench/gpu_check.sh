@@ -123,8 +123,16 @@ CUDA_HOME=$(cd "$(dirname "$NVCC")/.." 2> /dev/null && pwd)
 min_build() {
     local dir=$BUILD/min obj=$BUILD/min/obj
     mkdir -p "$obj"
-    local cuinc=$CUDA_HOME/include culib=$CUDA_HOME/lib64
-    [ -d "$culib" ] || culib=$CUDA_HOME/targets/x86_64-linux/lib
+    local cuinc=$CUDA_HOME/include culib=$CUDA_HOME/lib64 d
+    # the first place that has cuBLAS (toolkits lay their libraries out differently)
+    for d in "$CUDA_HOME/lib64" "$CUDA_HOME/lib" "$CUDA_HOME/targets/x86_64-linux/lib" \
+        /usr/local/cuda/lib64 /usr/lib/x86_64-linux-gnu; do
+        if [ -e "$d/libcublas.so" ]; then
+            culib=$d
+            break
+        fi
+    done
+    echo "minimal build: CUDA headers in $cuinc, libraries in $culib"
     # a CBLAS that compiles and links, with OpenBLAS's thread control (kernels/cpu/dense.c calls
     # openblas_set_num_threads), else the fallback
     local blas_cflags="" blas_libs="" extra_src=""
