@@ -25,21 +25,59 @@
 #   CGVLM_GPU_BENCH=0     skip the benchmarks;  CGVLM_GPU_SANITIZE=0  skip compute-sanitizer
 #   CGVLM_GPU_BUDGET_S=N  start no new part after N seconds (default 540: the device tool gives a
 #                         command 600 s at most, and the summary must still be printed)
-#   OUT=DIR               (the device tool's) receives summary.txt, results.jsonl and logs.tgz;
-#                         the logs themselves are in DIR/gpu_check
+#   OUT=DIR               (the device tool's, which brings back at most 8 files) receives, as
+#                         the run goes, so that they survive a run killed at the tool's limit:
+#                         summary.txt (the table, rewritten after every part), results.jsonl,
+#                         machine.txt, gpu_check.log (every part's log appended when it ends, long
+#                         ones cut to their head and tail), and at the end logs.tgz (every log
+#                         whole). The logs themselves are in DIR/gpu_check. The exit status is 1
+#                         when a part failed or timed out.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${CGVLM_GPU_BUILD:-$ROOT/build-gpu}
 JOBS=${CGVLM_JOBS:-16}
 LOGS=$BUILD/gpu_check
+OUTDIR=
+if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then OUTDIR=$OUT; fi
 BUDGET=${CGVLM_GPU_BUDGET_S:-540}
 mkdir -p "$LOGS"
 rm -f "$LOGS"/*.log "$LOGS/results.jsonl" "$LOGS/summary.txt"
+[ -n "$OUTDIR" ] && rm -f "$OUTDIR/summary.txt" "$OUTDIR/results.jsonl" "$OUTDIR/gpu_check.log" \
+    "$OUTDIR/machine.txt" "$OUTDIR/logs.tgz"
 RESULTS=()
 T0=$(date +%s)
 
+# the summary so far (rewritten after each part: a run killed from outside still leaves it)
+summary() {
+    echo "=== gpu_check summary ($(($(date +%s) - T0)) s; logs in $LOGS)"
+    printf '%s\n' "${RESULTS[@]}"
+}
 # record NAME STATUS DETAIL
-record() { RESULTS+=("$(printf '%-32s %-6s %s' "$1" "$2" "$3")"); }
+FAILED=0
+record() {
+    RESULTS+=("$(printf '%-36s %-6s %s' "$1" "$2" "$3")")
+    case $2 in FAIL | TIME) FAILED=1 ;; esac
+    summary > "$LOGS/summary.txt"
+    [ -n "$OUTDIR" ] && cp "$LOGS/summary.txt" "$OUTDIR/summary.txt"
+}
+# collect NAME: LOGS/NAME.log appended to OUT/gpu_check.log (head 300 + tail 1500 lines if long)
+collect() {
+    [ -n "$OUTDIR" ] || return 0
+    local f=$LOGS/$1.log n
+    n=$(wc -l < "$f")
+    {
+        echo "=================== $1 ($n lines, at $(($(date +%s) - T0)) s)"
+        if [ "$n" -le 1800 ]; then
+            cat "$f"
+        else
+            head -n 300 "$f"
+            echo "[... $((n - 1800)) lines cut: logs.tgz or $f has them ...]"
+            tail -n 1500 "$f"
+        fi
+    } >> "$OUTDIR/gpu_check.log"
+}
+# the last line a part printed (its log ends with "[exit RC]")
+lastline() { grep -v '^\[exit [0-9]*\]$' "$1" | tail -n 1; }
 status_of() { case $1 in 0) echo ok ;; 77) echo skip ;; 75) echo BUDGET ;; 124 | 137) echo TIME ;; *) echo FAIL ;; esac; }
 
 # part NAME TIMEOUT_S CMD...: runs CMD with a timeout (cut to what is left of the budget), its
@@ -51,28 +89,54 @@ part() {
     if [ $left -lt 15 ]; then
         echo "=== $name: skipped, time budget spent"
         echo "skipped: time budget spent" > "$LOGS/$name.log"
+        collect "$name"
         return 75
     fi
     [ "$limit" -gt "$left" ] && limit=$left
     echo "=== $name: $*"
-    timeout --kill-after=10 "$limit" "$@" > "$LOGS/$name.log" 2>&1
+    { echo "\$ $*"; echo; } > "$LOGS/$name.log"
+    timeout --kill-after=10 "$limit" "$@" >> "$LOGS/$name.log" 2>&1
     local rc=$?
+    echo "[exit $rc]" >> "$LOGS/$name.log"
     tail -n 30 "$LOGS/$name.log"
+    collect "$name"
     return $rc
 }
 
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 CUDA_HOME=$(cd "$(dirname "$NVCC")/.." 2> /dev/null && pwd)
 
+# where this run comes from and what it runs on, for reading the logs after the machine is gone
+{
+    echo "date:   $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "commit: $(git -C "$ROOT" rev-parse HEAD 2> /dev/null || echo '?')"
+    git -C "$ROOT" status --short --untracked-files=no 2> /dev/null
+    echo "host:   $(uname -srm), $(nproc) cores, $(free -g 2> /dev/null | awk '/^Mem/ {print $2 " GiB"}')"
+    echo "nvcc:   $("$NVCC" --version 2>&1 | tail -1)"
+    echo "cmake:  $(cmake --version 2>&1 | head -1)"
+    echo "gcc:    $(gcc --version 2>&1 | head -1)"
+    command -v nvidia-smi > /dev/null && nvidia-smi 2>&1
+} > "$LOGS/machine.log" 2>&1
+[ -n "$OUTDIR" ] && cp "$LOGS/machine.log" "$OUTDIR/machine.txt"
+
 # ---- the minimal build (see the header) ----
 min_build() {
     local dir=$BUILD/min obj=$BUILD/min/obj
     mkdir -p "$obj"
-    local cuinc=$CUDA_HOME/include culib=$CUDA_HOME/lib64
-    [ -d "$culib" ] || culib=$CUDA_HOME/targets/x86_64-linux/lib
-    # a CBLAS that compiles and links, else the fallback
+    local cuinc=$CUDA_HOME/include culib=$CUDA_HOME/lib64 d
+    # the first place that has cuBLAS (toolkits lay their libraries out differently)
+    for d in "$CUDA_HOME/lib64" "$CUDA_HOME/lib" "$CUDA_HOME/targets/x86_64-linux/lib" \
+        /usr/local/cuda/lib64 /usr/lib/x86_64-linux-gnu; do
+        if [ -e "$d/libcublas.so" ]; then
+            culib=$d
+            break
+        fi
+    done
+    echo "minimal build: CUDA headers in $cuinc, libraries in $culib"
+    # a CBLAS that compiles and links, with OpenBLAS's thread control (kernels/cpu/dense.c calls
+    # openblas_set_num_threads), else the fallback
     local blas_cflags="" blas_libs="" extra_src=""
-    printf '#include <cblas.h>\nint main(void){float a=1,b=1,c=0;cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1.0f,&a,1,&b,1,0.0f,&c,1);return c!=1.0f;}\n' > "$obj/blas_probe.c"
+    printf '#include <cblas.h>\nvoid openblas_set_num_threads(int);\nint main(void){float a=1,b=1,c=0;openblas_set_num_threads(1);cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1.0f,&a,1,&b,1,0.0f,&c,1);return c!=1.0f;}\n' > "$obj/blas_probe.c"
     [ "${CGVLM_GPU_FALLBACK_BLAS:-0}" = 1 ] && blas_libs=none # (to test the fallback)
     for inc in "" -I/usr/include/x86_64-linux-gnu/openblas-pthread -I/usr/include/openblas; do
         for lib in -lopenblas -lcblas -lblas; do
@@ -154,7 +218,7 @@ if [ "$MINIMAL" = 1 ]; then
     rc=$?
     record "minimal build" "$(status_of $rc)" "$(($(date +%s) - T0)) s into $BUILD/min"
     if [ $rc -ne 0 ]; then
-        printf '%s\n' "${RESULTS[@]}"
+        summary
         exit 1
     fi
     BIN=$BUILD/min
@@ -185,19 +249,31 @@ if command -v nvidia-smi > /dev/null; then
         --format=csv > "$LOGS/nvidia-smi.log" 2>&1
     cat "$LOGS/nvidia-smi.log"
 fi
-part probe 60 "$BENCH" --size tiny --stage instruct --prec tf32 --steps 1 --warmup 1
+BENCH_ENV="" # (the tests always run with graphs and cuBLASLt: they check both ways themselves)
+part probe 60 "$BENCH" --size tiny --stage instruct --prec tf32 --steps 2 --warmup 2
 rc=$?
 HAVE_GPU=1
 if [ $rc -eq 77 ]; then
     HAVE_GPU=0
-    record device none "$(head -1 "$LOGS/probe.log")"
+    record device none "$(grep -m1 'no GPU' "$LOGS/probe.log")"
 else
-    record device "$(status_of $rc)" "$(sed -E 's/.* on //' "$LOGS/probe.log" | tail -1 | cut -c1-60)"
+    record device "$(status_of $rc)" "$(lastline "$LOGS/probe.log" | sed -E 's/.* on //' | cut -c1-60)"
+    if [ $rc -ne 0 ]; then
+        # a training step that fails with CUDA graphs and cuBLASLt epilogues may still run without
+        # them: then the benchmarks run that way (and the table says so) rather than not at all
+        part probe_plain 60 env CGVLM_CUDA_GRAPHS=0 CGVLM_CUDA_LT=0 "$BENCH" --size tiny \
+            --stage instruct --prec tf32 --steps 2 --warmup 2
+        rc=$?
+        record "device, no graphs/cuBLASLt" "$(status_of $rc)" "$(lastline "$LOGS/probe_plain.log" | cut -c1-60)"
+        [ $rc -eq 0 ] && BENCH_ENV="CGVLM_CUDA_GRAPHS=0 CGVLM_CUDA_LT=0"
+    fi
 fi
 
 # ---- tests (without a GPU they run too, and must report themselves skipped) ----
-for t in ops model; do
-    part "test_gpu_$t" 300 "$BIN/test_gpu_$t"
+# (on an H100 each takes well under a minute; the limits only stop a hang from eating the budget)
+for t in ops:150 model:240; do
+    limit=${t#*:} t=${t%:*}
+    part "test_gpu_$t" "$limit" "$BIN/test_gpu_$t"
     rc=$?
     record "test gpu_$t" "$(status_of $rc)" "$(grep -ohE "gpu_$t: [0-9]+ checks, [0-9]+ failed|no GPU: skipped.*" "$LOGS/test_gpu_$t.log" | head -1)"
     grep -E "FAIL" "$LOGS/test_gpu_$t.log" | head -n 20
@@ -218,16 +294,18 @@ if [ $HAVE_GPU = 1 ] && [ "${CGVLM_GPU_BENCH:-1}" = 1 ]; then
     for run in $runs; do
         IFS=/ read -r size stage prec attn <<< "$run"
         name="bench_${size}_${stage}_${prec}_${attn}"
-        part "$name" 90 "$BENCH" --size "$size" --stage "$stage" --prec "$prec" --attn "$attn" \
+        part "$name" 90 env $BENCH_ENV "$BENCH" --size "$size" --stage "$stage" --prec "$prec" --attn "$attn" \
             --steps 30 --warmup 3 --json
         rc=$?
         line=$(grep -m1 '^{' "$LOGS/$name.log")
         if [ $rc -eq 0 ] && [ -n "$line" ]; then
             echo "$line" >> "$LOGS/results.jsonl"
+            [ -n "$OUTDIR" ] && echo "$line" >> "$OUTDIR/results.jsonl"
             get() { echo "$line" | sed -E "s/.*\"$1\":([0-9.]+).*/\\1/"; }
+            [ -n "$BENCH_ENV" ] && run="$run (eager)"
             record "$run" ok "$(get ms_per_step) ms/step (best $(get ms_per_step_best)), $(get tflops_per_s) TFLOP/s, MFU $(awk "BEGIN{printf \"%.1f\", 100*$(get mfu)}")%; eager f/b/o $(get eager_fwd_ms)/$(get eager_bwd_ms)/$(get eager_opt_ms)"
         else
-            record "$run" "$(status_of $rc)" "rc $rc: $(tail -1 "$LOGS/$name.log" | cut -c1-60)"
+            record "$run" "$(status_of $rc)" "rc $rc: $(lastline "$LOGS/$name.log" | cut -c1-60)"
         fi
     done
 fi
@@ -239,22 +317,19 @@ if [ $HAVE_GPU = 1 ] && [ "${CGVLM_GPU_SANITIZE:-1}" = 1 ]; then
     if [ -x "$SAN" ]; then
         part memcheck_ops 150 "$SAN" --tool memcheck --error-exitcode 9 "$BIN/test_gpu_ops"
         rc=$?
-        record "memcheck test_gpu_ops" "$(status_of $rc)" "$(grep -m1 'ERROR SUMMARY' "$LOGS/memcheck_ops.log" || echo "rc $rc")"
+        record "memcheck test_gpu_ops" "$(status_of $rc)" "exit $rc; $(grep -m1 'ERROR SUMMARY' "$LOGS/memcheck_ops.log" | sed 's/^=* *//')"
         part memcheck_model 200 env CGVLM_GPU_TEST_QUICK=1 "$SAN" --tool memcheck --error-exitcode 9 "$BIN/test_gpu_model"
         rc=$?
-        record "memcheck test_gpu_model quick" "$(status_of $rc)" "$(grep -m1 'ERROR SUMMARY' "$LOGS/memcheck_model.log" || echo "rc $rc")"
+        record "memcheck test_gpu_model quick" "$(status_of $rc)" "exit $rc; $(grep -m1 'ERROR SUMMARY' "$LOGS/memcheck_model.log" | sed 's/^=* *//')"
     else
         record memcheck skip "no compute-sanitizer at $SAN"
     fi
 fi
 
-{
-    echo
-    echo "=== gpu_check summary ($(($(date +%s) - T0)) s; logs in $LOGS)"
-    printf '%s\n' "${RESULTS[@]}"
-} | tee "$LOGS/summary.txt"
-if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
-    cp "$LOGS/summary.txt" "$OUT/"
-    [ -f "$LOGS/results.jsonl" ] && cp "$LOGS/results.jsonl" "$OUT/"
-    tar -czf "$OUT/logs.tgz" -C "$LOGS" . 2> /dev/null
+echo
+summary | tee "$LOGS/summary.txt"
+if [ -n "$OUTDIR" ]; then
+    cp "$LOGS/summary.txt" "$OUTDIR/summary.txt"
+    tar -czf "$OUTDIR/logs.tgz" -C "$LOGS" . 2> /dev/null
 fi
+exit $FAILED

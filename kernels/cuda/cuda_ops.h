@@ -104,6 +104,10 @@ void cuda_encoder_backward(float *dvis /* (B,P,C) or NULL */, float *dwte /* (V,
                            float *dwpe /* (>=T,C) or NULL */, const float *dout /* (B,T,C) */,
                            const int *tok_start /* (V+1) */, const int *tok_rows /* (B*(T-P)) */,
                            int V, int B, int T, int P, int C);
+/* The text rows of a sequence tensor (b, P+t) ↔ a compact tensor (b*T + t): to_seq = 0 copies
+ * seq's rows into compact, 1 writes compact's rows into seq (its visual rows are left alone). */
+void cuda_text_rows(float *compact /* (B*T,C) */, float *seq /* (B,P+T,C) */, int B, int T, int P,
+                    int C, int to_seq);
 void cuda_patchify_forward(float *out /* (B,P,p*p*3) */, const uint8_t *img_u8 /* (B,S,S,3) */,
                            const float *img_f32 /* (B,S,S,3) */, int B, int S, int p);
 

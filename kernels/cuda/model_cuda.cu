@@ -95,6 +95,8 @@ struct model_cuda {
     int use_graphs, captures, prec;
     cudaGraphExec_t exec;
     graph_key key;
+    graph_key warm_key; /* the shape of the last eager warm-up step */
+    int warm;           /* 1: warm_key is set */
 };
 
 #define GRAD(g, p) ((g)->grads + ((p) - (g)->params))
@@ -211,7 +213,8 @@ extern "C" int model_cuda_create(model_cuda **out, const model *m) {
     g->d_scal = (float *)cuda_alloc(sizeof(float) * S_COUNT);
     float ls = logf(1.0f / c->tau);
     cuda_upload(g->d_scal + S_LS_CONST, &ls, sizeof ls);
-    g->use_graphs = 1;
+    const char *graphs_env = getenv("CGVLM_CUDA_GRAPHS"); /* "0": every step eagerly */
+    g->use_graphs = !(graphs_env && !strcmp(graphs_env, "0"));
     g->prec = CUDA_PREC_TF32;
     g->mode = -1;
     rc = model_cuda_upload(g, m);
@@ -551,25 +554,6 @@ static void adapter_forward(model_cuda *g, int B) {
     }
 }
 
-/* text rows of a (B, P+T, d) sequence tensor ↔ a compact (B*T, d) one */
-__global__ void text_rows_kernel(float *compact, float *seq, int B, int T, int P, int d, int to_seq) {
-    long n = (long)B * T * d;
-    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
-        long row = i / d;
-        int c = (int)(i % d), b = (int)(row / T), t = (int)(row % T);
-        long si = ((long)b * (P + T) + P + t) * d + c;
-        if (to_seq) seq[si] = compact[i];
-        else compact[i] = seq[si];
-    }
-}
-
-static void text_rows(float *compact, float *seq, int B, int T, int P, int d, int to_seq) {
-    long n = (long)B * T * d;
-    long nb = (n + 255) / 256;
-    text_rows_kernel<<<(unsigned)(nb > 65535 ? 65535 : nb), 256, 0, (cudaStream_t)cuda_ctx_stream()>>>(
-        compact, seq, B, T, P, d, to_seq);
-}
-
 static const float *logit_scale_of(model_cuda *g, const float *param) {
     return param ? param : g->d_scal + S_LS_CONST;
 }
@@ -599,7 +583,7 @@ static void enqueue_forward(model_cuda *g, int img_u8) {
     cuda_encoder_forward(x->lm.x0, P ? x->ad_out : NULL, g->d_tokens, g->wte, g->wpe, B, P + T, P, d);
     stack_forward(&x->lm, x->att_scratch, B, P + T);
     if (g->has_targets) {
-        text_rows(x->xg, x->lm.lnf, B, T, P, d, 0);
+        cuda_text_rows(x->xg, x->lm.lnf, B, T, P, d, 0);
         cuda_classifier_forward(x->tok_losses, x->probs, x->xg, g->wte, g->d_targets, B * T, d, c->vocab);
         cuda_mean_loss(g->d_scal + S_GEN, g->d_scal + S_INV_NT, x->tok_losses, g->d_targets, B * T);
     }
@@ -704,7 +688,7 @@ static void enqueue_backward(model_cuda *g) {
         cuda_classifier_backward(x->dxg, lm_w ? GRAD(g, g->wte) : NULL, x->probs, x->xg, g->wte,
                                  g->d_targets, g->d_scal + S_INV_NT, B * T, d, V);
         cuda_memset0(x->dlnf, sizeof(float) * (size_t)B * Ttot * d);
-        text_rows(x->dxg, x->dlnf, B, T, P, d, 1);
+        cuda_text_rows(x->dxg, x->dlnf, B, T, P, d, 1);
         stack_backward(g, &x->lm, x->dlnf, B, Ttot, lm_w);
         cuda_encoder_backward(ad_w && P ? x->d_adout : NULL, lm_w ? GRAD(g, g->wte) : NULL,
                               lm_w ? GRAD(g, g->wpe) : NULL, x->dres, g->d_tok_start,
@@ -829,7 +813,9 @@ extern "C" int model_cuda_adamw_step(model_cuda *g, const adamw_params *hp, floa
 extern "C" int model_cuda_logits(model_cuda *g, const model_batch *b, int mode, float *out) {
     model_batch nb = *b;
     nb.targets = NULL;
-    if (mode == MODE_CLIP) mode = MODE_INSTRUCT;
+    /* as core/model.c's eval_mode: text alone, or image + text without L_con (an align batch
+     * needs no content mask here) */
+    mode = mode == MODE_LM ? MODE_LM : MODE_INSTRUCT;
     int rc = model_cuda_forward(g, &nb, mode, NULL);
     if (rc) return rc;
     long rows = (long)g->B * g->Ttot;
@@ -880,6 +866,16 @@ extern "C" int model_cuda_step(model_cuda *g, const model_batch *b, int mode, co
     k.wd = hp->weight_decay;
     if (!g->exec || memcmp(&k, &g->key, sizeof k)) {
         drop_graph(g);
+        if (!g->warm || memcmp(&k, &g->warm_key, sizeof k)) {
+            /* a new shape's first step runs eagerly: every kernel it uses (ours, cuBLAS's and
+             * cuBLASLt's, loaded lazily by CUDA 12+) is then loaded and initialised before the
+             * next step of the shape is captured, as CUDA graph users warm up before capturing */
+            g->warm_key = k;
+            g->warm = 1;
+            enqueue_step(g, hp, img_u8);
+            if ((rc = cuda_ctx_check("training step"))) return rc;
+            return read_losses(g, out, norm);
+        }
         cudaStream_t st = (cudaStream_t)cuda_ctx_stream();
         if ((rc = cuda_ctx_sync())) return rc;
         cudaGraph_t graph;
@@ -920,13 +916,19 @@ extern "C" int model_cuda_profile_step(model_cuda *g, const model_batch *b, int 
     write_args(g, lr, g->opt_step, max_norm);
     cuda_ctx_set_precision(g->prec);
     cudaStream_t st = (cudaStream_t)cuda_ctx_stream();
-    cudaEvent_t ev[4];
-    for (int i = 0; i < 4; i++) cudaEventCreate(&ev[i]);
-    cudaEventRecord(ev[0], st);
+    cudaEvent_t ev[4] = {NULL, NULL, NULL, NULL};
+    cudaError_t e = cudaSuccess;
+    for (int i = 0; i < 4 && e == cudaSuccess; i++) e = cudaEventCreate(&ev[i]);
+    if (e == cudaSuccess) e = cudaEventRecord(ev[0], st);
+    if (e != cudaSuccess) {
+        for (int i = 0; i < 4; i++)
+            if (ev[i]) cudaEventDestroy(ev[i]);
+        return cg_err(CG_EFAIL, "cannot time the training step: %s", cudaGetErrorString(e));
+    }
     cuda_memset0(g->grads, sizeof(float) * (size_t)g->nvalues);
     cuda_memset0(g->d_scal, sizeof(float) * S_LS_CONST);
     enqueue_forward(g, b->images_u8 != NULL);
-    cudaEventRecord(ev[1], st);
+    cudaEventRecord(ev[1], st); /* (a failure shows in cudaEventElapsedTime below) */
     enqueue_backward(g);
     cudaEventRecord(ev[2], st);
     enqueue_clip(g, 0);
@@ -935,7 +937,8 @@ extern "C" int model_cuda_profile_step(model_cuda *g, const model_batch *b, int 
     rc = read_losses(g, NULL, NULL);
     for (int i = 0; i < 3; i++) {
         float t = 0.0f;
-        cudaEventElapsedTime(&t, ev[i], ev[i + 1]);
+        if (!rc && (e = cudaEventElapsedTime(&t, ev[i], ev[i + 1])) != cudaSuccess)
+            rc = cg_err(CG_EFAIL, "cannot time the training step: %s", cudaGetErrorString(e));
         ms[i] = t;
     }
     for (int i = 0; i < 4; i++) cudaEventDestroy(ev[i]);

@@ -14,7 +14,8 @@
  *     model_cuda_free(g);
  * model_cuda_step is zero_grad + forward + backward + clip + AdamW. The first step of a shape
  * (mode, B, T, image type, targets/content present, AdamW constants, precision, attention kind)
- * is captured as a CUDA graph and launched; later steps of that shape replay the graph (the
+ * runs eagerly (a warm-up: every kernel is loaded before a capture), the second is captured as a
+ * CUDA graph and launched; later steps of that shape replay the graph (the
  * learning rate, step number and clipping threshold are read from device memory, so they may
  * change every step). The eager pieces (forward, backward, clip, adamw) are there for tests and
  * for callers that need them apart.
@@ -74,10 +75,11 @@ int model_cuda_step(model_cuda *g, const model_batch *batch, int mode, const ada
  * ms[2] clipping + AdamW (CUDA events; launch gaps included, host work not). */
 int model_cuda_profile_step(model_cuda *g, const model_batch *batch, int mode,
                             const adamw_params *hp, float lr, float max_norm, double ms[3]);
-/* 0 to always run eagerly (for comparisons), 1 (default) to capture and replay graphs; a shape
- * whose capture fails runs eagerly (with a warning on stderr). */
+/* 0 to always run eagerly (for comparisons), 1 (default; CGVLM_CUDA_GRAPHS=0 in the environment
+ * makes 0 the default) to capture and replay graphs; a shape whose capture fails runs eagerly
+ * (with a warning on stderr). */
 void model_cuda_use_graphs(model_cuda *g, int on);
-/* Number of graphs captured so far (tests: the second step of a shape must not capture again). */
+/* Number of graphs captured so far (tests: a shape is captured once, at its second step). */
 int model_cuda_graph_captures(const model_cuda *g);
 
 /* `cgvlm bench train --device cuda`: times `steps` training steps (after `warmup`, which includes

@@ -200,9 +200,20 @@ static void gemm_rm(bool ta, bool tb, int M, int N, int K, const float *A, int l
  * epilogue, and the residual as the C operand with beta = 1 (D = A·B + C + bias). Returns 0 when
  * enqueued; -1 when cuBLASLt cannot do it here, and then turns cuBLASLt off for the process (the
  * caller falls back to cuBLAS + a bias/residual kernel). */
+/* the alignment of a device pointer in bytes, up to the 256 cuBLASLt assumes by default */
+static uint32_t ptr_align(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    uint32_t al = 256;
+    while (al > 1 && a % al) al /= 2;
+    return al;
+}
+
 static int lt_matmul(float *out, const float *inp, const float *weight, const float *bias,
                      const float *residual, int N, int C, int OC) {
     if (!ctx.lt_on) return -1;
+    /* the bias epilogue reads the bias with 16-byte loads, and the alignment preferences below do
+     * not cover it: an unaligned bias goes the cuBLAS + kernel way (cuBLASLt stays on) */
+    if (bias && ptr_align(bias) < 16) return -1;
     cublasLtMatmulDesc_t op = NULL;
     cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
     cublasLtMatmulPreference_t pref = NULL;
@@ -213,6 +224,10 @@ static int lt_matmul(float *out, const float *inp, const float *weight, const fl
     int nres = 0;
     const float one = 1.0f, beta = residual ? 1.0f : 0.0f;
     const cublasStatus_t OK = CUBLAS_STATUS_SUCCESS;
+    /* the heuristic assumes 256-byte aligned operands unless told otherwise, and may then pick a
+     * kernel that faults on a less aligned one (A = the weight, B = the input, C = the residual) */
+    uint32_t al_a = ptr_align(weight), al_b = ptr_align(inp), al_c = ptr_align(residual ? residual : out),
+             al_d = ptr_align(out);
     /* column-major as in gemm_rm: Dᵀ (OC,N) = (W stored (C,OC))ᵀ · (inp stored (C,N)) */
     int ok = cublasLtMatmulDescCreate(&op, compute_type[ctx.prec], CUDA_R_32F) == OK &&
              cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) == OK &&
@@ -224,6 +239,10 @@ static int lt_matmul(float *out, const float *inp, const float *weight, const fl
              cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, OC, N, OC) == OK &&
              cublasLtMatmulPreferenceCreate(&pref) == OK &&
              cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws) == OK &&
+             cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a) == OK &&
+             cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b) == OK &&
+             cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c) == OK &&
+             cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d, sizeof al_d) == OK &&
              cublasLtMatmulAlgoGetHeuristic(ctx.lt, op, la, lb, ld, ld, pref, 1, &h, &nres) == OK && nres > 0 &&
              cublasLtMatmul(ctx.lt, op, &one, weight, la, inp, lb, &beta, residual ? residual : out, ld,
                             out, ld, &h.algo, ctx.workspace, ws, ctx.stream) == OK;
@@ -545,6 +564,22 @@ extern "C" void cuda_patchify_forward(float *out, const uint8_t *img_u8, const f
                                       int B, int S, int p) {
     long n = (long)B * (S / p) * (S / p) * p * p * 3;
     patchify_kernel<<<blocks_for(n, 256), 256, 0, ctx.stream>>>(out, img_u8, img_f32, B, S, p);
+    LAUNCHED();
+}
+
+/* the text rows of a (B, P+T, C) sequence tensor ↔ a compact (B*T, C) one */
+__global__ void text_rows_kernel(float *compact, float *seq, int B, int T, int P, int C, int to_seq) {
+    FOR_EACH(i, (long)B * T * C) {
+        long row = i / C;
+        int c = (int)(i % C), b = (int)(row / T), t = (int)(row % T);
+        long si = ((long)b * (P + T) + P + t) * C + c;
+        if (to_seq) seq[si] = compact[i];
+        else compact[i] = seq[si];
+    }
+}
+
+extern "C" void cuda_text_rows(float *compact, float *seq, int B, int T, int P, int C, int to_seq) {
+    text_rows_kernel<<<blocks_for((long)B * T * C, 256), 256, 0, ctx.stream>>>(compact, seq, B, T, P, C, to_seq);
     LAUNCHED();
 }
 
@@ -931,7 +966,8 @@ __global__ void classifier_softmax_kernel(float *losses, float *probs, const int
     for (int j = lane; j < V; j += 32) mx = fmaxf(mx, p[j]);
     mx = warp_max(mx);
     int y = targets[row];
-    float zy = y >= 0 ? p[y] : 0.0f; /* read before the loop below overwrites it */
+    float zy = y >= 0 ? p[y] : 0.0f; /* read before the loop below overwrites it: */
+    __syncwarp();                      /* every lane has read p[y] before any lane writes it */
     float s = 0.0f;
     for (int j = lane; j < V; j += 32) {
         float e = expf(p[j] - mx);

@@ -3,18 +3,27 @@
  * the same weights and batch must give the same logits, losses and every gradient, and five whole
  * training steps (zero-grad, forward, backward, clipping to 1.0, AdamW; CUDA graphs on the GPU)
  * the same losses, gradient norms, parameters and moments. Exit 77 ("no GPU: skipped") without a
- * GPU.
+ * GPU. The same file is also the gpu_emu test (tests/gpu/CMakeLists.txt): linked with model_cuda.cu
+ * compiled for the host and tests/gpu/emu's host cuda_ops.h, it checks the orchestration without
+ * a GPU.
  *
  * Tolerances (fp32 = plain fp32 products; tf32 and bf16 = the faster precisions):
- *   losses and norms:        |x - ref| <= rtol·|ref|, rtol 1e-5 / 1e-4 / 1e-3;
- *   logits, per tensor:      ‖x - ref‖ / ‖ref‖ <= 1e-5 / 3e-3 / 2e-2;
+ *   losses and norms:        |x - ref| <= rtol·|ref|, rtol 1e-5 / 1e-4 / 1e-3 (over the 5 steps:
+ *                            3e-4, fp32);
+ *   logits, per tensor:      ‖x - ref‖ / ‖ref‖ <= 5e-5 / 3e-3 / 2e-2;
  *   gradients, per tensor:   ‖x - ref‖ / ‖ref‖ <= 1e-4 / 5e-3 / 3e-2, and in fp32 also every element
  *                            |x - ref| <= 1e-4·max|ref| + 1e-3·|ref|;
  *   frozen tensors:          gradient exactly 0 on the GPU;
- *   after 5 AdamW steps (fp32 only, lr 1e-3): every element |x - ref| <= 1e-5 + 1e-4·|ref| except
+ *   after 5 AdamW steps (fp32 only, lr rising 2e-4 .. 1e-3, so that a replayed graph must read
+ *                            it): every element |x - ref| <= 1e-5 + 1e-4·|ref| except
  *                            at most 0.1 % of them (an element whose gradient is ~0 can take the
  *                            other sign, AdamW then moves it by up to lr per step the other way),
  *                            and none beyond the AdamW bound 2·lr·steps + 1e-5.
+ * Calibration of the fp32 bounds (no GPU needed): the GPU model's orchestration run on the CPU
+ * kernels (model_cuda.cu against a host implementation of cuda_ops.h) with every product's output
+ * perturbed by a relative 1e-6 (about what another summation order gives at these sizes) stays
+ * within them with 3x to 10x margin: logits 1.2e-6, step norms 3e-5 apart after 5 steps, 26 of
+ * 834k values outside; at 1e-5 the logits (1.2e-5) and the step norms (3.4e-4) fail.
  * Graph replay must equal eager execution bit for bit, and a shape is captured once. The fused
  * attention (model_cuda_set_attention) is checked the same way in instruct and clip, fp32.
  * Calibration of the tf32/bf16 bounds (no GPU needed): the CPU model with the inputs of every sgemm
@@ -39,7 +48,7 @@
 typedef struct {
     double loss_rtol, logit_rel, grad_rel;
 } tols;
-static const tols TOLS[3] = {{1e-5, 1e-5, 1e-4}, {1e-4, 3e-3, 5e-3}, {1e-3, 2e-2, 3e-2}};
+static const tols TOLS[3] = {{1e-5, 5e-5, 1e-4}, {1e-4, 3e-3, 5e-3}, {1e-3, 2e-2, 3e-2}};
 
 static const char *mode_name(int mode) {
     static const char *n[] = {"lm", "clip", "align", "instruct"};
@@ -167,6 +176,7 @@ static void check_mode(const model_config *cfg, int mode, int prec, int attn) {
     if (!g) return;
     CHECK(model_cuda_set_precision(g, prec) == CG_OK);
     CHECK(model_cuda_set_attention(g, attn) == CG_OK);
+    model_cuda_use_graphs(g, 1); /* whatever CGVLM_CUDA_GRAPHS says */
     cg_rng r;
     cg_rng_seed(&r, 99 + (uint64_t)mode);
     batch_buf bb;
@@ -219,14 +229,17 @@ static void check_mode(const model_config *cfg, int mode, int prec, int attn) {
             CHECK(model_forward(&cpu, &bb.b, mode, &lc) == CG_OK);
             model_backward(&cpu);
             float nc = model_clip_grad(&cpu, 1.0f), ng = 0.0f, ne = 0.0f;
-            model_adamw_step(&cpu, &hp, LR);
+            /* a learning rate that changes every step: a replayed graph must read it, not keep
+             * the one of the step it was captured at */
+            float lr = LR * (float)(s + 1) / STEPS;
+            model_adamw_step(&cpu, &hp, lr);
             model_losses le;
-            CHECK(model_cuda_step(g, &bb.b, mode, &hp, LR, 1.0f, &lg, &ng) == CG_OK);
-            CHECK(ge && model_cuda_step(ge, &bb.b, mode, &hp, LR, 1.0f, &le, &ne) == CG_OK);
+            CHECK(model_cuda_step(g, &bb.b, mode, &hp, lr, 1.0f, &lg, &ng) == CG_OK);
+            CHECK(ge && model_cuda_step(ge, &bb.b, mode, &hp, lr, 1.0f, &le, &ne) == CG_OK);
             printf("    step %d: loss gpu %.6f cpu %.6f, norm gpu %.6f cpu %.6f\n", s + 1,
                    (double)lg.loss, (double)lc.loss, (double)ng, (double)nc);
-            close_loss("step loss", lg.loss, lc.loss, 1e-4);
-            close_loss("step norm", ng, nc, 1e-4);
+            close_loss("step loss", lg.loss, lc.loss, 3e-4);
+            close_loss("step norm", ng, nc, 3e-4);
             CHECK(le.loss == lg.loss && ne == ng);
         }
         CHECK(model_cuda_graph_captures(g) == captures0 + 1);

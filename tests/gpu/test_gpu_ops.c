@@ -406,6 +406,8 @@ static void test_optimizer(void) {
     float *p = rnd(n, 1), *gr = rnd(n, 1), *m = rnd(n, 0.1f), *v = rnd(n, 0.1f);
     for (long i = 0; i < n; i++) v[i] = fabsf(v[i]);
     float *d_p = devf(p, n), *d_g = devf(gr, n), *d_m = devf(m, n), *d_v = devf(v, n);
+    /* a second copy of the same state (uploaded before the CPU updates p, gr, m, v in place) */
+    float *d_p2 = devf(p, n), *d_g2 = devf(gr, n), *d_m2 = devf(m, n), *d_v2 = devf(v, n);
     cuda_segment segs[2] = {{off[0], len[0], decay[0]}, {off[2], len[2], decay[2]}};
     cuda_segment *d_segs = dev(segs, sizeof segs);
     cuda_step_args args = {3e-3f, 4, 0.5f};
@@ -422,7 +424,6 @@ static void test_optimizer(void) {
                      1e-8f, decay[i] ? 0.1f : 0.0f, args.t);
     /* the same AdamW twice from the same state: clipped in place, then with the factor applied
      * inside AdamW (apply = 0, grad_scale): the same bits */
-    float *d_p2 = devf(p, n), *d_g2 = devf(gr, n), *d_m2 = devf(m, n), *d_v2 = devf(v, n);
     cuda_clip_grad(d_g2, d_segs, 2, 1001, d_args, d_part, d_norm, 0);
     cuda_adamw_update(d_p2, d_g2, d_m2, d_v2, d_segs, 2, 1001, d_args, d_norm + 1, 0.9f, 0.95f,
                       1e-8f, 0.1f);

@@ -1,0 +1,2 @@
+/* cublasLt.h (SIMT emulation): see simt_fake.h */
+#include "simt_fake.h"
