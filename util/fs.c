@@ -1,6 +1,7 @@
 /* fs.c: atomic file publication, whole-file reads and directory helpers (see fs.h). */
 #define _GNU_SOURCE
 #include "util/fs.h"
+#include "util/faults_hint.h"
 #include "util/util.h"
 
 #include <dirent.h>
@@ -74,13 +75,13 @@ int cg_afile_open(cg_afile *af, const char *path) {
 }
 
 int cg_afile_commit(cg_afile *af) {
-    int rc = CG_OK;
+    int rc = CG_OK, e;
     if (fflush(af->fp) != 0 || ferror(af->fp))
-        rc = cg_err(CG_EFAIL, "cannot write '%s': %s", af->path, strerror(errno));
+        e = errno, rc = cg_err(CG_EFAIL, "cannot write '%s': %s%s", af->path, strerror(e), cg_write_hint(e));
     if (rc == CG_OK && fsync(fileno(af->fp)) != 0)
-        rc = cg_err(CG_EFAIL, "cannot sync '%s': %s", af->path, strerror(errno));
+        e = errno, rc = cg_err(CG_EFAIL, "cannot sync '%s': %s%s", af->path, strerror(e), cg_write_hint(e));
     if (fclose(af->fp) != 0 && rc == CG_OK)
-        rc = cg_err(CG_EFAIL, "cannot close '%s': %s", af->path, strerror(errno));
+        e = errno, rc = cg_err(CG_EFAIL, "cannot close '%s': %s%s", af->path, strerror(e), cg_write_hint(e));
     af->fp = NULL;
     if (rc == CG_OK && rename(af->tmp, af->path) != 0)
         rc = cg_err(CG_EFAIL, "cannot rename into '%s': %s", af->path, strerror(errno));
@@ -110,7 +111,8 @@ int cg_write_file_atomic(const char *path, const void *data, size_t len) {
     int rc = cg_afile_open(&af, path);
     if (rc) return rc;
     if (len && fwrite(data, 1, len, af.fp) != len) {
-        rc = cg_err(CG_EFAIL, "cannot write '%s': %s", path, strerror(errno));
+        int e = errno;
+        rc = cg_err(CG_EFAIL, "cannot write '%s': %s%s", path, strerror(e), cg_write_hint(e));
         cg_afile_abort(&af);
         return rc;
     }
