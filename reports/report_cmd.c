@@ -13,10 +13,12 @@
 #include "cli/commands.h"
 #include "db/store.h"
 #include "reports/report.h"
+#include "util/faults_hint.h"
 #include "util/fs.h"
 #include "util/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -53,6 +55,15 @@ static void usage(FILE *fp) {
 static int publish(const char *tmp, const char *out) {
     int rc = CG_OK;
     char *old = NULL;
+    /* gnuplot's figures were never fsync'ed: make every file durable before the directory
+     * appears under its final name (a failed sync publishes nothing) */
+    int fd = open(tmp, O_RDONLY | O_DIRECTORY);
+    if (fd < 0 || syncfs(fd) != 0) {
+        int e = errno;
+        rc = cg_err(CG_EFAIL, "cannot sync the new report '%s': %s%s", tmp, strerror(e), cg_write_hint(e));
+    }
+    if (fd >= 0) close(fd);
+    if (rc) goto out;
     if (cg_is_dir(out)) {
         old = cg_fmt("%s.old-%ld", out, (long)getpid());
         if (rename(out, old) != 0) {
@@ -66,6 +77,10 @@ static int publish(const char *tmp, const char *out) {
         goto out;
     }
     if (old) cg_rm_rf(old);
+    char *slash = strrchr(out, '/');
+    char *parent = slash ? cg_strndup(out, (size_t)(slash - out)) : cg_strdup(".");
+    cg_fsync_dir(parent[0] ? parent : "/");
+    free(parent);
 out:
     free(old);
     return rc;
