@@ -56,7 +56,8 @@ int cg_afile_open(cg_afile *af, const char *path) {
     free(dir);
     int fd = mkstemp(af->tmp);
     if (fd < 0) {
-        int rc = cg_err(CG_EFAIL, "cannot create '%s': %s", path, strerror(errno));
+        int e = errno;
+        int rc = cg_err(CG_EFAIL, "cannot create '%s': %s%s", path, strerror(e), cg_write_hint(e));
         free(af->tmp);
         af->tmp = NULL;
         return rc;
