@@ -89,6 +89,11 @@ nothing_like "$old".tmp-* || fail "world generate --force: its temporary directo
 diff -r "$dir/world.ref" "$wdir/world" >/dev/null || fail "world generate: the world differs from the uninterrupted one"
 "$cgvlm" world check "$wdir/world" >/dev/null 2>&1 || fail "world generate: the world does not check"
 echo "world generate: lifted, identical"
+# and had a half-written .npy ever been left in a world, `world check` would refuse it
+cp -a "$dir/world.ref" "$dir/world.cut"
+truncate -s $(( $(stat -c %s "$dir/world.cut/images/align.npy") / 2 )) "$dir/world.cut/images/align.npy"
+"$cgvlm" world check "$dir/world.cut" >/dev/null 2>&1 && fail "world check accepts a half-written images/align.npy"
+rm -rf "$dir/world.cut"
 [ "$mode" = tmpfs ] && { rm -rf "$wdir/world"; resize 1; }
 
 # ---- the world stage's artifact (stage driver: staging, then one rename) ----
