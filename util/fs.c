@@ -128,7 +128,8 @@ int cg_mkdir_p(const char *path) {
             char c = *s;
             *s = 0;
             if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-                rc = cg_err(CG_EFAIL, "cannot create directory '%s': %s", p, strerror(errno));
+                int e = errno;
+                rc = cg_err(CG_EFAIL, "cannot create directory '%s': %s%s", p, strerror(e), cg_write_hint(e));
                 break;
             }
             *s = c;
