@@ -459,7 +459,7 @@ static int out_open(world_out *w, const char *rel, FILE **fp) {
     int rc = cg_mkdir_p(full);
     *slash = '/';
     if (rc == CG_OK && !(*fp = fopen(full, "wb")))
-        rc = cg_err(CG_EFAIL, "cannot create '%s': %s", full, strerror(errno));
+        rc = cg_err(CG_EFAIL, "cannot create '%s': %s%s", full, strerror(errno), cg_write_hint(errno));
     free(full);
     return rc;
 }
@@ -930,7 +930,8 @@ int world_generate(const char *dir, const world_options *o, int force, double *s
     while (dl > 1 && dir[dl - 1] == '/') dl--;
     char *base = cg_strndup(dir, dl), *tmp = cg_fmt("%s.tmp-XXXXXX", base);
     if (!mkdtemp(tmp)) {
-        rc = cg_err(CG_EFAIL, "cannot create a temporary directory beside '%s': %s", dir, strerror(errno));
+        rc = cg_err(CG_EFAIL, "cannot create a temporary directory beside '%s': %s%s", dir, strerror(errno),
+                    cg_write_hint(errno));
         free(tmp);
         free(base);
         return rc;

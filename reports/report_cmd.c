@@ -180,7 +180,7 @@ int cmd_report(int argc, char **argv) {
     }
     tmp = cg_fmt("%s.tmp-XXXXXX", out);
     if (!mkdtemp(tmp)) {
-        rc = cg_err(CG_EFAIL, "cannot create a directory beside '%s': %s", out, strerror(errno));
+        rc = cg_err(CG_EFAIL, "cannot create a directory beside '%s': %s%s", out, strerror(errno), cg_write_hint(errno));
         free(tmp);
         tmp = NULL;
         goto out;
