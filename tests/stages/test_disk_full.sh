@@ -32,8 +32,8 @@ if [ "$mode" = tmpfs ]; then
 else
   cause="File too large" hint="a file-size limit ('ulimit -f') was reached: raise it and run the same command again"
 fi
-# resize MB: the tmpfs's size (files are kept); the way a full disk gets room again
-resize() { mount -o remount,size="$1"m "$mnt" || fail "cannot resize the tmpfs"; }
+# resize SIZE (1536k, 16m): the tmpfs's size (files are kept); the way a full disk gets room again
+resize() { mount -o remount,size="$1" "$mnt" || fail "cannot resize the tmpfs"; }
 
 # limited KB CMD...: CMD under the fault: with ulimit, a limit of KB KiB per file (SIGXFSZ ignored
 # so the write fails instead of killing); with tmpfs, as is. Its stderr (through a pipe: a log
@@ -76,7 +76,7 @@ nothing_like "$wdir"/world.tmp-* || fail "world generate: its temporary director
 # over an existing world (--force, another seed): the old world stays whole and checks
 cp -a "$dir/world.ref" "$dir/world.old"
 if [ "$mode" = tmpfs ]; then
-  resize 2; rm -rf "$dir/world.old"; cp -a "$dir/world.ref" "$mnt/world.old"; old=$mnt/world.old
+  resize 2m; rm -rf "$dir/world.old"; cp -a "$dir/world.ref" "$mnt/world.old"; old=$mnt/world.old
 else old=$dir/world.old; fi
 limited 256 "$cgvlm" world generate --out "$old" --force --seed 7 "${W[@]}"
 expect_error "world generate --force" "[a-z_/.]*' in '$old.tmp-[^']*"
@@ -84,7 +84,7 @@ diff -r "$dir/world.ref" "$old" >/dev/null || fail "world generate --force: the 
 "$cgvlm" world check "$old" >/dev/null 2>&1 || fail "world generate --force: the previous world no longer checks"
 nothing_like "$old".tmp-* || fail "world generate --force: its temporary directory was left behind"
 # lifted: the same command writes the same world
-[ "$mode" = tmpfs ] && { rm -rf "$old"; resize 8; }
+[ "$mode" = tmpfs ] && { rm -rf "$old"; resize 8m; }
 "$cgvlm" world generate --out "$wdir/world" "${W[@]}" >/dev/null 2>&1 || fail "world generate after the limit was lifted"
 diff -r "$dir/world.ref" "$wdir/world" >/dev/null || fail "world generate: the world differs from the uninterrupted one"
 "$cgvlm" world check "$wdir/world" >/dev/null 2>&1 || fail "world generate: the world does not check"
@@ -94,7 +94,7 @@ cp -a "$dir/world.ref" "$dir/world.cut"
 truncate -s $(( $(stat -c %s "$dir/world.cut/images/align.npy") / 2 )) "$dir/world.cut/images/align.npy"
 "$cgvlm" world check "$dir/world.cut" >/dev/null 2>&1 && fail "world check accepts a half-written images/align.npy"
 rm -rf "$dir/world.cut"
-[ "$mode" = tmpfs ] && { rm -rf "$wdir/world"; resize 1; }
+[ "$mode" = tmpfs ] && { rm -rf "$wdir/world"; resize 1m; }
 
 # ---- the world stage's artifact (stage driver: staging, then one rename) ----
 [ "$mode" = tmpfs ] && ws=$mnt/ws || ws=$dir/ws
@@ -102,7 +102,7 @@ limited 256 "$driver" "$ws" "$cfg" "${sets[@]}" --until world
 expect_error "world stage" "[a-z_/.]*' in '$ws/staging/[0-9a-f]*.tmp-[^']*"
 [ -z "$(ls -A "$ws/artifacts" 2>/dev/null)" ] || fail "world stage: something was published: $(ls "$ws/artifacts")"
 [ -z "$(find "$ws/staging" -mindepth 2 2>/dev/null)" ] || fail "world stage: files left in staging: $(find "$ws/staging" -mindepth 2 | head -3)"
-[ "$mode" = tmpfs ] && resize 16   # room for the world, its journal and one checkpoint, not two
+[ "$mode" = tmpfs ] && resize 16m   # room for the world, its journal and one checkpoint, not two
 "$driver" "$ws" "$cfg" "${sets[@]}" --until world >/dev/null 2>&1 || fail "world stage after the limit was lifted"
 diff -r "$(world_artifact "$dir/ref")" "$(world_artifact "$ws")" >/dev/null \
   || fail "world stage: the published world differs from the uninterrupted run's"
@@ -134,7 +134,7 @@ meta, t = load('$ck')
 assert all(np.isfinite(v).all() for v in t.values() if v.dtype.kind == 'f')
 print(meta['step'])") || fail "checkpoint: the kept checkpoint does not load"
 [ "$step" -gt 0 ] && [ "$step" -lt 60 ] && [ $((step % 4)) = 0 ] || fail "checkpoint: kept at step $step"
-[ "$mode" = tmpfs ] && resize 64
+[ "$mode" = tmpfs ] && resize 64m
 "$driver" "$ws" "$cfg" "${sets[@]}" --until lm_pretrain >"$dir/ckpt.2.log" 2>&1 || { cat "$dir/ckpt.2.log"; fail "checkpoint: the run after the limit was lifted"; }
 grep -q "resuming from the checkpoint at step $step of 60" "$dir/ckpt.2.log" || fail "checkpoint: did not resume from step $step"
 "$py" "$here/journal_losses.py" "$dir"/ref/journal/lm_pretrain-*.jsonl "$ws"/journal/lm_pretrain-*.jsonl \
@@ -145,7 +145,7 @@ echo "checkpoint: kept step $step loaded, resumed, bitwise identical"
 
 # ---- the metrics journal: the limit falls in the middle of a record ----
 if [ "$mode" = tmpfs ]; then
-  rm -rf "$ws"; resize 1
+  rm -rf "$ws"; resize 1m
   head -c $((1024 * 1024 - 9000)) /dev/zero >"$mnt/filler" 2>/dev/null   # leaves about 9 KB
   jr=$mnt/m.jsonl
   limited 0 "$jfault" "$jr" 0 400
@@ -178,27 +178,42 @@ echo "journal: $n1 whole records kept, none torn; lifted, complete"
 "$py" "$here/../reports/make_db.py" "$schema" "$dir/r.db" >/dev/null || fail "make_db.py"
 "$cgvlm" report --db "$dir/r.db" --sweep cg3 --bootstrap 200 --out "$dir/rep.ref" >/dev/null 2>&1 || fail "reference report"
 sum=$(sha256sum "$dir/r.db" | cut -d' ' -f1)
-[ "$mode" = tmpfs ] && { rm -rf "$mnt"/*; resize 1; }
+[ "$mode" = tmpfs ] && { rm -rf "$mnt"/*; resize 1536k; }   # the figures (0.9 MB) fit, report.html does not
 [ "$mode" = tmpfs ] && rdir=$mnt || rdir=$dir
-limited 64 "$cgvlm" report --db "$dir/r.db" --sweep cg3 --bootstrap 200 --out "$rdir/rep"
+# (256 KB: every figure fits, report.html does not; figures cut short are checked below)
+limited 256 "$cgvlm" report --db "$dir/r.db" --sweep cg3 --bootstrap 200 --out "$rdir/rep"
 expect_error "report" "$rdir/rep.tmp-[^/]*/[a-z_.]*"
 [ -e "$rdir/rep" ] && fail "report: a report directory was left behind"
 nothing_like "$rdir"/rep.tmp-* || fail "report: its temporary directory was left behind"
 # over a previous report: it stays as it was
-[ "$mode" = tmpfs ] && resize 3   # the previous report (1.6 MB) and less than a new one
+[ "$mode" = tmpfs ] && resize 3m   # the previous report (1.6 MB) and less than a new one
 cp -a "$dir/rep.ref" "$rdir/rep"
-limited 64 "$cgvlm" report --db "$dir/r.db" --sweep cg3 --bootstrap 100 --out "$rdir/rep"
+limited 256 "$cgvlm" report --db "$dir/r.db" --sweep cg3 --bootstrap 100 --out "$rdir/rep"
 expect_error "report over a previous one" "$rdir/rep.tmp-[^/]*/[a-z_.]*"
 diff -r "$dir/rep.ref" "$rdir/rep" >/dev/null || fail "report: the previous report was changed"
 nothing_like "$rdir"/rep.tmp-* "$rdir"/rep.old-* || fail "report: temporary directories left behind"
 [ "$(sha256sum "$dir/r.db" | cut -d' ' -f1)" = "$sum" ] || fail "report: the results db was modified"
-[ "$mode" = tmpfs ] && resize 8
+[ "$mode" = tmpfs ] && resize 8m
 "$cgvlm" report --db "$dir/r.db" --sweep cg3 --bootstrap 200 --out "$rdir/rep" >/dev/null 2>&1 || fail "report after the limit was lifted"
-diff -r "$dir/rep.ref" "$rdir/rep" >/dev/null || fail "report: differs from the uninterrupted one"
+# (report.md/html say when they were rendered, to the minute)
+diff -r -I 'rendered 20[0-9-]* [0-9:]* UTC' "$dir/rep.ref" "$rdir/rep" >/dev/null || fail "report: differs from the uninterrupted one"
 echo "report: lifted, identical"
+# gnuplot exits 0 when the disk fills under it, its figure cut short: not published either
+mkdir -p "$dir/fakebin"
+printf '#!/bin/bash\n"%s" "$@" || exit\npng=${1%%.gp}.png\n[ -f "$png" ] && truncate -s 1000 "$png"\nexit 0\n' \
+  "$(command -v gnuplot)" >"$dir/fakebin/gnuplot"
+chmod +x "$dir/fakebin/gnuplot"
+if command -v gnuplot >/dev/null; then
+  err=$(PATH=$dir/fakebin:$PATH "$cgvlm" report --db "$dir/r.db" --sweep cg3 --bootstrap 200 --out "$dir/rep.cut" 2>&1 >/dev/null); st=$?
+  [ "$st" = 1 ] || fail "report with a figure cut short: exit status $st, expected 1: $err"
+  printf '%s\n' "$err" | grep -q "cgvlm: error: gnuplot left the figure '$dir/rep.cut.tmp-[^/]*/[a-z_]*.png' incomplete (.*): is the disk full or a file-size limit ('ulimit -f') reached?" \
+    || fail "report with a figure cut short: no clear error: $err"
+  nothing_like "$dir"/rep.cut* || fail "report with a figure cut short: something was left behind"
+  echo "report: a figure gnuplot left cut short is refused"
+fi
 
 # ---- `cgvlm run` with its results db: the checkpoints (1-10 MB) do not fit ----
-[ "$mode" = tmpfs ] && { rm -rf "$mnt"/*; resize 4; }
+[ "$mode" = tmpfs ] && { rm -rf "$mnt"/*; resize 4m; }
 [ "$mode" = tmpfs ] && rws=$mnt/rws || rws=$dir/rws
 rsets=(--set world.n_align=200 --set world.n_instruct=200 --set world.n_corpus=300 --set world.n_bench=24
        --set world.n_heldout=20 --set lm_pretrain.steps=12 --set lm_pretrain.warmup=2 --set lm_pretrain.batch=8
@@ -223,7 +238,7 @@ done
 [ "$(q "$dir/run.db" "SELECT COUNT(*) FROM artifacts a JOIN tasks t USING (task_id) WHERE t.state <> 'done'")" = 0 ] \
   || fail "cgvlm run: the db records an artifact of a task that is not done"
 echo "cgvlm run: lm_pretrain failed naming its checkpoint; db intact"
-[ "$mode" = tmpfs ] && resize 64
+[ "$mode" = tmpfs ] && resize 64m
 "$cgvlm" run "$cfg" --db "$dir/run.db" --workspace "$rws" --workers 2 "${rsets[@]}" >"$dir/run.2.log" 2>&1 \
   || { tail "$dir/run.2.log"; fail "cgvlm run after the limit was lifted"; }
 [ "$(q "$dir/run.db" "PRAGMA integrity_check")" = ok ] || fail "cgvlm run: integrity_check after the rerun"
