@@ -101,8 +101,8 @@ static int journal_cut_torn_tail(const char *path);
 /* A write failed (disk full, file-size limit, I/O error): stdio has dropped what it buffered and
  * may have written part of a record. Cut that torn part at once, so no torn line ever sits in the
  * middle of the journal (replay would stop there), and refuse every later record: the stage fails
- * at its next flush and the records since its last checkpoint are logged again by the attempt
- * that resumes from it. */
+ * at its next flush, and the attempt that resumes from its last checkpoint logs again the records
+ * since (which holds when a stage flushes before it writes a checkpoint). */
 static int journal_fail(journal_sink *j, int err, const char *what) {
     if (!j->err) {
         j->err = err ? err : EIO;
