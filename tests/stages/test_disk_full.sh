@@ -174,6 +174,27 @@ assert sorted(got) == list(range(400)) and all(v == s + 0.25 for s, v in got.ite
 " || fail "journal: after the limit was lifted it does not hold every record once, intact"
 echo "journal: $n1 whole records kept, none torn; lifted, complete"
 
+# ---- a training stage's journal filling up on its own (its own tiny tmpfs) ----
+# Off until experiments/stage_train.c flushes the metrics before it writes a checkpoint (today it
+# writes the checkpoint first: when the flush then fails, the steps logged since the previous
+# checkpoint are lost for good, the resumed run starting after them). Turn on with
+# CGVLM_TEST_JOURNAL_ORDER=1.
+if [ "$mode" = tmpfs ] && [ "${CGVLM_TEST_JOURNAL_ORDER:-0}" = 1 ]; then
+  jws=$dir/jws
+  "$driver" "$jws" "$cfg" "${sets[@]}" --until world >/dev/null 2>&1 || fail "journal in training: world"
+  mkdir -p "$jws/journal" && mount -t tmpfs -o size=8k tmpfs "$jws/journal" || fail "journal in training: mount"
+  limited 0 "$driver" "$jws" "$cfg" "${sets[@]}" --until lm_pretrain
+  expect_error "journal in training" "$jws/journal/lm_pretrain-[0-9a-f]*.jsonl"
+  cp "$jws"/journal/lm_pretrain-*.jsonl "$dir/jws.first.jsonl"
+  umount "$jws/journal"
+  "$driver" "$jws" "$cfg" "${sets[@]}" --until lm_pretrain >"$dir/jws.2.log" 2>&1 || { cat "$dir/jws.2.log"; fail "journal in training: after room was made"; }
+  "$py" "$here/journal_losses.py" "$dir"/ref/journal/lm_pretrain-*.jsonl "$dir/jws.first.jsonl" "$jws"/journal/lm_pretrain-*.jsonl \
+    || fail "journal in training: step losses were lost or differ"
+  cmp "$(lm_artifact "$dir/ref")/model.safetensors" "$(lm_artifact "$jws")/model.safetensors" \
+    || fail "journal in training: the published weights differ from the uninterrupted run"
+  echo "journal in training: every step logged, identical"
+fi
+
 # ---- the report directory ----
 "$py" "$here/../reports/make_db.py" "$schema" "$dir/r.db" >/dev/null || fail "make_db.py"
 "$cgvlm" report --db "$dir/r.db" --sweep cg3 --bootstrap 200 --out "$dir/rep.ref" >/dev/null 2>&1 || fail "reference report"
