@@ -1,6 +1,7 @@
 /* checkpoint.c: safetensors writer and validating reader (see checkpoint.h). */
 #define _GNU_SOURCE
 #include "core/checkpoint.h"
+#include "util/faults_hint.h"
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/util.h"
@@ -141,7 +142,8 @@ int ckpt_writer_save(ckpt_writer *w, const char *path) {
     }
     free(json);
     if (!ok) {
-        rc = cg_err(CG_EFAIL, "cannot write checkpoint '%s': %s", path, strerror(errno));
+        int e = errno;
+        rc = cg_err(CG_EFAIL, "cannot write checkpoint '%s': %s%s", path, strerror(e), cg_write_hint(e));
         cg_afile_abort(&af);
         return rc;
     }

@@ -1,12 +1,14 @@
 /* metrics.c: dispatch for the logging interface, the tee sink and the JSON-lines journal sink. */
 #define _GNU_SOURCE /* memrchr */
 #include "core/metrics.h"
+#include "util/faults_hint.h"
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio_ext.h>
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,15 +93,37 @@ typedef struct {
     metrics_sink self;
     FILE *fp;
     char *path;
+    int err;      /* the errno of the first failed write (0: none); the sink writes no more */
 } journal_sink;
 
+static int journal_cut_torn_tail(const char *path);
+
+/* A write failed (disk full, file-size limit, I/O error): stdio has dropped what it buffered and
+ * may have written part of a record. Cut that torn part at once, so no torn line ever sits in the
+ * middle of the journal (replay would stop there), and refuse every later record: the stage fails
+ * at its next flush, and the attempt that resumes from its last checkpoint logs again the records
+ * since (which holds when a stage flushes before it writes a checkpoint). */
+static int journal_fail(journal_sink *j, int err, const char *what) {
+    if (!j->err) {
+        j->err = err ? err : EIO;
+        if (journal_cut_torn_tail(j->path) != CG_OK) cg_err_clear();   /* cut again at the next open */
+    }
+    return cg_err(CG_EFAIL, "cannot %s journal '%s': %s%s", what, j->path, strerror(j->err),
+                  cg_write_hint(j->err));
+}
+
 static int journal_write(journal_sink *j, cJSON *obj) {
+    if (j->err) {
+        cJSON_Delete(obj);
+        return journal_fail(j, j->err, "write");
+    }
     cJSON_AddNumberToObject(obj, "wall", cg_wall_time());
     char *line = cJSON_PrintUnformatted(obj);
     cJSON_Delete(obj);
     int ok = fputs(line, j->fp) >= 0 && fputc('\n', j->fp) != EOF;
+    int e = errno;
     cJSON_free(line);
-    return ok ? CG_OK : cg_err(CG_EFAIL, "cannot write journal '%s': %s", j->path, strerror(errno));
+    return ok ? CG_OK : journal_fail(j, e, "write");
 }
 
 static int journal_scalar(void *ctx, const char *name, int64_t step, double value) {
@@ -148,13 +172,17 @@ static int journal_artifact(void *ctx, const char *key, const char *path, int64_
 }
 static int journal_flush(void *ctx) {
     journal_sink *j = ctx;
-    if (fflush(j->fp) != 0 || fsync(fileno(j->fp)) != 0)
-        return cg_err(CG_EFAIL, "cannot flush journal '%s': %s", j->path, strerror(errno));
+    if (j->err) return journal_fail(j, j->err, "write");
+    /* ferror: an earlier buffer write failed and stdio dropped those records; fflush alone would
+     * then report success for the empty buffer */
+    if (fflush(j->fp) != 0 || ferror(j->fp)) return journal_fail(j, errno, "flush");
+    if (fsync(fileno(j->fp)) != 0) return journal_fail(j, errno, "sync");
     return CG_OK;
 }
 static void journal_close(void *ctx) {
     journal_sink *j = ctx;
-    journal_flush(j);
+    if (!j->err && journal_flush(j) != CG_OK) cg_err_clear();   /* flushed by its caller first */
+    if (j->err) __fpurge(j->fp);   /* nothing more reaches the file after a failed write */
     fclose(j->fp);
     free(j->path);
     free(j);
@@ -193,7 +221,10 @@ int metrics_journal_open(const char *path, metrics_sink **out) {
     int rc = journal_cut_torn_tail(path);
     if (rc) return rc;
     FILE *fp = fopen(path, "a");
-    if (!fp) return cg_err(CG_EFAIL, "cannot open journal '%s': %s", path, strerror(errno));
+    if (!fp) {
+        int e = errno;
+        return cg_err(CG_EFAIL, "cannot open journal '%s': %s%s", path, strerror(e), cg_write_hint(e));
+    }
     journal_sink *j = cg_calloc(1, sizeof *j);
     j->fp = fp;
     j->path = cg_strdup(path);

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "experiments/world.h"
 #include "core/data.h"
+#include "util/faults_hint.h"
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/png.h"
@@ -458,14 +459,21 @@ static int out_open(world_out *w, const char *rel, FILE **fp) {
     int rc = cg_mkdir_p(full);
     *slash = '/';
     if (rc == CG_OK && !(*fp = fopen(full, "wb")))
-        rc = cg_err(CG_EFAIL, "cannot create '%s': %s", full, strerror(errno));
+        rc = cg_err(CG_EFAIL, "cannot create '%s': %s%s", full, strerror(errno), cg_write_hint(errno));
     free(full);
     return rc;
 }
 
+/* A failed write of root/rel: the file, the cause and what to do (nothing is published). */
+static int out_fail(const world_out *w, const char *rel, int err) {
+    return cg_err(CG_EFAIL, "cannot write '%s' in '%s': %s%s", rel, w->root, strerror(err),
+                  cg_write_hint(err));
+}
+
 static int out_close(world_out *w, const char *rel, FILE *fp) {
-    int bad = ferror(fp);
-    if (fclose(fp) != 0 || bad) return cg_err(CG_EFAIL, "cannot write '%s' in '%s': %s", rel, w->root, strerror(errno));
+    int bad = ferror(fp), e = errno;   /* errno of the failed write, if one failed */
+    if (fclose(fp) != 0) e = errno, bad = 1;
+    if (bad) return out_fail(w, rel, e);
     return out_record(w, rel);
 }
 
@@ -474,8 +482,9 @@ static int out_put(world_out *w, const char *rel, const void *data, size_t len) 
     int rc = out_open(w, rel, &fp);
     if (rc) return rc;
     if (len && fwrite(data, 1, len, fp) != len) {
+        int e = errno;
         fclose(fp);
-        return cg_err(CG_EFAIL, "cannot write '%s' in '%s': %s", rel, w->root, strerror(errno));
+        return out_fail(w, rel, e);
     }
     return out_close(w, rel, fp);
 }
@@ -485,9 +494,10 @@ static int out_npy(world_out *w, const char *rel, const uint8_t *rgb, int n) {
     int rc = out_open(w, rel, &fp);
     if (rc) return rc;
     int64_t shape[4] = {n, w->S, w->S, 3};
-    if ((rc = data_write_npy_u8(fp, rgb, 4, shape))) {
+    if (data_write_npy_u8(fp, rgb, 4, shape) != CG_OK) {   /* its message lacks the file's name */
+        int e = errno;
         fclose(fp);
-        return rc;
+        return out_fail(w, rel, e);
     }
     return out_close(w, rel, fp);
 }
@@ -855,8 +865,10 @@ static int write_world_json(world_out *w, const world_options *o) {
     FILE *fp;
     int rc = out_open(w, "world.json", &fp);
     if (rc == CG_OK) {
-        if (fwrite(b.data, 1, b.len, fp) != b.len) rc = cg_err(CG_EFAIL, "cannot write world.json: %s", strerror(errno));
-        if (fclose(fp) != 0 && rc == CG_OK) rc = cg_err(CG_EFAIL, "cannot write world.json: %s", strerror(errno));
+        int e = 0;
+        if (fwrite(b.data, 1, b.len, fp) != b.len) e = errno;
+        if (fclose(fp) != 0 && !e) e = errno;
+        if (e) rc = out_fail(w, "world.json", e);
     }
     cg_buf_free(&b);
     return rc;
@@ -918,7 +930,8 @@ int world_generate(const char *dir, const world_options *o, int force, double *s
     while (dl > 1 && dir[dl - 1] == '/') dl--;
     char *base = cg_strndup(dir, dl), *tmp = cg_fmt("%s.tmp-XXXXXX", base);
     if (!mkdtemp(tmp)) {
-        rc = cg_err(CG_EFAIL, "cannot create a temporary directory beside '%s': %s", dir, strerror(errno));
+        rc = cg_err(CG_EFAIL, "cannot create a temporary directory beside '%s': %s%s", dir, strerror(errno),
+                    cg_write_hint(errno));
         free(tmp);
         free(base);
         return rc;
@@ -951,12 +964,15 @@ int world_generate(const char *dir, const world_options *o, int force, double *s
     if (rc == CG_OK) rc = write_manifest(&w, o);
     if (rc == CG_OK) rc = phase_done(write_world_json(&w, o));
     if (rc == CG_OK) {
+        /* every file is durable before the directory appears: a failed sync (an I/O error, a
+         * full disk on delayed allocation) publishes nothing */
         int fd = open(tmp, O_RDONLY | O_DIRECTORY);
-        if (fd >= 0) {
-            syncfs(fd);  /* every file is durable before the directory appears */
-            close(fd);
+        if (fd < 0 || syncfs(fd) != 0) {
+            int e = errno;
+            rc = cg_err(CG_EFAIL, "cannot sync the new world '%s': %s%s", tmp, strerror(e), cg_write_hint(e));
         }
-        rc = publish(tmp, base, force);
+        if (fd >= 0) close(fd);
+        if (rc == CG_OK) rc = publish(tmp, base, force);
         if (rc == CG_OK) {
             char *parent = strrchr(base, '/') ? cg_strndup(base, (size_t)(strrchr(base, '/') - base)) : cg_strdup(".");
             cg_fsync_dir(parent[0] ? parent : "/");

@@ -13,10 +13,13 @@
 #include "cli/commands.h"
 #include "db/store.h"
 #include "reports/report.h"
+#include "util/faults_hint.h"
 #include "util/fs.h"
+#include "util/png.h"
 #include "util/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -53,6 +56,15 @@ static void usage(FILE *fp) {
 static int publish(const char *tmp, const char *out) {
     int rc = CG_OK;
     char *old = NULL;
+    /* gnuplot's figures were never fsync'ed: make every file durable before the directory
+     * appears under its final name (a failed sync publishes nothing) */
+    int fd = open(tmp, O_RDONLY | O_DIRECTORY);
+    if (fd < 0 || syncfs(fd) != 0) {
+        int e = errno;
+        rc = cg_err(CG_EFAIL, "cannot sync the new report '%s': %s%s", tmp, strerror(e), cg_write_hint(e));
+    }
+    if (fd >= 0) close(fd);
+    if (rc) goto out;
     if (cg_is_dir(out)) {
         old = cg_fmt("%s.old-%ld", out, (long)getpid());
         if (rename(out, old) != 0) {
@@ -66,8 +78,45 @@ static int publish(const char *tmp, const char *out) {
         goto out;
     }
     if (old) cg_rm_rf(old);
+    char *slash = strrchr(out, '/');
+    char *parent = slash ? cg_strndup(out, (size_t)(slash - out)) : cg_strdup(".");
+    cg_fsync_dir(parent[0] ? parent : "/");
+    free(parent);
 out:
     free(old);
+    return rc;
+}
+
+/* gnuplot exits 0 when the disk fills while it writes a figure, leaving the PNG or SVG cut short:
+ * every figure it rendered must decode (PNG) and end with </svg>, else nothing is published. */
+static int check_figures(const char *dir, const report_fig *figs, int nfigs) {
+    int rc = CG_OK;
+    for (int i = 0; rc == CG_OK && i < nfigs; i++) {
+        if (!figs[i].ok) continue;
+        char *png = cg_fmt("%s/%s.png", dir, figs[i].name), *svg = cg_fmt("%s/%s.svg", dir, figs[i].name);
+        uint8_t *rgb = NULL;
+        char *text = NULL;
+        size_t len = 0;
+        int w, h;
+        const char *bad = NULL;
+        cg_err_clear();
+        if (cg_png_read_rgb(png, &rgb, &w, &h) != CG_OK) bad = png;
+        else if (cg_read_file(svg, &text, &len) != CG_OK) bad = svg;
+        else {
+            while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ')) len--;
+            if (len < 6 || memcmp(text + len - 6, "</svg>", 6) != 0) bad = svg;
+        }
+        if (bad) {
+            char *why = cg_strdup(cg_errmsg()[0] ? cg_errmsg() : "it ends early");
+            rc = cg_err(CG_EFAIL, "gnuplot left the figure '%s' incomplete (%s): is the disk full or a file-size "
+                        "limit ('ulimit -f') reached? free space or raise it and run the same command again", bad, why);
+            free(why);
+        }
+        free(rgb);
+        free(text);
+        free(png);
+        free(svg);
+    }
     return rc;
 }
 
@@ -165,7 +214,7 @@ int cmd_report(int argc, char **argv) {
     }
     tmp = cg_fmt("%s.tmp-XXXXXX", out);
     if (!mkdtemp(tmp)) {
-        rc = cg_err(CG_EFAIL, "cannot create a directory beside '%s': %s", out, strerror(errno));
+        rc = cg_err(CG_EFAIL, "cannot create a directory beside '%s': %s%s", out, strerror(errno), cg_write_hint(errno));
         free(tmp);
         tmp = NULL;
         goto out;
@@ -173,6 +222,7 @@ int cmd_report(int argc, char **argv) {
     gnuplot = report_find_gnuplot();
     if (!gnuplot) cg_warn("gnuplot not found on PATH; install gnuplot-nox for figures; the Markdown and CSV parts were written");
     if ((rc = report_plot(&m, tmp, gnuplot, &figs, &nfigs))) goto out;
+    if ((rc = check_figures(tmp, figs, nfigs))) goto out;
     if ((rc = report_write_data(&m, tmp, figs, nfigs, gnuplot != NULL))) goto out;
     if ((rc = report_write_docs(&m, tmp, figs, nfigs, gnuplot != NULL))) goto out;
     if ((rc = publish(tmp, out))) goto out;

@@ -1,6 +1,7 @@
 /* fs.c: atomic file publication, whole-file reads and directory helpers (see fs.h). */
 #define _GNU_SOURCE
 #include "util/fs.h"
+#include "util/faults_hint.h"
 #include "util/util.h"
 
 #include <dirent.h>
@@ -55,7 +56,8 @@ int cg_afile_open(cg_afile *af, const char *path) {
     free(dir);
     int fd = mkstemp(af->tmp);
     if (fd < 0) {
-        int rc = cg_err(CG_EFAIL, "cannot create '%s': %s", path, strerror(errno));
+        int e = errno;
+        int rc = cg_err(CG_EFAIL, "cannot create '%s': %s%s", path, strerror(e), cg_write_hint(e));
         free(af->tmp);
         af->tmp = NULL;
         return rc;
@@ -74,13 +76,13 @@ int cg_afile_open(cg_afile *af, const char *path) {
 }
 
 int cg_afile_commit(cg_afile *af) {
-    int rc = CG_OK;
+    int rc = CG_OK, e;
     if (fflush(af->fp) != 0 || ferror(af->fp))
-        rc = cg_err(CG_EFAIL, "cannot write '%s': %s", af->path, strerror(errno));
+        e = errno, rc = cg_err(CG_EFAIL, "cannot write '%s': %s%s", af->path, strerror(e), cg_write_hint(e));
     if (rc == CG_OK && fsync(fileno(af->fp)) != 0)
-        rc = cg_err(CG_EFAIL, "cannot sync '%s': %s", af->path, strerror(errno));
+        e = errno, rc = cg_err(CG_EFAIL, "cannot sync '%s': %s%s", af->path, strerror(e), cg_write_hint(e));
     if (fclose(af->fp) != 0 && rc == CG_OK)
-        rc = cg_err(CG_EFAIL, "cannot close '%s': %s", af->path, strerror(errno));
+        e = errno, rc = cg_err(CG_EFAIL, "cannot close '%s': %s%s", af->path, strerror(e), cg_write_hint(e));
     af->fp = NULL;
     if (rc == CG_OK && rename(af->tmp, af->path) != 0)
         rc = cg_err(CG_EFAIL, "cannot rename into '%s': %s", af->path, strerror(errno));
@@ -110,7 +112,8 @@ int cg_write_file_atomic(const char *path, const void *data, size_t len) {
     int rc = cg_afile_open(&af, path);
     if (rc) return rc;
     if (len && fwrite(data, 1, len, af.fp) != len) {
-        rc = cg_err(CG_EFAIL, "cannot write '%s': %s", path, strerror(errno));
+        int e = errno;
+        rc = cg_err(CG_EFAIL, "cannot write '%s': %s%s", path, strerror(e), cg_write_hint(e));
         cg_afile_abort(&af);
         return rc;
     }
@@ -125,7 +128,8 @@ int cg_mkdir_p(const char *path) {
             char c = *s;
             *s = 0;
             if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-                rc = cg_err(CG_EFAIL, "cannot create directory '%s': %s", p, strerror(errno));
+                int e = errno;
+                rc = cg_err(CG_EFAIL, "cannot create directory '%s': %s%s", p, strerror(e), cg_write_hint(e));
                 break;
             }
             *s = c;
