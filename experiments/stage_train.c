@@ -226,6 +226,10 @@ int stage_load_weights(model *m, const char *path, const char *const *prefixes) 
 
 static int save_checkpoint(const stage_ctx *ctx, model *m, const stage_train_opts *o,
                            int64_t step) {
+    /* the steps done are durable before a checkpoint says they are: a journal that cannot be
+     * written fails the stage here, and the resume redoes them from the previous checkpoint */
+    int rc = metrics_flush(ctx->metrics);
+    if (rc) return rc;
     char *path = cg_path_join(ctx->work_dir, CKPT_NAME);
     char name[96];
     char num[32];
@@ -248,10 +252,9 @@ static int save_checkpoint(const stage_ctx *ctx, model *m, const stage_train_opt
         snprintf(name, sizeof name, "adam.v.%s", p->name);
         add_param(w, name, p, p->v);
     }
-    int rc = ckpt_writer_save(w, path);
+    rc = ckpt_writer_save(w, path);
     ckpt_writer_free(w);
     free(path);
-    if (rc == CG_OK) rc = metrics_flush(ctx->metrics);
     return rc;
 }
 
