@@ -620,3 +620,152 @@ int data_seq_prompt_answer(const data_vocab *v, const char *prompt, const char *
 int data_seq_prompt(const data_vocab *v, const char *prompt, int max_T, int *inputs, int *T, int *n_unk) {
     return seq_build(v, prompt, NULL, 0, max_T, inputs, NULL, T, n_unk);
 }
+
+/* ---- multiple-choice instruction turns ---- */
+
+/* Rng streams of the options of item i: DATA_MC_STREAM + i (apart from the fraction's). */
+#define DATA_MC_STREAM 0x6d63000000000000ULL /* "mc" */
+
+/* A question kind: its key (the first two words) and the items that carry its distinct answers
+ * usable as options, in item order. */
+typedef struct {
+    char *key;
+    int *rep;
+    int n_rep, cap;
+} mc_kind;
+
+/* The first two whitespace-separated words of a question (the whole of it when shorter). */
+static char *mc_kind_key(const char *q) {
+    const char *p = q + strspn(q, " \t\r\n");
+    for (int w = 0; w < 2 && *p; w++) {
+        p += strcspn(p, " \t\r\n");
+        if (w == 0) p += strspn(p, " \t\r\n");
+    }
+    const char *s = q + strspn(q, " \t\r\n");
+    return cg_strndup(s, (size_t)(p - s));
+}
+
+/* The multiple-choice prompt of item i (malloc'ed; *letter = the correct option's index), or NULL
+ * when it has no multiple-choice form. */
+static char *mc_form(const data_convs *c, int i, const mc_kind *k, uint64_t seed, const data_vocab *v,
+                     int max_T, int *letter) {
+    int cand[256], nc = 0;
+    const int *pool = k->rep;
+    int n_pool = k->n_rep, *big = NULL;
+    if (n_pool > (int)CG_ARRAY_LEN(cand)) big = cg_malloc(sizeof *big * (size_t)n_pool);
+    int *cd = big ? big : cand;
+    for (int j = 0; j < n_pool; j++)
+        if (strcmp(c->items[pool[j]].answer, c->items[i].answer)) cd[nc++] = pool[j];
+    char *prompt = NULL;
+    if (nc >= 1) {
+        cg_rng r;
+        cg_rng_seed2(&r, seed, DATA_MC_STREAM + (uint64_t)i);
+        int most = nc < DATA_MAX_CHOICES - 1 ? nc : DATA_MAX_CHOICES - 1;
+        int n_wrong = 1 + (int)cg_rng_below(&r, (uint32_t)most);
+        cg_rng_shuffle(&r, cd, nc);
+        int pick[DATA_MAX_CHOICES];  /* item indices whose answers are the options; i is correct */
+        pick[0] = i;
+        for (int w = 0; w < n_wrong; w++) pick[w + 1] = cd[w];
+        int n_ch = n_wrong + 1;
+        cg_rng_shuffle(&r, pick, n_ch);
+        for (;;) {
+            const char *ch[DATA_MAX_CHOICES];
+            int correct = 0;
+            for (int o = 0; o < n_ch; o++) {
+                ch[o] = c->items[pick[o]].answer;
+                if (pick[o] == i) correct = o;
+            }
+            prompt = data_mc_prompt("", c->items[i].prompt, ch, n_ch);
+            int np = 0;
+            data_encode(v, prompt, NULL, 0, &np, NULL);
+            if (1 + np + 1 <= max_T) {  /* <bos> prompt letter; the last target is <eos> */
+                *letter = correct;
+                break;
+            }
+            free(prompt);
+            prompt = NULL;
+            if (n_ch <= 2) break;
+            /* drop the last wrong option */
+            int drop = pick[n_ch - 1] == i ? n_ch - 2 : n_ch - 1;
+            memmove(pick + drop, pick + drop + 1, sizeof *pick * (size_t)(n_ch - 1 - drop));
+            n_ch--;
+        }
+    }
+    free(big);
+    return prompt;
+}
+
+int data_convs_mc(data_convs *c, const int *order, int n, double share, uint64_t seed,
+                  const data_vocab *v, int max_T, uint8_t *is_mc, int *n_mc) {
+    assert(n == c->n);
+    if (is_mc) memset(is_mc, 0, (size_t)c->n);
+    if (n_mc) *n_mc = 0;
+    if (!(share >= 0 && share <= 1))
+        return cg_err(CG_EUSER, "multiple-choice share %g is out of range; use a value in [0, 1]", share);
+    if (share == 0 || c->n == 0) return CG_OK;
+    /* the question kinds and their distinct short answers, in item order */
+    int n_kinds = 0, cap_kinds = 0, *kind_of = cg_malloc(sizeof *kind_of * (size_t)c->n);
+    mc_kind *kinds = NULL;
+    for (int i = 0; i < c->n; i++) {
+        char *key = mc_kind_key(c->items[i].prompt);
+        int g = 0;
+        while (g < n_kinds && strcmp(kinds[g].key, key)) g++;
+        if (g == n_kinds) {
+            if (n_kinds == cap_kinds) kinds = cg_realloc(kinds, sizeof *kinds * (size_t)(cap_kinds = cap_kinds ? 2 * cap_kinds : 16));
+            kinds[n_kinds++] = (mc_kind){key, NULL, 0, 0};
+        } else {
+            free(key);
+        }
+        kind_of[i] = g;
+        int na = 0;
+        data_encode(v, c->items[i].answer, NULL, 0, &na, NULL);
+        if (na < 1 || na > DATA_MC_MAX_OPTION_TOKENS) {
+            kind_of[i] = -1 - g;  /* its answer cannot be an option */
+            continue;
+        }
+        mc_kind *k = &kinds[g];
+        int seen = 0;
+        for (int j = 0; j < k->n_rep && !seen; j++) seen = !strcmp(c->items[k->rep[j]].answer, c->items[i].answer);
+        if (!seen) {
+            if (k->n_rep == k->cap) k->rep = cg_realloc(k->rep, sizeof *k->rep * (size_t)(k->cap = k->cap ? 2 * k->cap : 16));
+            k->rep[k->n_rep++] = i;
+        }
+    }
+    /* every item's form, then the turned ones along the order */
+    char **form = cg_calloc((size_t)c->n, sizeof *form);
+    int *letter = cg_calloc((size_t)c->n, sizeof *letter), m = 0, turned = 0;
+    for (int i = 0; i < c->n; i++)
+        if (kind_of[i] >= 0) form[i] = mc_form(c, i, &kinds[kind_of[i]], seed, v, max_T, &letter[i]);
+    int rc = CG_OK;
+    for (int t = 0; t < n; t++) {
+        int i = order[t];
+        assert(i >= 0 && i < c->n);
+        if (!form[i]) continue;
+        /* floor((m+1)·share) > floor(m·share), with a tolerance so that 0.3·10 is 3 */
+        if (floor((double)(m + 1) * share + 1e-9) > floor((double)m * share + 1e-9)) {
+            free(c->items[i].prompt);
+            free(c->items[i].answer);
+            c->items[i].prompt = form[i];
+            c->items[i].answer = cg_strdup(data_mc_letter(letter[i]));
+            form[i] = NULL;
+            if (is_mc) is_mc[i] = 1;
+            turned++;
+        }
+        m++;
+    }
+    if (m == 0)
+        rc = cg_err(CG_EUSER, "no instruction item has a multiple-choice form (an answer of at most %d tokens "
+                    "and another answer to the same kind of question, within %d tokens); set the "
+                    "multiple-choice share to 0", DATA_MC_MAX_OPTION_TOKENS, max_T);
+    if (n_mc) *n_mc = turned;
+    for (int i = 0; i < c->n; i++) free(form[i]);
+    for (int g = 0; g < n_kinds; g++) {
+        free(kinds[g].key);
+        free(kinds[g].rep);
+    }
+    free(kinds);
+    free(form);
+    free(letter);
+    free(kind_of);
+    return rc;
+}

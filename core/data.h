@@ -161,4 +161,32 @@ char *data_mc_prompt(const char *hint, const char *question, const char *const *
 const char *data_mc_letter(int k);
 int data_mc_letter_id(const data_vocab *v, int k);
 
+/* ---- multiple-choice instruction turns ----
+ * LLaVA-1.5 mixes multiple-choice VQA turns ("Answer with the option's letter from the given
+ * choices directly.") into its instruction data, so that the model learns to answer a listed
+ * question with a letter. data_convs_mc does the same with the instruction data itself: an item
+ * (image, Q, a) becomes (image, data_mc_prompt("", Q, options), letter of a), the benchmark's
+ * letter prompt exactly (no hint: the image is there) with the letter as the answer. The options
+ * are a and 1..DATA_MAX_CHOICES-1 distinct wrong answers drawn from the answers of the other items
+ * of the same question kind (the first two words of the question: "what color", "how many", ...),
+ * in random order; only answers of at most DATA_MC_MAX_OPTION_TOKENS tokens serve as options.
+ * So the options come from the items given (the training split), never from a benchmark.
+ * An item has a multiple-choice form when its answer can serve as an option, its kind has another
+ * answer, and <bos> prompt letter <eos> fits max_T tokens (wrong options are dropped, down to one,
+ * until it does). In the world that is every item but "describe the image ." (its answer is a
+ * caption). */
+#define DATA_MC_MAX_OPTION_TOKENS 4
+
+/* Turns the share `share` (in [0, 1]) of the items that have a multiple-choice form into
+ * multiple-choice turns, in place (prompt and answer replaced). order[0..n) lists every item once
+ * (n = c->n; the data-fraction permutation): the k-th item with a multiple-choice form in this
+ * order (k = 0, 1, ...) is turned iff floor((k+1)*share) > floor(k*share), so every prefix of the
+ * order, i.e. every data-fraction subset, holds floor(share*m) turned items of its m items with a
+ * form, and an item is turned or not whatever the fraction (subsets stay nested). The options and
+ * the letter of item i depend only on (seed, i) and the items. is_mc (NULL or c->n bytes) marks
+ * the turned items; *n_mc (may be NULL) receives their number. CG_EUSER for a share outside
+ * [0, 1], or a share > 0 when no item has a multiple-choice form. */
+int data_convs_mc(data_convs *c, const int *order, int n, double share, uint64_t seed,
+                  const data_vocab *v, int max_T, uint8_t *is_mc, int *n_mc);
+
 #endif

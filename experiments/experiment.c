@@ -87,6 +87,7 @@ static const exp_key keys[] = {
     {"instruct.epochs", K_NUM, 0, 1000, LO_OPEN, "2", NULL},
     {"instruct.min_steps", K_INT, 0, BIG, 0, "30", NULL},
     {"instruct.data_seed", K_INT, 0, 2147483647, 0, "0", NULL},
+    {"instruct.mc_fraction", K_NUM, 0, 1, 0, "0.0", NULL},
     {"instruct.batch", K_INT, 1, 65536, 0, "32", NULL},
     {"instruct.lr", K_NUM, 0, 10, LO_OPEN, "1e-3", NULL},
     {"instruct.warmup", K_INT, 0, BIG, 0, "30", NULL},
