@@ -249,9 +249,10 @@ static int find_run(sqlite3 *db, const char *run, const char *sweep, int64_t *ru
 }
 
 /* A run's config as (path, value) rows: every leaf of the JSON, path in dotted form with [i]
- * for array items, value as JSON text. */
+ * for array items, value as JSON text. (json_tree quotes labels that are not plain identifiers,
+ * e.g. "data_seed": config keys never hold a '"', so the quotes are dropped.) */
 #define CONFIG_LEAVES(param)                                                                   \
-    "SELECT substr(j.fullkey, 3) AS path, CASE j.type WHEN 'true' THEN 'true' WHEN 'false' "   \
+    "SELECT replace(substr(j.fullkey, 3), '\"', '') AS path, CASE j.type WHEN 'true' THEN 'true' WHEN 'false' "   \
     "THEN 'false' WHEN 'null' THEN 'null' WHEN 'text' THEN json_quote(j.atom) ELSE j.atom END " \
     "AS value FROM runs r, json_tree(r.config_json) j WHERE r.run_id = " param                   \
     " AND j.type NOT IN ('object', 'array')"

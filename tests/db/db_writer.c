@@ -59,7 +59,7 @@ static int populate(const char *path) {
         char name[96], config[256], params[96], key[32];
         snprintf(name, sizeof name, "align.lambda=%d,instruct.fraction=%g,seed=0", lam, frac);
         snprintf(config, sizeof config,
-                 "{\"align\":{\"lambda\":%d,\"lr\":0.001},\"instruct\":{\"fraction\":%g,\"epochs\":3},"
+                 "{\"align\":{\"lambda\":%d,\"lr\":0.001},\"instruct\":{\"fraction\":%g,\"epochs\":3,\"data_seed\":0},"
                  "\"model\":{\"size\":\"tiny\",\"adapter\":\"mlp2x\"},\"seed\":0,\"tags\":[\"a\",\"b\"]}",
                  lam, frac);
         snprintf(params, sizeof params, "{\"align.lambda\":%d,\"instruct.fraction\":%g}", lam, frac);

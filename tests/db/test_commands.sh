@@ -41,6 +41,9 @@ for want in "align.lambda=1,instruct.fraction=1,seed=0" "state       failed" "mo
             "out of memory on device 0" "lm_pretrain" "tasks done  4/5"; do
     case "$out" in *"$want"*) ;; *) bad "show 4 lacks '$want': $out";; esac
 done
+# a key that is not a plain identifier to SQLite's json_tree (an underscore) is shown unquoted
+case "$out" in *"instruct.data_seed"*) ;; *) bad "show 4 lacks instruct.data_seed: $out";; esac
+case "$out" in *'"data_seed"'*) bad "show 4 quotes a key: $out";; esac
 expect 0 "show 1" -- "$BIN" show 1
 case "$out" in *accuracy_likelihood*color*0.48*) ;; *) bad "show 1 lacks the color accuracy: $out";; esac
 expect 0 "show by name" -- "$BIN" show lone-run
