@@ -35,8 +35,9 @@
  * with clip.logit_scale.
  *
  * Threads: OpenMP's (omp_set_num_threads / OMP_NUM_THREADS); the kernels set OpenBLAS to one
- * thread and split every matrix product themselves. On a shared machine run with
- * OMP_WAIT_POLICY=passive (see docs/PERFORMANCE.md).
+ * thread and split every matrix product themselves, into row chunks that depend on the shape only,
+ * so the thread count never changes a result (tests/train/test_threads.c). On a shared machine run
+ * with OMP_WAIT_POLICY=passive (see docs/PERFORMANCE.md).
  *
  * Sequences: in image modes row b is P visual tokens (the adapter outputs, P = (S/p)²) followed by
  * the batch's T text tokens; positions count across both, so P + T <= ctx. targets[b,t] is the
@@ -68,7 +69,7 @@
  * LayerNorm weight 1 and bias 0; CLIP's projections N(0, dv^-1/2) and its bag-of-words
  * embedding N(0, 1) (vectors that are unit-normalised next must not start tiny).
  *
- * Determinism: same seed, same batches and the same thread count give bitwise identical results.
+ * Determinism: same seed and same batches give bitwise identical results, at any thread count.
  */
 #ifndef CG_MODEL_H
 #define CG_MODEL_H

@@ -31,26 +31,45 @@ static void gemm_rows(int trans_a, int trans_b, long lo, long hi, int N, int K, 
         }
 }
 
-void gemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B,
-          int ldb, float beta, float *C, int ldc) {
+/* The rows of one chunk of a split matrix product: a function of M alone, never of the thread
+ * count. OpenBLAS's result for a row depends on the other rows of the same sgemm call (which
+ * micro-kernel, full or edge tile, computes it, and more: one call per thread over an aligned range
+ * of whole chunks still differed), so the rows are cut into the same calls at any thread count
+ * and the threads share out whole chunks: the same bits for 1 or 16 threads (tests/train/
+ * test_threads.c). Each call packs the whole other operand again, so chunks are as large as the
+ * split allows: M/4 rows (4 chunks, an even share for 1, 2 or 4 threads) rounded up to 32, at least
+ * 64 and at most 256 rows. Fixed 32- or 64-row chunks cost a tiny step 5-13 % at 1 thread; these
+ * cost no measurable time (docs/PERFORMANCE.md). */
+static long gemm_chunk_rows(long M) {
+    long c = ((M + 3) / 4 + 31) / 32 * 32;
+    return c < 64 ? 64 : c > 256 ? 256 : c;
+}
+
+/* C = op(A)·op(B) + beta·C (+ bias), row chunks of gemm_chunk_rows(M) shared out over the threads */
+static void gemm_chunked(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                         const float *B, int ldb, float beta, float *C, int ldc,
+                         const float *bias) {
     blas_single_thread();
+    long ch = gemm_chunk_rows(M), nch = (M + ch - 1) / ch;
 #pragma omp parallel
     {
-        long lo, hi;
-        thread_range(M, &lo, &hi);
-        gemm_rows(trans_a, trans_b, lo, hi, N, K, A, lda, B, ldb, beta, C, ldc, NULL);
+        long c0, c1;
+        thread_range(nch, &c0, &c1);
+        for (long c = c0; c < c1; c++) {
+            long lo = c * ch, hi = lo + ch < M ? lo + ch : M;
+            gemm_rows(trans_a, trans_b, lo, hi, N, K, A, lda, B, ldb, beta, C, ldc, bias);
+        }
     }
+}
+
+void gemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B,
+          int ldb, float beta, float *C, int ldc) {
+    gemm_chunked(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL);
 }
 
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
                     int C, int OC) {
-    blas_single_thread();
-#pragma omp parallel
-    {
-        long lo, hi;
-        thread_range(N, &lo, &hi);
-        gemm_rows(0, 1, lo, hi, OC, C, inp, C, weight, C, 0.0f, out, OC, bias);
-    }
+    gemm_chunked(0, 1, N, OC, C, inp, C, weight, C, 0.0f, out, OC, bias);
 }
 
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
