@@ -10,8 +10,9 @@
  *   - backward functions ACCUMULATE (+=) into every gradient they are given, so callers zero
  *     gradient buffers first; a NULL gradient pointer means "not needed": that work is skipped
  *     (frozen weights cost no weight-gradient work);
- *   - determinism: static work splits, no float atomics, reductions in a fixed order, so the same
- *     inputs and the same thread count give bitwise identical outputs.
+ *   - determinism: work splits that depend on the sizes only (matrix rows in fixed chunks, one
+ *     sgemm call each), no float atomics, reductions in a fixed order, so the same inputs give
+ *     bitwise identical outputs at any thread count (tests/train/test_threads.c).
  */
 #ifndef CG_KERNELS_H
 #define CG_KERNELS_H
