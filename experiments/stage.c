@@ -44,6 +44,7 @@ int stage_execute(stage_ctx *ctx) {
 }
 
 int stage_progress(stage_ctx *ctx, double fraction) {
+    stage_follow_threads(ctx);
     if (ctx->progress) ctx->progress(ctx->progress_arg, fraction);
     return stage_cancelled(ctx) ? STAGE_CANCELLED : CG_OK;
 }

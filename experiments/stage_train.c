@@ -117,6 +117,33 @@ void stage_use_threads(const stage_ctx *ctx) {
     openblas_set_num_threads(ctx->threads);
 }
 
+void stage_follow_threads(stage_ctx *ctx) {
+    static double last_check;
+    const char *path = getenv("CGVLM_THREADS_FILE");
+    if (!path || !*path || ctx->threads <= 0) return;
+    double now = cg_mono_time();
+    if (last_check > 0 && now - last_check < 1.0) return;
+    last_check = now;
+    char buf[32] = {0};
+    FILE *fp = fopen(path, "r");
+    if (!fp) return;   /* no share written yet: the --threads the task started with */
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[n] = 0;
+    buf[strcspn(buf, "\n")] = 0;
+    int share;
+    if (cg_parse_int(buf, "threads file", 1, 4096, &share) != CG_OK) {
+        cg_err_clear();   /* a file caught half-written by hand: keep the count */
+        return;
+    }
+    if (share == ctx->threads) return;
+    if (!cg_quiet)
+        fprintf(stderr, "cgvlm: %s: %d -> %d threads (the scheduler's share of the cores)\n", ctx->kind,
+                ctx->threads, share);
+    ctx->threads = share;
+    omp_set_num_threads(share);   /* OpenBLAS stays at one thread: the kernels split the work */
+}
+
 /* ---------------------------------------------------------------- the world */
 
 int stage_world_dir(const stage_ctx *ctx, char **dir) {

@@ -31,9 +31,14 @@ double stage_cfg_num(const cJSON *cfg, const char *path);
 const char *stage_cfg_str(const cJSON *cfg, const char *path);
 int stage_cfg_bool(const cJSON *cfg, const char *path);
 
-/* Sets the OpenMP and OpenBLAS thread counts to ctx->threads (when > 0). Results are bitwise
- * reproducible for a given thread count. */
+/* Sets the OpenMP and OpenBLAS thread counts to ctx->threads (when > 0). Results are bitwise the
+ * same at any thread count (kernels/kernels.h). */
 void stage_use_threads(const stage_ctx *ctx);
+/* Between steps (stage_progress): takes the share of the cores the local scheduler gives this
+ * task right now, from the file $CGVLM_THREADS_FILE (sweeps/backend_local.c rewrites it as tasks
+ * start and end), at most once a second. The results do not depend on the thread count
+ * (kernels/kernels.h), so only the speed changes. */
+void stage_follow_threads(stage_ctx *ctx);
 
 /* The model configuration of the vision-language model of a run (model.* and align.*). */
 void stage_vlm_config(const cJSON *cfg, model_config *mc);

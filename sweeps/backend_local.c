@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include "sweeps/backend.h"
+#include "util/fs.h"
 #include "util/util.h"
 
 #include <assert.h>
@@ -39,13 +40,15 @@ typedef struct {
     char line[256];
     size_t used;
     int gpu;            /* -1: none */
+    int share;          /* CPU threads last written to its threads file (0: none written) */
+    char *threads_file; /* its task's share of the cores (CGVLM_THREADS_FILE); NULL: fixed */
 } worker;
 
 typedef struct {
     sched_backend self;
     char *db, *ws;
     char *device;       /* --device for every task (CGVLM_DEVICE_FORCE); NULL: the run configs say */
-    int threads;
+    int threads;        /* per worker slot when all are busy */
     int n;
     worker *w;
 } local_backend;
@@ -109,6 +112,8 @@ static int worker_start(local_backend *lb, worker *w) {
          * one (a task with device cuda:N picks from the same list: CGVLM_GPU_LIST) */
         const char *list = getenv("CUDA_VISIBLE_DEVICES");
         setenv("CGVLM_GPU_LIST", list ? list : "", 1);   /* "": all of them, numbered as CUDA does */
+        if (w->threads_file) setenv("CGVLM_THREADS_FILE", w->threads_file, 1);
+        else unsetenv("CGVLM_THREADS_FILE");
         if (lb->device) setenv("CGVLM_DEVICE_FORCE", lb->device, 1);
         else unsetenv("CGVLM_DEVICE_FORCE");
         if (w->gpu >= 0) {
@@ -159,6 +164,31 @@ static int worker_line(worker *w, char *out, size_t cap) {
 
 static int line_ready(const worker *w) { return memchr(w->line, '\n', w->used) != NULL; }
 
+/* Shares the CPU slots' threads (threads x workers) out over the busy workers, the remainder to
+ * the lower slots, and writes each busy worker's share to its threads file when it changed: a
+ * task running alone (the LM pretraining while nothing else can start, the last task of a sweep)
+ * gets every core instead of idling the rest. The task takes its share between steps
+ * (stage_follow_threads); results do not depend on it. A file that cannot be written only costs
+ * speed: the task keeps its count. */
+static void rebalance(local_backend *lb) {
+    int busy = 0, k = 0, total = lb->threads * lb->n;
+    for (int i = 0; i < lb->n; i++) busy += lb->w[i].busy && lb->w[i].threads_file;
+    if (busy == 0) return;
+    for (int i = 0; i < lb->n; i++) {
+        worker *w = &lb->w[i];
+        if (!w->busy || !w->threads_file) continue;
+        int share = total / busy + (k++ < total % busy);
+        if (share == w->share) continue;
+        char *tmp = cg_fmt("%s.tmp", w->threads_file);
+        FILE *fp = fopen(tmp, "w");
+        int ok = fp && fprintf(fp, "%d\n", share) > 0;
+        if (fp && fclose(fp) != 0) ok = 0;
+        if (ok && rename(tmp, w->threads_file) == 0) w->share = share;
+        else unlink(tmp);
+        free(tmp);
+    }
+}
+
 static int local_submit(sched_backend *b, const sched_job *job, int64_t *pid) {
     local_backend *lb = b->impl;
     for (int tries = 0; tries < 2; tries++) {
@@ -180,6 +210,7 @@ static int local_submit(sched_backend *b, const sched_job *job, int64_t *pid) {
             w->attempt = job->attempt;
             w->child = (pid_t)child;
             *pid = child;
+            rebalance(lb);
             return CG_OK;
         }
         worker_stop(w);   /* a dead worker: start a fresh one and try once more */
@@ -217,6 +248,7 @@ static int local_poll(sched_backend *b, double timeout_s, sched_exit *ev, int ma
         w->busy = 0;
         w->child = 0;
     }
+    if (*n > 0) rebalance(lb);
     return CG_OK;
 }
 
@@ -238,6 +270,8 @@ static void local_close(sched_backend *b) {
         worker *w = &lb->w[i];
         if (w->pid > 0) waitpid(w->pid, NULL, 0);
         if (w->from >= 0) close(w->from);
+        if (w->threads_file) unlink(w->threads_file);
+        free(w->threads_file);
     }
     free(lb->w);
     free(lb->db);
@@ -256,10 +290,21 @@ int backend_local_open(const char *db_path, const char *workspace, int workers, 
     lb->threads = threads;
     lb->n = workers;
     lb->w = cg_calloc((size_t)workers, sizeof *lb->w);
+    /* CPU slots share the cores out as tasks start and end (rebalance); CGVLM_ELASTIC_THREADS=0
+     * keeps every task at its fixed share (for A/B timing) */
+    const char *elastic = getenv("CGVLM_ELASTIC_THREADS");
+    int share_cores = gpus == 0 && !(elastic && !strcmp(elastic, "0"));
+    char *logs = cg_path_join(workspace, "logs");
+    if (share_cores && cg_mkdir_p(logs) != CG_OK) {
+        cg_err_clear();   /* no threads files: fixed shares; the worker reports the directory */
+        share_cores = 0;
+    }
     for (int i = 0; i < workers; i++) {
         lb->w[i].to = lb->w[i].from = -1;
         lb->w[i].gpu = gpus ? i : -1;
+        if (share_cores) lb->w[i].threads_file = cg_fmt("%s/threads-%d.%d", logs, (int)getpid(), i);
     }
+    free(logs);
     /* a worker that dies must not kill the scheduler through a write to its pipe */
     signal(SIGPIPE, SIG_IGN);
     lb->self = (sched_backend){"local", workers, local_submit, local_poll, local_cancel, local_close, lb, NULL, 0, 0};
