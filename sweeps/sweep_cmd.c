@@ -517,7 +517,7 @@ int cmd_cancel(int argc, char **argv) {
     int rc = store_open(db_path, STORE_READONLY, &db);
     if (rc == CG_OK) rc = sched_cancel_sweep(db, name);
     int orphans = 0;   /* no scheduler, but Slurm jobs it left: cancel those */
-    if (rc == CG_EUSER && slurm_cancel_orphans(db, name, &orphans) == CG_OK && orphans > 0) {
+    if (rc == CG_EUSER && db && slurm_cancel_orphans(db, name, &orphans) == CG_OK && orphans > 0) {
         cg_err_clear();
         rc = CG_OK;
         printf("sweep '%s' has no scheduler; cancelled its %d Slurm job(s); re-run the sweep to record them and resume\n",

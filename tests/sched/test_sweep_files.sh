@@ -67,4 +67,6 @@ expect 2 "sweep bad flag" -- "$BIN" sweep --frob x.json
 expect 2 "sweep bad backend" -- "$BIN" sweep "$SRC/sweeps/cgvlm-ablation.json" --backend slurm
 expect 2 "status of unknown sweep" -- "$BIN" status --db "$DB" --sweep nope
 expect 2 "cancel without sweep" -- "$BIN" cancel --db "$DB"
+expect 2 "cancel with a missing db" -- "$BIN" cancel --db "$TMP/none.db" --sweep x
+contains "cancel with a missing db" "results db '$TMP/none.db' does not exist"
 finish test_sweep_files
