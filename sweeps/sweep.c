@@ -261,7 +261,11 @@ int sweep_from_spec(const cJSON *spec_in, const char *dir, const char *what, con
             rc = cg_err(CG_EUSER, "'%s' is both in \"set\" and in \"axes\"; keep one", a->string);
             goto out;
         }
-        if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) == 0) {
+        if (!cJSON_IsArray(a)) {
+            rc = cg_err(CG_EUSER, "axis '%s' must be a list of values, e.g. [0, 1]", a->string);
+            goto out;
+        }
+        if (cJSON_GetArraySize(a) == 0) {
             rc = cg_err(CG_EUSER, "axis '%s' is empty; give it a non-empty list of values", a->string);
             goto out;
         }

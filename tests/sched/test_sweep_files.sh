@@ -29,6 +29,7 @@ B='"base": {"pipeline": "noop"}'
 bad unknown_path "'align.lamda'" "{\"name\": \"x\", $B, \"axes\": {\"align.lamda\": [0, 1]}}"
 bad unknown_section "'modle.size'" "{\"name\": \"x\", $B, \"axes\": {\"modle.size\": [\"tiny\"]}}"
 bad empty_axis "axis 'align.lambda' is empty" "{\"name\": \"x\", $B, \"axes\": {\"align.lambda\": []}}"
+bad axis_not_list "axis 'align.lambda' must be a list of values" "{\"name\": \"x\", $B, \"axes\": {\"align.lambda\": 0}}"
 bad wrong_type "'align.lambda' must be a number" "{\"name\": \"x\", $B, \"axes\": {\"align.lambda\": [0, \"on\"]}}"
 bad wrong_enum "'model.size' must be one of" "{\"name\": \"x\", $B, \"axes\": {\"model.size\": [\"huge\"]}}"
 bad zip_lengths "zipped axes need equal lengths" "{\"name\": \"x\", $B, \"axes\": {\"align.lambda\": [0, 1], \"instruct.fraction\": [0.1, 0.5, 1]}, \"zip\": [[\"align.lambda\", \"instruct.fraction\"]]}"
