@@ -55,6 +55,8 @@ expect 2 "run wrong type" -- "$BIN" run "$SRC/experiments/cgvlm-tiny.json" --set
 contains "run wrong type" "'model.ctx' must be an integer"
 expect 2 "run impossible shape" -- "$BIN" run "$SRC/experiments/cgvlm-tiny.json" --set model.vit_heads=3 --db "$DB"
 contains "run impossible shape" "model.vit_dim = 64 is not a multiple of model.vit_heads = 3"
+expect 2 "run seed out of range" -- "$BIN" run "$SRC/experiments/cgvlm-tiny.json" --set seed=-1 --db "$DB"
+contains "run seed out of range" "'seed' = -1 is out of range [0, 2147483647]"
 printf '{"model": {"size": "tiny", "lm_dimm": 3}}\n' > "$TMP/exp.json"
 expect 2 "run unknown key in file" -- "$BIN" run "$TMP/exp.json" --db "$DB"
 contains "run unknown key in file" "'model.lm_dimm'"
