@@ -4,6 +4,7 @@
 #include "db/store.h"
 #include "util/json.h"
 #include "util/util.h"
+#include "util/ux_opt.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -30,8 +31,7 @@ static int common_opt(common_opts *o, int c) {
 }
 
 static int unknown_opt(const char *cmd, char **argv) {
-    return cg_err(CG_EUSER, "%s: unknown option or missing value '%s'; see 'cgvlm %s --help'", cmd,
-                  argv[optind - 1], cmd);
+    return cg_opt_error(cmd, argv);
 }
 
 static int open_ro(const common_opts *o, sqlite3 **db) {

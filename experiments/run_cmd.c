@@ -9,6 +9,7 @@
 #include "util/json.h"
 #include "util/sha256.h"
 #include "util/util.h"
+#include "util/ux_opt.h"
 #include "version.h"
 
 #include <getopt.h>
@@ -48,7 +49,7 @@ int cmd_run(int argc, char **argv) {
             printf("%s%s%s%s", run_usage_head, sched_cli_synopsis, run_usage_body, sched_cli_usage);
             free(sets);
             return CG_OK;
-        default: rc = cg_err(CG_EUSER, "run: unknown option '%s'; see 'cgvlm run --help'", argv[optind - 1]);
+        default: rc = cg_opt_error("run", argv);
         }
     }
     if (rc == CG_OK) rc = sched_cli_check("run");

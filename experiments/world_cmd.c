@@ -9,6 +9,7 @@
 #include "util/png.h"
 #include "util/sha256.h"
 #include "util/util.h"
+#include "util/ux_opt.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -86,8 +87,7 @@ static int world_gen_cmd(int argc, char **argv) {
         case O_FORCE: force = 1; break;
         case O_HELP: return usage_world(stdout);
         default:
-            return cg_report(cg_err(CG_EUSER, "world generate: unknown or incomplete option '%s'; see 'cgvlm world --help'",
-                                    argv[optind - 1]));
+            return cg_report(cg_opt_error("world generate", argv));
         }
     }
     if (rc) return cg_report(rc);
@@ -354,8 +354,7 @@ static int world_show_cmd(int argc, char **argv) {
         case 's': split = optarg; break;
         case 'h': return usage_world(stdout);
         default:
-            return cg_report(cg_err(CG_EUSER, "world show: unknown or incomplete option '%s'; see 'cgvlm world --help'",
-                                    argv[optind - 1]));
+            return cg_report(cg_opt_error("world show", argv));
         }
     }
     if (rc) return cg_report(rc);
@@ -439,7 +438,7 @@ int bench_world(int argc, char **argv) {
                    "and reports images/s. Integer-only rendering, single thread.\n");
             return CG_OK;
         default:
-            return cg_report(cg_err(CG_EUSER, "bench world: unknown or incomplete option '%s'", argv[optind - 1]));
+            return cg_report(cg_opt_error("bench world", argv));
         }
     }
     if (rc) return cg_report(rc);

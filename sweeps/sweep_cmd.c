@@ -14,6 +14,7 @@
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/util.h"
+#include "util/ux_opt.h"
 #include "version.h"
 
 #include <getopt.h>
@@ -258,7 +259,7 @@ int cmd_sweep(int argc, char **argv) {
                    sweep_usage_body, sched_cli_usage);
             return CG_OK;
         default:
-            return cg_report(cg_err(CG_EUSER, "sweep: unknown option '%s'; see 'cgvlm sweep --help'", argv[optind - 1]));
+            return cg_report(cg_opt_error("sweep", argv));
         }
     }
     if ((rc = sched_cli_check("sweep"))) return cg_report(rc);
@@ -472,7 +473,7 @@ int cmd_status(int argc, char **argv) {
                    "until the sweep stops.\n");
             return CG_OK;
         default:
-            return cg_report(cg_err(CG_EUSER, "status: unknown option '%s'; see 'cgvlm status --help'", argv[optind - 1]));
+            return cg_report(cg_opt_error("status", argv));
         }
         if (rc) return cg_report(rc);
     }
@@ -509,7 +510,7 @@ int cmd_cancel(int argc, char **argv) {
                    "marked cancelled; re-running the sweep resumes them.\n");
             return CG_OK;
         default:
-            return cg_report(cg_err(CG_EUSER, "cancel: unknown option '%s'; see 'cgvlm cancel --help'", argv[optind - 1]));
+            return cg_report(cg_opt_error("cancel", argv));
         }
     }
     if (!name || optind != argc) return cg_report(cg_err(CG_EUSER, "cancel: give --sweep NAME; see 'cgvlm cancel --help'"));
@@ -558,7 +559,7 @@ int cmd_task(int argc, char **argv) {
                    "and Slurm jobs execute. Without --attempt the task is claimed first.\n");
             return CG_OK;
         default:
-            return cg_report(cg_err(CG_EUSER, "task: unknown option '%s'; see 'cgvlm task --help'", argv[optind - 1]));
+            return cg_report(cg_opt_error("task", argv));
         }
         if (rc) return cg_report(rc);
     }
@@ -602,7 +603,7 @@ int bench_sched(int argc, char **argv) {
                    "(wall - tasks x sleep / workers) / tasks.\n");
             return CG_OK;
         default:
-            return cg_report(cg_err(CG_EUSER, "bench sched: unknown option '%s'", argv[optind - 1]));
+            return cg_report(cg_opt_error("bench sched", argv));
         }
         if (rc) return cg_report(rc);
     }
