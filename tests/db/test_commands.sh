@@ -28,7 +28,10 @@ ids() { "$BIN" runs --format csv "$@" | tail -n +2 | cut -d, -f1 | tr -d '\r' | 
 [ "$(ids --where align.lambda=0 --where instruct.fraction=0.1)" = "1 " ] || bad "runs two --where"
 [ "$(ids --where seed=7)" = "5 " ] || bad "runs --where seed=7: $(ids --where seed=7)"
 [ "$(ids --where size=tiny --sweep demo --state done)" = "1 2 3 " ] || bad "runs --where size=tiny: $(ids --where size=tiny --sweep demo --state done)"
-[ "$(ids --where no.such.axis=1)" = "" ] || bad "runs --where on a missing axis matched"
+expect 2 "runs --where on an axis no run has" -- "$BIN" runs --where no.such.axis=1
+case "$out" in *"no axis 'no.such.axis'; axes there: "*align.lambda*) ;; *) bad "runs --where missing axis: $out";; esac
+expect 2 "runs --sweep of a sweep not in the db" -- "$BIN" runs --sweep demoo
+case "$out" in *"no sweep 'demoo'; sweeps there: "*demo*) ;; *) bad "runs --sweep missing: $out";; esac
 expect 2 "runs --state bogus" -- "$BIN" runs --state bogus
 expect 2 "runs --where without =" -- "$BIN" runs --where align.lambda
 expect 2 "runs --format xml" -- "$BIN" runs --format xml
