@@ -167,11 +167,11 @@ int cmd_report(int argc, char **argv) {
         }
     }
     if (optind < argc) {
-        rc = cg_err(CG_EUSER, "cgvlm report: unexpected argument '%s'; see 'cgvlm report --help'", argv[optind]);
+        rc = cg_err(CG_EUSER, "report: unexpected argument '%s'; see 'cgvlm report --help'", argv[optind]);
         goto out;
     }
     if (!sweep || !*sweep) {
-        rc = cg_err(CG_EUSER, "cgvlm report: --sweep NAME is required; see 'cgvlm report --help'");
+        rc = cg_err(CG_EUSER, "report: --sweep NAME is required; see 'cgvlm report --help'");
         goto out;
     }
     if (out_arg) {
