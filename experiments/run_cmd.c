@@ -53,6 +53,9 @@ int cmd_run(int argc, char **argv) {
         }
     }
     if (rc == CG_OK) rc = sched_cli_check("run");
+    if (rc == CG_OK && optind < argc - 1)   /* e.g. "--set a.b 1": the value went astray */
+        rc = cg_err(CG_EUSER, "run: unexpected argument '%s' after the experiment file '%s' (--set takes PATH=VALUE as one "
+                    "word); see 'cgvlm run --help'", argv[optind + 1], argv[optind]);
     if (rc == CG_OK && optind != argc - 1)
         rc = cg_err(CG_EUSER, "run: give exactly one experiment file; see 'cgvlm run --help'");
     cJSON *cfg = NULL, *spec = NULL;

@@ -263,6 +263,9 @@ int cmd_sweep(int argc, char **argv) {
         }
     }
     if ((rc = sched_cli_check("sweep"))) return cg_report(rc);
+    if (optind < argc - 1)
+        return cg_report(cg_err(CG_EUSER, "sweep: unexpected argument '%s' after the sweep file '%s' (one sweep at a "
+                                "time); see 'cgvlm sweep --help'", argv[optind + 1], argv[optind]));
     if (optind != argc - 1)
         return cg_report(cg_err(CG_EUSER, "sweep: give exactly one sweep file; see 'cgvlm sweep --help'"));
     sweep sw;

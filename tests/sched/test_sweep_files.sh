@@ -66,6 +66,10 @@ contains "small size applied" '"lm_dim":	512'
 
 # command-line misuse
 expect 2 "sweep without file" -- "$BIN" sweep
+expect 2 "run --set with a space" -- "$BIN" run "$SRC/experiments/cgvlm-tiny.json" --set align.lambda 0 --dry-run
+contains "run --set with a space" "unexpected argument '0' after the experiment file"
+expect 2 "sweep with two files" -- "$BIN" sweep "$SRC/sweeps/cgvlm-ablation.json" "$SRC/sweeps/cgvlm-ablation-quick.json" --dry-run
+contains "sweep with two files" "unexpected argument '$SRC/sweeps/cgvlm-ablation-quick.json' after the sweep file"
 expect 2 "sweep bad flag" -- "$BIN" sweep --frob x.json
 expect 2 "sweep bad backend" -- "$BIN" sweep "$SRC/sweeps/cgvlm-ablation.json" --backend slurm
 expect 2 "status of unknown sweep" -- "$BIN" status --db "$DB" --sweep nope
