@@ -12,7 +12,7 @@
 static void usage(FILE *fp) {
     fprintf(fp,
             "usage: cgvlm fetch NAME[@VERSION]|MANIFEST [--cache DIR] [--offline] [--jobs N]\n"
-            "                   [--base-url URL] [--timeout S] [--retries N] [--retry-delay S]\n"
+            "                   [--base-url URL] [--timeout S] [--retries N] [--retry-delay S] [--no-progress]\n"
             "       cgvlm fetch --list [--cache DIR]\n"
             "\n"
             "Downloads every file of a benchmark into the cache, verifies each by size and sha256,\n"

@@ -472,8 +472,12 @@ int cmd_status(int argc, char **argv) {
         case OPT_HELP: case 'h':
             printf("usage: cgvlm status [--db PATH] [--sweep NAME] [--watch [--interval S]]\n\n"
                    "progress of every sweep (or one): tasks per stage and state, mean task time, ETA, every\n"
-                   "run's state, and the failed or crashed tasks with their error text. --watch redraws\n"
-                   "until the sweep stops.\n");
+                   "run's state, and the failed or crashed tasks with their error text.\n"
+                   "\n"
+                   "  --db PATH      the results db (default $CGVLM_DB, else results.db)\n"
+                   "  --sweep NAME   only this sweep (default: every sweep in the db)\n"
+                   "  --watch        redraw until the sweep stops (Ctrl-C leaves; the sweep keeps running)\n"
+                   "  --interval S   seconds between redraws with --watch (default 2, at least 0.1)\n");
             return CG_OK;
         default:
             return cg_report(cg_opt_error("status", argv));
@@ -510,7 +514,11 @@ int cmd_cancel(int argc, char **argv) {
         case OPT_HELP: case 'h':
             printf("usage: cgvlm cancel --sweep NAME [--db PATH]\n\n"
                    "asks the scheduler running the sweep to stop: its running tasks checkpoint and are\n"
-                   "marked cancelled; re-running the sweep resumes them.\n");
+                   "marked cancelled; re-running the sweep resumes them. With the Slurm backend and no\n"
+                   "scheduler alive, scancels the sweep's jobs.\n"
+                   "\n"
+                   "  --sweep NAME   the sweep to stop (see 'cgvlm status' for the names)\n"
+                   "  --db PATH      the results db (default $CGVLM_DB, else results.db)\n");
             return CG_OK;
         default:
             return cg_report(cg_opt_error("cancel", argv));
