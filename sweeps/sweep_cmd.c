@@ -208,8 +208,8 @@ int sched_execute(const sweep *sw, const sched_cli *cli, int progress) {
         cg_info("sweep %s: all %d tasks done (%d run now, the rest reused) in %.1f s", sw->name, sum.tasks,
                 sum.launched, sum.wall_s);
     if (rc == STAGE_CANCELLED)
-        cg_info("sweep %s stopped: %d of %d task(s) done, the other %d wait (running ones checkpointed); run the "
-                "same command again to resume", sw->name, sum.done, sum.tasks, sum.tasks - sum.done);
+        cg_info("sweep %s stopped: %d of %d task(s) done, the other %d wait; run the same command again to resume",
+                sw->name, sum.done, sum.tasks, sum.tasks - sum.done);
     if (rc && rc != STAGE_CANCELLED) {
         char *msg = cg_strdup(cg_errmsg());
         cg_err(rc, "sweep '%s': %s; see 'cgvlm status --sweep %s'", sw->name, msg, sw->name);
