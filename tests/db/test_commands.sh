@@ -106,6 +106,8 @@ expect 0 "query table" -- "$BIN" query "SELECT run_id, name FROM runs WHERE run_
 [ "$(printf '%s\n' "$out" | sed -n 2p)" = "------  -------------------------------------------" ] || bad "table rule: $out"
 [ "$(printf '%s\n' "$out" | sed -n 3p)" = "     1  align.lambda=0,instruct.fraction=0.1,seed=0" ] || bad "table row: $out"
 expect 0 "trailing semicolon and comment" -- "$BIN" query "SELECT 1; -- done"
+expect 2 "query of a column that does not exist" -- "$BIN" query "SELECT nosuch FROM v_runs"
+case "$out" in *"no such column: nosuch (docs/DB.md lists every table and view"*) ;; *) bad "bad column: $out";; esac
 expect 0 "pragma table_info" -- "$BIN" query "PRAGMA table_info(runs)"
 expect 0 "pragma user_version read" -- "$BIN" query "PRAGMA user_version"
 expect 0 "views" -- "$BIN" query "SELECT COUNT(*) FROM v_data_efficiency"
