@@ -44,6 +44,8 @@ bad impossible "model.lm_dim" "{\"name\": \"x\", $B, \"axes\": {\"model.lm_heads
 bad range "instruct.fraction" "{\"name\": \"x\", $B, \"axes\": {\"instruct.fraction\": [0.5, 0]}}"
 bad time_limit "time_limit_s: unknown task kind 'algn'" "{\"name\": \"x\", $B, \"time_limit_s\": {\"algn\": 5}}"
 bad resources "resources.align: unknown key 'gpu'" "{\"name\": \"x\", $B, \"resources\": {\"align\": {\"gpu\": 1}}}"
+bad resources_mem "resources.align.mem 'lots' is not a Slurm memory size" "{\"name\": \"x\", $B, \"resources\": {\"align\": {\"mem\": \"lots\"}}}"
+bad resources_time "resources.align.time '1h' is not a Slurm time" "{\"name\": \"x\", $B, \"resources\": {\"align\": {\"time\": \"1h\"}}}"
 bad base_missing "cannot open" "{\"name\": \"x\", \"base\": \"nope.json\"}"
 bad malformed "malformed JSON at line" '{"name": "x",'
 
