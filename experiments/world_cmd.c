@@ -163,7 +163,7 @@ static int verify_files(const char *base, const cJSON *files, const char *what, 
 static int world_check_cmd(int argc, char **argv) {
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) return usage_world(stdout);
     if (argc != 2 || argv[1][0] == '-')
-        return cg_report(cg_err(CG_EUSER, "usage: cgvlm world check DIR"));
+        return cg_report(cg_err(CG_EUSER, "world check: give one world directory, e.g. 'cgvlm world check world'; see 'cgvlm world --help'"));
     const char *dir = argv[1];
     int rc = CG_OK, S = 0;
     cJSON *wj = NULL, *manifest = NULL;
@@ -359,7 +359,7 @@ static int world_show_cmd(int argc, char **argv) {
         }
     }
     if (rc) return cg_report(rc);
-    if (optind != argc - 1) return cg_report(cg_err(CG_EUSER, "usage: cgvlm world show DIR [--out FILE.png] [--n N]"));
+    if (optind != argc - 1) return cg_report(cg_err(CG_EUSER, "world show: give one world directory, e.g. 'cgvlm world show world --out sheet.png'; see 'cgvlm world --help'"));
     const char *dir = argv[optind];
     int is_instruct = !strcmp(split, "instruct"), is_bench = !strcmp(split, "bench");
     if (!is_instruct && !is_bench && strcmp(split, "align") && strcmp(split, "heldout"))
