@@ -44,6 +44,7 @@ static void usage(FILE *fp) {
     fprintf(fp,
             "\n"
             "  cgvlm COMMAND --help   help for one command\n"
+            "  cgvlm --quiet COMMAND  no progress or info lines on stderr (errors and warnings still)\n"
             "  cgvlm --version        the version and the code version it was built from\n");
 }
 

@@ -11,6 +11,7 @@
 #include "kernels/gpu.h"
 #include "util/rng.h"
 #include "util/util.h"
+#include "util/ux_opt.h"
 
 #include <cblas.h>
 #include <getopt.h>
@@ -131,8 +132,7 @@ int bench_train(int argc, char **argv) {
         case 'j': json = 1; break;
         case 'h': usage(stdout); return CG_OK;
         default:
-            rc = cg_err(CG_EUSER, "unknown option '%s'; see 'cgvlm bench train --help'",
-                        argv[optind - 1]);
+            rc = cg_opt_error("bench train", argv);
         }
         if (rc) goto out;
     }

@@ -5,6 +5,7 @@
 #include "db/store.h"
 #include "util/fs.h"
 #include "util/util.h"
+#include "util/ux_opt.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -251,8 +252,7 @@ int bench_db(int argc, char **argv) {
         case 'd': path = optarg; break;
         case 'h': usage(stdout); return CG_OK;
         default:
-            return cg_report(cg_err(CG_EUSER, "bench db: unknown option '%s'; see 'cgvlm bench db --help'",
-                                    argv[optind - 1]));
+            return cg_report(cg_opt_error("bench db", argv));
         }
     }
     if (rc) return cg_report(rc);

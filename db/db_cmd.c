@@ -4,6 +4,7 @@
 #include "db/store.h"
 #include "util/json.h"
 #include "util/util.h"
+#include "util/ux_opt.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -30,8 +31,7 @@ static int common_opt(common_opts *o, int c) {
 }
 
 static int unknown_opt(const char *cmd, char **argv) {
-    return cg_err(CG_EUSER, "%s: unknown option or missing value '%s'; see 'cgvlm %s --help'", cmd,
-                  argv[optind - 1], cmd);
+    return cg_opt_error(cmd, argv);
 }
 
 static int open_ro(const common_opts *o, sqlite3 **db) {
@@ -121,6 +121,23 @@ static int is_run_column(const char *name) {
     return 0;
 }
 
+/* CG_EUSER naming WHAT and listing the WHATS there are (LIST_SQL), unless SQL (one ?1 parameter) finds NAME. */
+static int must_exist(sqlite3 *db, const char *sql, const char *list_sql, const char *name, const char *what,
+                      const char *whats) {
+    sqlite3_stmt *st = NULL;
+    int rc = prep(db, sql, &st);
+    if (rc) return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    if (found) return CG_OK;
+    if ((rc = prep(db, list_sql, &st))) return rc;
+    const char *have = sqlite3_step(st) == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+    rc = cg_err(CG_EUSER, "runs: the results db has no %s '%s'; %s there: %s", what, name, whats, have ? have : "none");
+    sqlite3_finalize(st);
+    return rc;
+}
+
 int cmd_runs(int argc, char **argv) {
     static const struct option opts[] = {
         {"db", required_argument, 0, OPT_DB},       {"format", required_argument, 0, OPT_FORMAT},
@@ -181,6 +198,15 @@ int cmd_runs(int argc, char **argv) {
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     if (!rc) rc = open_ro(&o, &db);
+    /* a typo in a sweep or axis name lists what there is instead of printing no runs */
+    if (!rc && sweep)
+        rc = must_exist(db, "SELECT 1 FROM sweeps WHERE name = ?1",
+                        "SELECT group_concat(name, ', ') FROM (SELECT name FROM sweeps ORDER BY name)", sweep, "sweep", "sweeps");
+    for (int i = 0; !rc && i < n_where; i++)
+        if (!is_run_column(wheres[i]))
+            rc = must_exist(db, "SELECT 1 FROM run_params WHERE path = ?1 LIMIT 1",
+                            "SELECT group_concat(path, ', ') FROM (SELECT DISTINCT path FROM run_params ORDER BY path)",
+                            wheres[i], "axis", "axes");
     if (!rc) rc = prep(db, sql.data, &st);
     if (!rc) {
         sqlite3_bind_text(st, 1, sweep, -1, SQLITE_STATIC);

@@ -306,7 +306,8 @@ int query_prepare_readonly(sqlite3 *db, const char *sql, sqlite3_stmt **out) {
         if (g.why[0])
             rc = cg_err(CG_EUSER, "query: refused: %s; 'cgvlm query' only reads the results db", g.why);
         else
-            rc = cg_err(CG_EUSER, "query: %s", sqlite3_errmsg(db));
+            rc = cg_err(CG_EUSER, "query: %s (docs/DB.md lists every table and view with its columns)",
+                        sqlite3_errmsg(db));
         goto out;
     }
     if (!st) {

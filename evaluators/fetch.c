@@ -1001,6 +1001,7 @@ int fetch_list(const fetch_opts *opts, FILE *out) {
     pattern = cg_fmt("%s/*/.manifest-*.json", cache);
     if (glob(pattern, 0, NULL, &g) != 0) g.gl_pathc = 0;
     if (g.gl_pathc) qsort(g.gl_pathv, g.gl_pathc, sizeof *g.gl_pathv, cmp_cstr);
+    else cg_info("the cache '%s' holds no benchmarks yet; fetch one with 'cgvlm fetch MANIFEST'", cache);
     for (size_t i = 0; i < g.gl_pathc; i++) {
         manifest m;
         if (manifest_load_file(g.gl_pathv[i], NULL, &m) != CG_OK) {

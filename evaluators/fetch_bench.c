@@ -19,6 +19,7 @@
 #include "util/rng.h"
 #include "util/sha256.h"
 #include "util/util.h"
+#include "util/ux_opt.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -299,8 +300,7 @@ int bench_fetch(int argc, char **argv) {
                    "when the machine has two CPUs or more).\n");
             return CG_OK;
         default:
-            return cg_report(cg_err(CG_EUSER, "bench fetch: unknown or incomplete option '%s'; see 'cgvlm bench fetch --help'",
-                                    argv[optind - 1]));
+            return cg_report(cg_opt_error("bench fetch", argv));
         }
         if (rc) return cg_report(rc);
     }

@@ -3,6 +3,7 @@
 #include "cli/commands.h"
 #include "evaluators/fetch.h"
 #include "util/util.h"
+#include "util/ux_opt.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -11,7 +12,7 @@
 static void usage(FILE *fp) {
     fprintf(fp,
             "usage: cgvlm fetch NAME[@VERSION]|MANIFEST [--cache DIR] [--offline] [--jobs N]\n"
-            "                   [--base-url URL] [--timeout S] [--retries N] [--retry-delay S]\n"
+            "                   [--base-url URL] [--timeout S] [--retries N] [--retry-delay S] [--no-progress]\n"
             "       cgvlm fetch --list [--cache DIR]\n"
             "\n"
             "Downloads every file of a benchmark into the cache, verifies each by size and sha256,\n"
@@ -62,8 +63,7 @@ int cmd_fetch(int argc, char **argv) {
         case 'l': list = 1; break;
         case 'h': usage(stdout); return CG_OK;
         default:
-            return cg_report(cg_err(CG_EUSER, "fetch: unknown or incomplete option '%s'; see 'cgvlm fetch --help'",
-                                    argv[optind - 1]));
+            return cg_report(cg_opt_error("fetch", argv));
         }
         if (rc) return cg_report(rc);
     }

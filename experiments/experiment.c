@@ -6,6 +6,7 @@
 #include "util/util.h"
 
 #include <assert.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,8 +281,8 @@ static int check_range(const exp_key *k, const cJSON *v) {
     double x = v->valuedouble;
     int below = (k->flags & LO_OPEN) ? x <= k->lo : x < k->lo;
     if (below || x > k->hi)
-        return cg_err(CG_EUSER, "config key '%s' = %g is out of range %s%g, %g]", k->path, x,
-                      (k->flags & LO_OPEN) ? "(" : "[", k->lo, k->hi);
+        return cg_err(CG_EUSER, "config key '%s' = %.*g is out of range %s%.*g, %.*g]", k->path, DBL_DIG, x,
+                      (k->flags & LO_OPEN) ? "(" : "[", DBL_DIG, k->lo, DBL_DIG, k->hi);
     return CG_OK;
 }
 

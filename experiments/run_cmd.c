@@ -9,6 +9,7 @@
 #include "util/json.h"
 #include "util/sha256.h"
 #include "util/util.h"
+#include "util/ux_opt.h"
 #include "version.h"
 
 #include <getopt.h>
@@ -48,10 +49,13 @@ int cmd_run(int argc, char **argv) {
             printf("%s%s%s%s", run_usage_head, sched_cli_synopsis, run_usage_body, sched_cli_usage);
             free(sets);
             return CG_OK;
-        default: rc = cg_err(CG_EUSER, "run: unknown option '%s'; see 'cgvlm run --help'", argv[optind - 1]);
+        default: rc = cg_opt_error("run", argv);
         }
     }
     if (rc == CG_OK) rc = sched_cli_check("run");
+    if (rc == CG_OK && optind < argc - 1)   /* e.g. "--set a.b 1": the value went astray */
+        rc = cg_err(CG_EUSER, "run: unexpected argument '%s' after the experiment file '%s' (--set takes PATH=VALUE as one "
+                    "word); see 'cgvlm run --help'", argv[optind + 1], argv[optind]);
     if (rc == CG_OK && optind != argc - 1)
         rc = cg_err(CG_EUSER, "run: give exactly one experiment file; see 'cgvlm run --help'");
     cJSON *cfg = NULL, *spec = NULL;

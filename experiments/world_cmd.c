@@ -9,6 +9,7 @@
 #include "util/png.h"
 #include "util/sha256.h"
 #include "util/util.h"
+#include "util/ux_opt.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -37,7 +38,8 @@ static int usage_world(FILE *fp) {
             "  --n-bench N          benchmark problems, ScienceQA format (default %d)\n"
             "  --n-heldout N        held-out images + captions, retrieval (default %d)\n"
             "  --force              replace an existing world\n"
-            "show      writes a PNG contact sheet of images with their captions (default contact.png)\n"
+            "show      writes a PNG contact sheet of images with their captions: --out FILE.png (default\n"
+            "          contact.png), --n images (default 16, at most 256), --split (default align)\n"
             "check     loads everything back through the loaders, verifies the file hashes, prints\n"
             "          counts and unknown-word counts; exit 2 on any problem\n"
             "\n"
@@ -86,8 +88,7 @@ static int world_gen_cmd(int argc, char **argv) {
         case O_FORCE: force = 1; break;
         case O_HELP: return usage_world(stdout);
         default:
-            return cg_report(cg_err(CG_EUSER, "world generate: unknown or incomplete option '%s'; see 'cgvlm world --help'",
-                                    argv[optind - 1]));
+            return cg_report(cg_opt_error("world generate", argv));
         }
     }
     if (rc) return cg_report(rc);
@@ -162,7 +163,7 @@ static int verify_files(const char *base, const cJSON *files, const char *what, 
 static int world_check_cmd(int argc, char **argv) {
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) return usage_world(stdout);
     if (argc != 2 || argv[1][0] == '-')
-        return cg_report(cg_err(CG_EUSER, "usage: cgvlm world check DIR"));
+        return cg_report(cg_err(CG_EUSER, "world check: give one world directory, e.g. 'cgvlm world check world'; see 'cgvlm world --help'"));
     const char *dir = argv[1];
     int rc = CG_OK, S = 0;
     cJSON *wj = NULL, *manifest = NULL;
@@ -354,12 +355,11 @@ static int world_show_cmd(int argc, char **argv) {
         case 's': split = optarg; break;
         case 'h': return usage_world(stdout);
         default:
-            return cg_report(cg_err(CG_EUSER, "world show: unknown or incomplete option '%s'; see 'cgvlm world --help'",
-                                    argv[optind - 1]));
+            return cg_report(cg_opt_error("world show", argv));
         }
     }
     if (rc) return cg_report(rc);
-    if (optind != argc - 1) return cg_report(cg_err(CG_EUSER, "usage: cgvlm world show DIR [--out FILE.png] [--n N]"));
+    if (optind != argc - 1) return cg_report(cg_err(CG_EUSER, "world show: give one world directory, e.g. 'cgvlm world show world --out sheet.png'; see 'cgvlm world --help'"));
     const char *dir = argv[optind];
     int is_instruct = !strcmp(split, "instruct"), is_bench = !strcmp(split, "bench");
     if (!is_instruct && !is_bench && strcmp(split, "align") && strcmp(split, "heldout"))
@@ -439,7 +439,7 @@ int bench_world(int argc, char **argv) {
                    "and reports images/s. Integer-only rendering, single thread.\n");
             return CG_OK;
         default:
-            return cg_report(cg_err(CG_EUSER, "bench world: unknown or incomplete option '%s'", argv[optind - 1]));
+            return cg_report(cg_opt_error("bench world", argv));
         }
     }
     if (rc) return cg_report(rc);

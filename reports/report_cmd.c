@@ -17,6 +17,7 @@
 #include "util/fs.h"
 #include "util/png.h"
 #include "util/util.h"
+#include "util/ux_opt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -161,16 +162,16 @@ int cmd_report(int argc, char **argv) {
             break;
         case 'h': usage(stdout); return CG_OK;
         default:
-            rc = cg_err(CG_EUSER, "cgvlm report: unknown or incomplete option '%s'; see 'cgvlm report --help'", argv[optind - 1]);
+            rc = cg_opt_error("report", argv);
             goto out;
         }
     }
     if (optind < argc) {
-        rc = cg_err(CG_EUSER, "cgvlm report: unexpected argument '%s'; see 'cgvlm report --help'", argv[optind]);
+        rc = cg_err(CG_EUSER, "report: unexpected argument '%s'; see 'cgvlm report --help'", argv[optind]);
         goto out;
     }
     if (!sweep || !*sweep) {
-        rc = cg_err(CG_EUSER, "cgvlm report: --sweep NAME is required; see 'cgvlm report --help'");
+        rc = cg_err(CG_EUSER, "report: --sweep NAME is required; see 'cgvlm report --help'");
         goto out;
     }
     if (out_arg) {

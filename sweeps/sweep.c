@@ -46,6 +46,33 @@ static int check_limits(const cJSON *tl) {
     return CG_OK;
 }
 
+/* Slurm's forms: mem "N[K|M|G|T]" (--mem); time "M", "M:S", "H:M:S", "D-H", "D-H:M", "D-H:M:S",
+ * "UNLIMITED" (--time). */
+static int slurm_mem_ok(const char *s) {
+    size_t n = strspn(s, "0123456789");
+    return n > 0 && (s[n] == '\0' || (strchr("KMGTkmgt", s[n]) && s[n + 1] == '\0'));
+}
+
+static int slurm_time_ok(const char *s) {
+    const char *dash = strchr(s, '-');
+    int fields = 0;
+    if (!strcmp(s, "UNLIMITED") || !strcmp(s, "INFINITE")) return 1;
+    if (dash) {
+        size_t n = strspn(s, "0123456789");
+        if (n == 0 || s + n != dash) return 0;
+        s = dash + 1;
+    }
+    for (;;) {
+        size_t n = strspn(s, "0123456789");
+        if (n == 0) return 0;
+        fields++;
+        s += n;
+        if (*s == '\0') break;
+        if (*s++ != ':') return 0;
+    }
+    return fields <= 3;
+}
+
 static int check_resources(const cJSON *res) {
     if (!res) return CG_OK;
     if (!cJSON_IsObject(res)) return cg_err(CG_EUSER, "resources must be an object {kind: {cpus, gpus, mem, time}}");
@@ -64,6 +91,12 @@ static int check_resources(const cJSON *res) {
                          : !cJSON_IsString(f))
                 return cg_err(CG_EUSER, "resources.%s.%s must be %s", k->string, f->string,
                               is_count ? "a count" : "a string");
+            if (!strcmp(f->string, "mem") && !slurm_mem_ok(f->valuestring))
+                return cg_err(CG_EUSER, "resources.%s.mem '%s' is not a Slurm memory size; e.g. \"4G\" or \"512M\"",
+                              k->string, f->valuestring);
+            if (!strcmp(f->string, "time") && !slurm_time_ok(f->valuestring))
+                return cg_err(CG_EUSER, "resources.%s.time '%s' is not a Slurm time; e.g. \"1:00:00\" (H:M:S), \"90\" "
+                              "(minutes) or \"1-12\" (days-hours)", k->string, f->valuestring);
         }
     }
     return CG_OK;
@@ -261,7 +294,11 @@ int sweep_from_spec(const cJSON *spec_in, const char *dir, const char *what, con
             rc = cg_err(CG_EUSER, "'%s' is both in \"set\" and in \"axes\"; keep one", a->string);
             goto out;
         }
-        if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) == 0) {
+        if (!cJSON_IsArray(a)) {
+            rc = cg_err(CG_EUSER, "axis '%s' must be a list of values, e.g. [0, 1]", a->string);
+            goto out;
+        }
+        if (cJSON_GetArraySize(a) == 0) {
             rc = cg_err(CG_EUSER, "axis '%s' is empty; give it a non-empty list of values", a->string);
             goto out;
         }

@@ -14,6 +14,7 @@
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/util.h"
+#include "util/ux_opt.h"
 #include "version.h"
 
 #include <getopt.h>
@@ -207,8 +208,8 @@ int sched_execute(const sweep *sw, const sched_cli *cli, int progress) {
         cg_info("sweep %s: all %d tasks done (%d run now, the rest reused) in %.1f s", sw->name, sum.tasks,
                 sum.launched, sum.wall_s);
     if (rc == STAGE_CANCELLED)
-        cg_info("sweep %s stopped: %d task(s) cancelled; run the same command again to resume", sw->name,
-                sum.cancelled);
+        cg_info("sweep %s stopped: %d of %d task(s) done, the other %d wait; run the same command again to resume",
+                sw->name, sum.done, sum.tasks, sum.tasks - sum.done);
     if (rc && rc != STAGE_CANCELLED) {
         char *msg = cg_strdup(cg_errmsg());
         cg_err(rc, "sweep '%s': %s; see 'cgvlm status --sweep %s'", sw->name, msg, sw->name);
@@ -258,10 +259,13 @@ int cmd_sweep(int argc, char **argv) {
                    sweep_usage_body, sched_cli_usage);
             return CG_OK;
         default:
-            return cg_report(cg_err(CG_EUSER, "sweep: unknown option '%s'; see 'cgvlm sweep --help'", argv[optind - 1]));
+            return cg_report(cg_opt_error("sweep", argv));
         }
     }
     if ((rc = sched_cli_check("sweep"))) return cg_report(rc);
+    if (optind < argc - 1)
+        return cg_report(cg_err(CG_EUSER, "sweep: unexpected argument '%s' after the sweep file '%s' (one sweep at a "
+                                "time); see 'cgvlm sweep --help'", argv[optind + 1], argv[optind]));
     if (optind != argc - 1)
         return cg_report(cg_err(CG_EUSER, "sweep: give exactly one sweep file; see 'cgvlm sweep --help'"));
     sweep sw;
@@ -468,11 +472,15 @@ int cmd_status(int argc, char **argv) {
         case OPT_HELP: case 'h':
             printf("usage: cgvlm status [--db PATH] [--sweep NAME] [--watch [--interval S]]\n\n"
                    "progress of every sweep (or one): tasks per stage and state, mean task time, ETA, every\n"
-                   "run's state, and the failed or crashed tasks with their error text. --watch redraws\n"
-                   "until the sweep stops.\n");
+                   "run's state, and the failed or crashed tasks with their error text.\n"
+                   "\n"
+                   "  --db PATH      the results db (default $CGVLM_DB, else results.db)\n"
+                   "  --sweep NAME   only this sweep (default: every sweep in the db)\n"
+                   "  --watch        redraw until the sweep stops (Ctrl-C leaves; the sweep keeps running)\n"
+                   "  --interval S   seconds between redraws with --watch (default 2, at least 0.1)\n");
             return CG_OK;
         default:
-            return cg_report(cg_err(CG_EUSER, "status: unknown option '%s'; see 'cgvlm status --help'", argv[optind - 1]));
+            return cg_report(cg_opt_error("status", argv));
         }
         if (rc) return cg_report(rc);
     }
@@ -506,10 +514,14 @@ int cmd_cancel(int argc, char **argv) {
         case OPT_HELP: case 'h':
             printf("usage: cgvlm cancel --sweep NAME [--db PATH]\n\n"
                    "asks the scheduler running the sweep to stop: its running tasks checkpoint and are\n"
-                   "marked cancelled; re-running the sweep resumes them.\n");
+                   "marked cancelled; re-running the sweep resumes them. With the Slurm backend and no\n"
+                   "scheduler alive, scancels the sweep's jobs.\n"
+                   "\n"
+                   "  --sweep NAME   the sweep to stop (see 'cgvlm status' for the names)\n"
+                   "  --db PATH      the results db (default $CGVLM_DB, else results.db)\n");
             return CG_OK;
         default:
-            return cg_report(cg_err(CG_EUSER, "cancel: unknown option '%s'; see 'cgvlm cancel --help'", argv[optind - 1]));
+            return cg_report(cg_opt_error("cancel", argv));
         }
     }
     if (!name || optind != argc) return cg_report(cg_err(CG_EUSER, "cancel: give --sweep NAME; see 'cgvlm cancel --help'"));
@@ -517,7 +529,7 @@ int cmd_cancel(int argc, char **argv) {
     int rc = store_open(db_path, STORE_READONLY, &db);
     if (rc == CG_OK) rc = sched_cancel_sweep(db, name);
     int orphans = 0;   /* no scheduler, but Slurm jobs it left: cancel those */
-    if (rc == CG_EUSER && slurm_cancel_orphans(db, name, &orphans) == CG_OK && orphans > 0) {
+    if (rc == CG_EUSER && db && slurm_cancel_orphans(db, name, &orphans) == CG_OK && orphans > 0) {
         cg_err_clear();
         rc = CG_OK;
         printf("sweep '%s' has no scheduler; cancelled its %d Slurm job(s); re-run the sweep to record them and resume\n",
@@ -558,7 +570,7 @@ int cmd_task(int argc, char **argv) {
                    "and Slurm jobs execute. Without --attempt the task is claimed first.\n");
             return CG_OK;
         default:
-            return cg_report(cg_err(CG_EUSER, "task: unknown option '%s'; see 'cgvlm task --help'", argv[optind - 1]));
+            return cg_report(cg_opt_error("task", argv));
         }
         if (rc) return cg_report(rc);
     }
@@ -602,7 +614,7 @@ int bench_sched(int argc, char **argv) {
                    "(wall - tasks x sleep / workers) / tasks.\n");
             return CG_OK;
         default:
-            return cg_report(cg_err(CG_EUSER, "bench sched: unknown option '%s'", argv[optind - 1]));
+            return cg_report(cg_opt_error("bench sched", argv));
         }
         if (rc) return cg_report(rc);
     }

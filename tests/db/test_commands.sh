@@ -28,7 +28,10 @@ ids() { "$BIN" runs --format csv "$@" | tail -n +2 | cut -d, -f1 | tr -d '\r' | 
 [ "$(ids --where align.lambda=0 --where instruct.fraction=0.1)" = "1 " ] || bad "runs two --where"
 [ "$(ids --where seed=7)" = "5 " ] || bad "runs --where seed=7: $(ids --where seed=7)"
 [ "$(ids --where size=tiny --sweep demo --state done)" = "1 2 3 " ] || bad "runs --where size=tiny: $(ids --where size=tiny --sweep demo --state done)"
-[ "$(ids --where no.such.axis=1)" = "" ] || bad "runs --where on a missing axis matched"
+expect 2 "runs --where on an axis no run has" -- "$BIN" runs --where no.such.axis=1
+case "$out" in *"no axis 'no.such.axis'; axes there: "*align.lambda*) ;; *) bad "runs --where missing axis: $out";; esac
+expect 2 "runs --sweep of a sweep not in the db" -- "$BIN" runs --sweep demoo
+case "$out" in *"no sweep 'demoo'; sweeps there: "*demo*) ;; *) bad "runs --sweep missing: $out";; esac
 expect 2 "runs --state bogus" -- "$BIN" runs --state bogus
 expect 2 "runs --where without =" -- "$BIN" runs --where align.lambda
 expect 2 "runs --format xml" -- "$BIN" runs --format xml
@@ -103,6 +106,8 @@ expect 0 "query table" -- "$BIN" query "SELECT run_id, name FROM runs WHERE run_
 [ "$(printf '%s\n' "$out" | sed -n 2p)" = "------  -------------------------------------------" ] || bad "table rule: $out"
 [ "$(printf '%s\n' "$out" | sed -n 3p)" = "     1  align.lambda=0,instruct.fraction=0.1,seed=0" ] || bad "table row: $out"
 expect 0 "trailing semicolon and comment" -- "$BIN" query "SELECT 1; -- done"
+expect 2 "query of a column that does not exist" -- "$BIN" query "SELECT nosuch FROM v_runs"
+case "$out" in *"no such column: nosuch (docs/DB.md lists every table and view"*) ;; *) bad "bad column: $out";; esac
 expect 0 "pragma table_info" -- "$BIN" query "PRAGMA table_info(runs)"
 expect 0 "pragma user_version read" -- "$BIN" query "PRAGMA user_version"
 expect 0 "views" -- "$BIN" query "SELECT COUNT(*) FROM v_data_efficiency"

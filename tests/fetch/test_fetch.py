@@ -168,6 +168,10 @@ def test_happy_path_and_cache():
         r = subprocess.run([BIN, "fetch", "--list", "--cache", env.cache], capture_output=True, text=True, timeout=10)
         check(r.returncode == 0 and r.stdout == "bench 1 6 1.4 %s/bench/1 latest\n" % env.cache,
               "fetch --list: %r %r" % (r.stdout, r.stderr))
+        empty = os.path.join(env.cache, "empty-cache")
+        r = subprocess.run([BIN, "fetch", "--list", "--cache", empty], capture_output=True, text=True, timeout=10)
+        check(r.returncode == 0 and r.stdout == "" and "holds no benchmarks yet" in r.stderr,
+              "fetch --list of an empty cache says so on stderr: %r %r" % (r.stdout, r.stderr))
         r = env.fetch("bench@2", "--offline")
         check(r.returncode == 2 and "version '2'" in r.stderr, "unknown version: %r" % r.stderr)
 

@@ -10,7 +10,7 @@ report tests. Sweeps:
   null6, null1  six fractions where λ has no effect, 3 seeds / 1 seed (the paired tests' null)
   shift4   six fractions, 5 seeds, λ > 0 adds 25 points everywhere (a real effect)
 The values come from random.Random with fixed seeds, so every run of this script writes the same db.
-`make_db.py SCHEMA DB big` writes instead one sweep "big" the size of the default CPU sweep, for timing
+`make_db.py MAKE_EMPTY_DB DB big` (MAKE_EMPTY_DB: build/tests/reports/make_empty_db) writes instead one sweep "big" the size of the default CPU sweep, for timing
 `cgvlm report`: 2 lambdas x 6 fractions x 5 seeds, 600 questions, a loss logged at every step."""
 import json, math, random, sqlite3, subprocess, sys, zlib
 

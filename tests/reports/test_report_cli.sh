@@ -25,8 +25,8 @@ expect 2 "no sweep named 'nope'.*'cg1', 'cg3', 'generic', 'noaxes', 'null1', 'nu
 expect 2 "sweep 'pending' has no evaluation results yet" "sweep without evals" -- "$BIN" report --db t.db --sweep pending
 expect 2 "results db 'missing.db' does not exist" "missing db" -- "$BIN" report --db missing.db --sweep cg3
 expect 2 "not a cgvlm results database" "not a db" -- "$BIN" report --db "$SCHEMA" --sweep cg3
-expect 2 "--sweep NAME is required" "no --sweep" -- "$BIN" report --db t.db
-expect 2 "unknown or incomplete option '--frob'" "unknown flag" -- "$BIN" report --db t.db --sweep cg3 --frob
+expect 2 "^cgvlm: error: report: --sweep NAME is required" "no --sweep" -- "$BIN" report --db t.db
+expect 2 "unknown option '--frob'" "unknown flag" -- "$BIN" report --db t.db --sweep cg3 --frob
 expect 2 "--bootstrap" "bad --bootstrap" -- "$BIN" report --db t.db --sweep cg3 --bootstrap 5
 expect 2 "--seed" "bad --seed" -- "$BIN" report --db t.db --sweep cg3 --seed x
 for bad in -1 0 101 abc nan inf ""; do

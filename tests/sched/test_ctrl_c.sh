@@ -18,6 +18,9 @@ kill -INT -- -"$sp"
 wait $sp; rc=$?
 [ $rc = 130 ] || fail "interrupted scheduler: exit $rc, want 130: $(cat first.out)"
 ncanc=$(q "SELECT COUNT(*) FROM tasks WHERE state = 'cancelled'")
+ndone=$(q "SELECT COUNT(*) FROM tasks WHERE state = 'done'")
+# the last line counts what is left, not every unfinished task as "cancelled"
+grep -q "stopped: $ndone of 9 task(s) done, the other $((9 - ndone)) wait" first.out || fail "stop line: $(cat first.out)"
 [ "$ncanc" -ge 1 ] || fail "no task cancelled: $(q "SELECT state, COUNT(*) FROM tasks GROUP BY 1")"
 [ "$(q "SELECT COUNT(*) FROM tasks WHERE state = 'running'")" = 0 ] || fail "tasks left running"
 for k in $(q "SELECT key FROM tasks WHERE state = 'cancelled'"); do

@@ -29,6 +29,7 @@ B='"base": {"pipeline": "noop"}'
 bad unknown_path "'align.lamda'" "{\"name\": \"x\", $B, \"axes\": {\"align.lamda\": [0, 1]}}"
 bad unknown_section "'modle.size'" "{\"name\": \"x\", $B, \"axes\": {\"modle.size\": [\"tiny\"]}}"
 bad empty_axis "axis 'align.lambda' is empty" "{\"name\": \"x\", $B, \"axes\": {\"align.lambda\": []}}"
+bad axis_not_list "axis 'align.lambda' must be a list of values" "{\"name\": \"x\", $B, \"axes\": {\"align.lambda\": 0}}"
 bad wrong_type "'align.lambda' must be a number" "{\"name\": \"x\", $B, \"axes\": {\"align.lambda\": [0, \"on\"]}}"
 bad wrong_enum "'model.size' must be one of" "{\"name\": \"x\", $B, \"axes\": {\"model.size\": [\"huge\"]}}"
 bad zip_lengths "zipped axes need equal lengths" "{\"name\": \"x\", $B, \"axes\": {\"align.lambda\": [0, 1], \"instruct.fraction\": [0.1, 0.5, 1]}, \"zip\": [[\"align.lambda\", \"instruct.fraction\"]]}"
@@ -43,6 +44,8 @@ bad impossible "model.lm_dim" "{\"name\": \"x\", $B, \"axes\": {\"model.lm_heads
 bad range "instruct.fraction" "{\"name\": \"x\", $B, \"axes\": {\"instruct.fraction\": [0.5, 0]}}"
 bad time_limit "time_limit_s: unknown task kind 'algn'" "{\"name\": \"x\", $B, \"time_limit_s\": {\"algn\": 5}}"
 bad resources "resources.align: unknown key 'gpu'" "{\"name\": \"x\", $B, \"resources\": {\"align\": {\"gpu\": 1}}}"
+bad resources_mem "resources.align.mem 'lots' is not a Slurm memory size" "{\"name\": \"x\", $B, \"resources\": {\"align\": {\"mem\": \"lots\"}}}"
+bad resources_time "resources.align.time '1h' is not a Slurm time" "{\"name\": \"x\", $B, \"resources\": {\"align\": {\"time\": \"1h\"}}}"
 bad base_missing "cannot open" "{\"name\": \"x\", \"base\": \"nope.json\"}"
 bad malformed "malformed JSON at line" '{"name": "x",'
 
@@ -54,6 +57,8 @@ expect 2 "run wrong type" -- "$BIN" run "$SRC/experiments/cgvlm-tiny.json" --set
 contains "run wrong type" "'model.ctx' must be an integer"
 expect 2 "run impossible shape" -- "$BIN" run "$SRC/experiments/cgvlm-tiny.json" --set model.vit_heads=3 --db "$DB"
 contains "run impossible shape" "model.vit_dim = 64 is not a multiple of model.vit_heads = 3"
+expect 2 "run seed out of range" -- "$BIN" run "$SRC/experiments/cgvlm-tiny.json" --set seed=-1 --db "$DB"
+contains "run seed out of range" "'seed' = -1 is out of range [0, 2147483647]"
 printf '{"model": {"size": "tiny", "lm_dimm": 3}}\n' > "$TMP/exp.json"
 expect 2 "run unknown key in file" -- "$BIN" run "$TMP/exp.json" --db "$DB"
 contains "run unknown key in file" "'model.lm_dimm'"
@@ -63,8 +68,14 @@ contains "small size applied" '"lm_dim":	512'
 
 # command-line misuse
 expect 2 "sweep without file" -- "$BIN" sweep
+expect 2 "run --set with a space" -- "$BIN" run "$SRC/experiments/cgvlm-tiny.json" --set align.lambda 0 --dry-run
+contains "run --set with a space" "unexpected argument '0' after the experiment file"
+expect 2 "sweep with two files" -- "$BIN" sweep "$SRC/sweeps/cgvlm-ablation.json" "$SRC/sweeps/cgvlm-ablation-quick.json" --dry-run
+contains "sweep with two files" "unexpected argument '$SRC/sweeps/cgvlm-ablation-quick.json' after the sweep file"
 expect 2 "sweep bad flag" -- "$BIN" sweep --frob x.json
 expect 2 "sweep bad backend" -- "$BIN" sweep "$SRC/sweeps/cgvlm-ablation.json" --backend slurm
 expect 2 "status of unknown sweep" -- "$BIN" status --db "$DB" --sweep nope
 expect 2 "cancel without sweep" -- "$BIN" cancel --db "$DB"
+expect 2 "cancel with a missing db" -- "$BIN" cancel --db "$TMP/none.db" --sweep x
+contains "cancel with a missing db" "results db '$TMP/none.db' does not exist"
 finish test_sweep_files

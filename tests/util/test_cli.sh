@@ -22,6 +22,20 @@ expect 2 "env with junk" -- "$BIN" env junk
 msg=$("$BIN" frobnicate 2>&1)
 [ "$(printf '%s\n' "$msg" | wc -l)" = 1 ] || { echo "FAIL: error is not one line: $msg"; fail=1; }
 case "$msg" in "cgvlm: error: unknown command 'frobnicate'"*) ;; *) echo "FAIL: error text: $msg"; fail=1;; esac
+# an option given without its value, or a flag given a value, is named as such (not "unknown")
+for cmdline in "sweep --workers" "run --set" "status --interval" "cancel --sweep" "query --db" "runs --where" \
+               "show --sweep" "compare --format" "report --sweep" "fetch --jobs" "world generate --out" \
+               "world show --split" "bench train --size" "bench db --rows" "bench sched --tasks" "bench fetch --repeat" \
+               "bench world --n" "task --key"; do
+    set -- $cmdline
+    opt=${!#}
+    expect 2 "$cmdline (no value)" -- "$BIN" $cmdline
+    case "$out" in *"option '$opt' needs a value; see 'cgvlm "*) ;; *) echo "FAIL: $cmdline: $out"; fail=1;; esac
+done
+out=$("$BIN" sweep x.json --dry-run=1 2>&1)
+case "$out" in *"option '--dry-run' takes no value"*) ;; *) echo "FAIL: --dry-run=1: $out"; fail=1;; esac
+out=$("$BIN" sweep x.json --dryrun 2>&1)
+case "$out" in *"unknown option '--dryrun'"*) ;; *) echo "FAIL: --dryrun: $out"; fail=1;; esac
 for sub in world run sweep status query runs show compare report fetch bench env; do
     expect 0 "$sub --help" -- "$BIN" $sub --help
 done

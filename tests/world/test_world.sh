@@ -75,6 +75,8 @@ ls "$T" | grep -q 'tmp-' && bad "an interrupted generate left a temporary direct
 # user errors: one line, exit 2
 expect_user_error "unknown flag" "unknown" -- "$BIN" world generate --out "$T/x" --frob
 expect_user_error "missing --out" "--out" -- "$BIN" world generate --seed 1
+expect_user_error "check without DIR" "world check: give one world directory" -- "$BIN" world check
+expect_user_error "show without DIR" "world show: give one world directory" -- "$BIN" world show --n 4
 expect_user_error "bad image size" "--image-size" -- "$BIN" world generate --out "$T/x" --image-size 5
 expect_user_error "bad count" "--n-bench" -- "$BIN" world generate --out "$T/x" --n-bench 0
 expect_user_error "bad seed" "--seed" -- "$BIN" world generate --out "$T/x" --seed abc
