@@ -310,6 +310,23 @@ if [ $HAVE_GPU = 1 ] && [ "${CGVLM_GPU_BENCH:-1}" = 1 ]; then
     done
 fi
 
+# ---- where the time goes: one eager step by section, and the LM's products alone ----
+if [ $HAVE_GPU = 1 ] && [ "${CGVLM_GPU_BENCH:-1}" = 1 ]; then
+    for size in tiny small base; do
+        part "sections_$size" 60 env $BENCH_ENV "$BENCH" --size "$size" --stage instruct --prec tf32 \
+            --steps 5 --warmup 2 --sections
+        rc=$?
+        # the three largest sections, "name ms share"
+        top=$(awk '/^section/ {on = 1; next}
+            on && NF >= 4 && $1 != "all" {name = $1; for (i = 2; i <= NF - 3; i++) name = name " " $i
+                printf "%s%s %s ms %s", sep, name, $(NF-1), $NF; sep = "; "; if (++k == 3) exit}' "$LOGS/sections_$size.log")
+        record "sections $size/instruct/tf32" "$(status_of $rc)" "$top"
+        part "gemm_$size" 90 "$BENCH" --gemm --size "$size"
+        rc=$?
+        record "products $size (tf32 vs bf16 TF/s)" "$(status_of $rc)" "$(awk '/^fc forward/ {print "fc fwd " $10 " / " $14 " / " $18 " TF (tf32 / bf16-on-fp32 / bf16)"}' "$LOGS/gemm_$size.log")"
+    done
+fi
+
 # ---- compute-sanitizer ----
 SAN=$CUDA_HOME/bin/compute-sanitizer
 command -v compute-sanitizer > /dev/null && SAN=$(command -v compute-sanitizer)

@@ -225,6 +225,11 @@ void model_cuda_use_graphs(model_cuda *g, int on) {
     if (a) a->use_graphs(g, on);
 }
 
+int model_cuda_profile_ops(const model_cuda *g, cuda_op_time *out, int max) {
+    const cgvlm_cuda_api *a = plugin();
+    return a ? a->profile_ops(g, out, max) : 0;
+}
+
 int model_cuda_graph_captures(const model_cuda *g) {
     const cgvlm_cuda_api *a = plugin();
     return a ? a->graph_captures(g) : 0;
@@ -236,4 +241,10 @@ int cuda_bench_train(const model_config *cfg, int mode, int B, int T, int steps,
     if (a) return a->bench_train(cfg, mode, B, T, steps, warmup, prec, attn, out);
     memset(out, 0, sizeof *out);
     return no_cuda();
+}
+
+int cuda_bench_gemm(int M, int N, int K, int ta, int tb, int kind, int iters, double *ms) {
+    const cgvlm_cuda_api *a = plugin();
+    *ms = 0.0;
+    return a ? a->bench_gemm(M, N, K, ta, tb, kind, iters, ms) : no_cuda();
 }

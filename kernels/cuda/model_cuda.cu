@@ -97,7 +97,82 @@ struct model_cuda {
     graph_key key;
     graph_key warm_key; /* the shape of the last eager warm-up step */
     int warm;           /* 1: warm_key is set */
+    /* the section timings of the last profile step (model_cuda_profile_ops) */
+    cuda_op_time ops[CUDA_OP_TIMES_MAX];
+    int n_ops;
 };
+
+/* ---------------------------------------------------------------------------------------------
+ * Section timing, for model_cuda_profile_step only: mark(group, name) records a CUDA event that
+ * ends the section before it and starts the named one. The sections follow each other on the one
+ * stream, so their times add up to the step's (launch gaps included). Off outside the profile
+ * step (one branch per mark), so never inside a graph capture. One profile step at a time per
+ * process, as there is one stream. */
+
+#define PROF_EVENTS 4096
+
+static struct {
+    int on, n;
+    cudaEvent_t ev[PROF_EVENTS];
+    const char *group[PROF_EVENTS], *name[PROF_EVENTS];
+} prof;
+
+static void mark(const char *group, const char *name) {
+    if (!prof.on || prof.n >= PROF_EVENTS) return;
+    if (cudaEventCreate(&prof.ev[prof.n]) != cudaSuccess) {
+        cudaGetLastError();
+        prof.on = 0; /* (model_cuda_profile_step reports that the timing broke off) */
+        return;
+    }
+    cudaEventRecord(prof.ev[prof.n], (cudaStream_t)cuda_ctx_stream());
+    prof.group[prof.n] = group;
+    prof.name[prof.n] = name;
+    prof.n++;
+}
+
+/* after the step has finished: the sections' times into g->ops (largest first); the events freed */
+static int prof_collect(model_cuda *g) {
+    int rc = CG_OK, broke = !prof.on || prof.n >= PROF_EVENTS;
+    g->n_ops = 0;
+    for (int i = 0; i + 1 < prof.n && !rc; i++) {
+        float t = 0.0f;
+        cudaError_t e = cudaEventElapsedTime(&t, prof.ev[i], prof.ev[i + 1]);
+        if (e != cudaSuccess) {
+            rc = cg_err(CG_EFAIL, "cannot time the training step's sections: %s", cudaGetErrorString(e));
+            break;
+        }
+        char key[32];
+        snprintf(key, sizeof key, "%s %s", prof.group[i], prof.name[i]);
+        int k = 0;
+        while (k < g->n_ops && strcmp(g->ops[k].name, key)) k++;
+        if (k == g->n_ops) {
+            if (k == CUDA_OP_TIMES_MAX) k--, broke = 1; /* (more names than the table holds) */
+            else {
+                memset(&g->ops[k], 0, sizeof g->ops[k]);
+                snprintf(g->ops[k].name, sizeof g->ops[k].name, "%s", key);
+                g->n_ops++;
+            }
+        }
+        g->ops[k].calls++;
+        g->ops[k].ms += t;
+    }
+    for (int i = 0; i < prof.n; i++) cudaEventDestroy(prof.ev[i]);
+    prof.n = prof.on = 0;
+    for (int i = 1; i < g->n_ops; i++) /* largest first */
+        for (int j = i; j > 0 && g->ops[j].ms > g->ops[j - 1].ms; j--) {
+            cuda_op_time t = g->ops[j];
+            g->ops[j] = g->ops[j - 1];
+            g->ops[j - 1] = t;
+        }
+    if (!rc && broke) rc = cg_err(CG_EFAIL, "the section timing of the training step broke off");
+    return rc;
+}
+
+extern "C" int model_cuda_profile_ops(const model_cuda *g, cuda_op_time *out, int max) {
+    int n = g->n_ops < max ? g->n_ops : max;
+    memcpy(out, g->ops, sizeof(cuda_op_time) * (size_t)(n > 0 ? n : 0));
+    return n;
+}
 
 #define GRAD(g, p) ((g)->grads + ((p) - (g)->params))
 
@@ -514,22 +589,32 @@ static int upload_batch(model_cuda *g, const model_batch *b, int mode) {
 
 static void stack_forward(dstack *s, float *att_scratch, int B, int T) {
     int C = s->C, N = B * T;
+    const char *grp = s->causal ? "lm fwd" : "vit fwd";
     for (int l = 0; l < s->L; l++) {
         const dblock *p = &s->bp[l];
         dlayer *a = &s->la[l];
         const float *x = l ? s->la[l - 1].res3 : s->x0;
+        mark(grp, "layernorm");
         cuda_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p->ln1_w, p->ln1_b, N, C);
+        mark(grp, "qkv");
         cuda_matmul_forward(a->qkv, a->ln1, p->qkv_w, p->qkv_b, N, C, 3 * C);
+        mark(grp, "attention");
         if (s->fused)
             cuda_attention_fused_forward(a->atty, a->att, a->qkv, att_scratch, B, T, C, s->NH, s->causal);
         else
             cuda_attention_forward(a->atty, a->att, a->qkv, att_scratch, B, T, C, s->NH, s->causal);
+        mark(grp, "attn proj");
         cuda_matmul_residual_forward(a->res2, a->atty, p->proj_w, p->proj_b, x, N, C, C);
+        mark(grp, "layernorm");
         cuda_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, p->ln2_w, p->ln2_b, N, C);
+        mark(grp, "fc");
         cuda_matmul_forward(a->fch, a->ln2, p->fc_w, p->fc_b, N, C, 4 * C);
+        mark(grp, "gelu");
         cuda_gelu_forward(a->fch_gelu, a->fch, 4L * N * C);
+        mark(grp, "mlp proj");
         cuda_matmul_residual_forward(a->res3, a->fch_gelu, p->fcp_w, p->fcp_b, a->res2, N, 4 * C, C);
     }
+    mark(grp, "layernorm");
     cuda_layernorm_forward(s->lnf, s->lnf_mean, s->lnf_rstd, s->la[s->L - 1].res3, s->lnf_w,
                            s->lnf_b, N, C);
 }
@@ -537,6 +622,7 @@ static void stack_forward(dstack *s, float *att_scratch, int B, int T) {
 static void vit_forward(model_cuda *g, int B, int img_u8) {
     dacts *x = &g->x;
     int P = g->P, dv = g->cfg.vit_dim;
+    mark("vit fwd", "patches");
     cuda_patchify_forward(x->patches, img_u8 ? g->d_img_u8 : NULL, img_u8 ? NULL : g->d_img_f32, B,
                           g->cfg.image_size, g->cfg.patch);
     cuda_matmul_forward(x->patch_emb, x->patches, g->vit_patch_w, g->vit_patch_b, B * P, g->K, dv);
@@ -547,6 +633,7 @@ static void vit_forward(model_cuda *g, int B, int img_u8) {
 static void adapter_forward(model_cuda *g, int B) {
     dacts *x = &g->x;
     int N = B * g->P, dv = g->cfg.vit_dim, d = g->cfg.lm_dim;
+    mark("adapter", "fwd");
     cuda_matmul_forward(x->ad_h, x->vit.lnf, g->ad_fc1_w, g->ad_fc1_b, N, dv, d);
     if (g->cfg.adapter == ADAPTER_MLP2X) {
         cuda_gelu_forward(x->ad_g, x->ad_h, (long)N * d);
@@ -564,6 +651,7 @@ static void enqueue_forward(model_cuda *g, int img_u8) {
     int B = g->B, T = g->T, mode = g->mode, d = c->lm_dim, dv = c->vit_dim;
     if (mode == MODE_CLIP) {
         vit_forward(g, B, img_u8);
+        mark("clip", "head fwd");
         cuda_masked_mean_forward(x->vit_mean, x->vit.lnf, NULL, B, g->P, dv);
         cuda_matmul_forward(x->img_e, x->vit_mean, g->clip_img_w, g->clip_img_b, B, dv, dv);
         cuda_l2norm_forward(x->img_u, x->img_rn, x->img_e, B, dv);
@@ -580,15 +668,18 @@ static void enqueue_forward(model_cuda *g, int img_u8) {
         vit_forward(g, B, img_u8);
         adapter_forward(g, B);
     }
+    mark("lm fwd", "embedding");
     cuda_encoder_forward(x->lm.x0, P ? x->ad_out : NULL, g->d_tokens, g->wte, g->wpe, B, P + T, P, d);
     stack_forward(&x->lm, x->att_scratch, B, P + T);
     if (g->has_targets) {
+        mark("lm fwd", "classifier");
         cuda_text_rows(x->xg, x->lm.lnf, B, T, P, d, 0);
         cuda_classifier_forward(x->tok_losses, x->probs, x->xg, g->wte, g->d_targets, B * T, d, c->vocab);
         cuda_mean_loss(g->d_scal + S_GEN, g->d_scal + S_INV_NT, x->tok_losses, g->d_targets, B * T);
     }
     if (g->has_con) {
         int gr = c->image_size / c->patch, k = c->pool, Pp = g->P / (k * k);
+        mark("contrastive", "fwd");
         cuda_avgpool_forward(x->pooled, x->ad_out, B, gr, gr, k, d);
         cuda_l2norm_forward(x->pooled_u, x->pooled_rn, x->pooled, B * Pp, d);
         cuda_masked_mean_forward(x->vbar, x->pooled_u, NULL, B, Pp, d);
@@ -607,7 +698,9 @@ static void stack_backward(model_cuda *g, dstack *s, const float *dlnf, int B, i
     dacts *x = &g->x;
     int C = s->C, N = B * T;
     size_t NC = sizeof(float) * (size_t)N * C;
+    const char *grp = s->causal ? "lm bwd" : "vit bwd";
 #define WG(p) (wgrad ? GRAD(g, p) : NULL)
+    mark(grp, "layernorm");
     cuda_memset0(x->dres, NC);
     cuda_layernorm_backward(x->dres, WG(s->lnf_w), WG(s->lnf_b), dlnf, s->la[s->L - 1].res3,
                             s->lnf_w, s->lnf_mean, s->lnf_rstd, N, C);
@@ -617,23 +710,31 @@ static void stack_backward(model_cuda *g, dstack *s, const float *dlnf, int B, i
         const dblock *p = &s->bp[l];
         dlayer *a = &s->la[l];
         const float *in = l ? s->la[l - 1].res3 : s->x0;
+        mark(grp, "mlp proj");
         cuda_matmul_backward_to(x->dfchg, WG(p->fcp_w), WG(p->fcp_b), x->dres, a->fch_gelu,
                                 p->fcp_w, N, 4 * C, C);
+        mark(grp, "gelu");
         cuda_gelu_backward_to(x->dfch, a->fch, x->dfchg, 4L * N * C);
+        mark(grp, "fc");
         cuda_matmul_backward_to(x->dln, WG(p->fc_w), WG(p->fc_b), x->dfch, a->ln2, p->fc_w, N, C,
                                 4 * C);
+        mark(grp, "layernorm");
         cuda_layernorm_backward(x->dres, WG(p->ln2_w), WG(p->ln2_b), x->dln, a->res2, p->ln2_w,
                                 a->ln2_mean, a->ln2_rstd, N, C);
+        mark(grp, "attn proj");
         cuda_matmul_backward_to(x->datty, WG(p->proj_w), WG(p->proj_b), x->dres, a->atty,
                                 p->proj_w, N, C, C);
+        mark(grp, "attention");
         if (s->fused)
             cuda_attention_fused_backward_to(x->dqkv, x->datty, a->qkv, a->atty, a->att,
                                              x->att_scratch, B, T, C, s->NH, s->causal);
         else
             cuda_attention_backward_to(x->dqkv, x->datty, a->qkv, a->att, x->att_scratch, B, T, C,
                                        s->NH, s->causal);
+        mark(grp, "qkv");
         cuda_matmul_backward_to(x->dln, WG(p->qkv_w), WG(p->qkv_b), x->dqkv, a->ln1, p->qkv_w, N,
                                 C, 3 * C);
+        mark(grp, "layernorm");
         cuda_layernorm_backward(x->dres, WG(p->ln1_w), WG(p->ln1_b), x->dln, in, p->ln1_w,
                                 a->ln1_mean, a->ln1_rstd, N, C);
     }
@@ -644,6 +745,7 @@ static void clip_backward(model_cuda *g) {
     dacts *x = &g->x;
     int B = g->B, T = g->T, P = g->P, dv = g->cfg.vit_dim, V = g->cfg.vocab;
     size_t Bdv = sizeof(float) * (size_t)B * dv;
+    mark("clip", "head bwd");
     cuda_memset0(x->dimg_u, Bdv);
     cuda_memset0(x->dtxt_u, Bdv);
     float *dls = g->clip_logit_scale ? GRAD(g, g->clip_logit_scale) : NULL;
@@ -665,6 +767,7 @@ static void clip_backward(model_cuda *g) {
     cuda_memset0(x->dvit_out, sizeof(float) * (size_t)B * P * dv);
     cuda_masked_mean_backward(x->dvit_out, x->dvit_mean, NULL, B, P, dv);
     stack_backward(g, &x->vit, x->dvit_out, B, P, 1);
+    mark("vit bwd", "patches");
     cuda_memset0(x->dpatch_emb, sizeof(float) * (size_t)B * P * dv);
     cuda_encoder_backward(x->dpatch_emb, NULL, GRAD(g, g->vit_pos), x->dres, NULL, NULL, V, B, P, P, dv);
     cuda_matmul_backward(NULL, GRAD(g, g->vit_patch_w), GRAD(g, g->vit_patch_b), x->dpatch_emb,
@@ -684,18 +787,21 @@ static void enqueue_backward(model_cuda *g) {
     long NP = (long)B * P;
     if (ad_w) cuda_memset0(x->d_adout, sizeof(float) * (size_t)NP * d);
     if (g->has_targets && (lm_w || ad_w)) {
+        mark("lm bwd", "classifier");
         cuda_memset0(x->dxg, sizeof(float) * (size_t)B * T * d);
         cuda_classifier_backward(x->dxg, lm_w ? GRAD(g, g->wte) : NULL, x->probs, x->xg, g->wte,
                                  g->d_targets, g->d_scal + S_INV_NT, B * T, d, V);
         cuda_memset0(x->dlnf, sizeof(float) * (size_t)B * Ttot * d);
         cuda_text_rows(x->dxg, x->dlnf, B, T, P, d, 1);
         stack_backward(g, &x->lm, x->dlnf, B, Ttot, lm_w);
+        mark("lm bwd", "embedding");
         cuda_encoder_backward(ad_w && P ? x->d_adout : NULL, lm_w ? GRAD(g, g->wte) : NULL,
                               lm_w ? GRAD(g, g->wpe) : NULL, x->dres, g->d_tok_start,
                               g->d_tok_rows, V, B, Ttot, P, d);
     }
     if (g->has_con) {
         int gr = c->image_size / c->patch, k = c->pool, Pp = P / (k * k);
+        mark("contrastive", "bwd");
         cuda_memset0(x->dvbar, sizeof(float) * (size_t)B * d);
         float *dls = g->con_logit_scale ? GRAD(g, g->con_logit_scale) : NULL;
         cuda_contrastive_backward(x->dvbar, NULL, dls, x->con_probs, x->vbar, x->tbar,
@@ -709,6 +815,7 @@ static void enqueue_backward(model_cuda *g) {
     if (ad_w && P) {
         int dv = c->vit_dim, N = (int)NP;
         const float *dh = x->d_adout;
+        mark("adapter", "bwd");
         if (c->adapter == ADAPTER_MLP2X) {
             cuda_memset0(x->d_adg, sizeof(float) * (size_t)NP * d);
             cuda_matmul_backward(x->d_adg, GRAD(g, g->ad_fc2_w), GRAD(g, g->ad_fc2_b), x->d_adout,
@@ -925,16 +1032,24 @@ extern "C" int model_cuda_profile_step(model_cuda *g, const model_batch *b, int 
             if (ev[i]) cudaEventDestroy(ev[i]);
         return cg_err(CG_EFAIL, "cannot time the training step: %s", cudaGetErrorString(e));
     }
+    prof.on = 1;
+    prof.n = 0;
+    mark("optimizer", "zero grad");
     cuda_memset0(g->grads, sizeof(float) * (size_t)g->nvalues);
     cuda_memset0(g->d_scal, sizeof(float) * S_LS_CONST);
     enqueue_forward(g, b->images_u8 != NULL);
     cudaEventRecord(ev[1], st); /* (a failure shows in cudaEventElapsedTime below) */
     enqueue_backward(g);
     cudaEventRecord(ev[2], st);
+    mark("optimizer", "clip");
     enqueue_clip(g, 0);
+    mark("optimizer", "adamw");
     enqueue_adamw(g, hp, 1);
+    mark("end", "");
     cudaEventRecord(ev[3], st);
     rc = read_losses(g, NULL, NULL);
+    int prc = prof_collect(g);
+    if (!rc) rc = prc;
     for (int i = 0; i < 3; i++) {
         float t = 0.0f;
         if (!rc && (e = cudaEventElapsedTime(&t, ev[i], ev[i + 1])) != cudaSuccess)
@@ -1003,6 +1118,7 @@ extern "C" int cuda_bench_train(const model_config *cfg, int mode, int B, int T,
         /* where the time goes: eager steps with events between the phases (the last of 3) */
         for (int s = 0; s < 3; s++)
             if ((rc = model_cuda_profile_step(g, &batch, mode, &hp, 1e-4f, 1.0f, out->phase_ms))) goto out;
+        out->n_ops = model_cuda_profile_ops(g, out->ops, CUDA_OP_TIMES_MAX);
         out->ms_median = times[steps / 2] * 1e3;
         out->ms_best = times[0] * 1e3;
         out->flops = model_step_flops(&m, mode, B, T, mode == MODE_CLIP ? 0 : ntg);

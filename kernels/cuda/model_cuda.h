@@ -75,6 +75,17 @@ int model_cuda_step(model_cuda *g, const model_batch *batch, int mode, const ada
  * ms[2] clipping + AdamW (CUDA events; launch gaps included, host work not). */
 int model_cuda_profile_step(model_cuda *g, const model_batch *batch, int mode,
                             const adamw_params *hp, float lr, float max_norm, double ms[3]);
+/* Where the device time of the last model_cuda_profile_step went: one entry per section of the
+ * step ("lm fwd fc", "lm bwd attention", "optimizer adamw", ...; a layer's sections add over the
+ * layers), largest first, their times adding up to the step's. Returns the number of entries
+ * written (at most max; 0 before the first profile step). */
+#define CUDA_OP_TIMES_MAX 64
+typedef struct {
+    char name[32];
+    int calls;  /* sections of this name in the step (e.g. one per layer) */
+    double ms;
+} cuda_op_time;
+int model_cuda_profile_ops(const model_cuda *g, cuda_op_time *out, int max);
 /* 0 to always run eagerly (for comparisons), 1 (default; CGVLM_CUDA_GRAPHS=0 in the environment
  * makes 0 the default) to capture and replay graphs; a shape whose capture fails runs eagerly
  * (with a warning on stderr). */
@@ -95,9 +106,18 @@ typedef struct {
     long params;
     int seq;               /* sequence length through the LM (P + T in image modes) */
     char device[128];      /* the GPU's name */
+    cuda_op_time ops[CUDA_OP_TIMES_MAX]; /* the last eager step's sections (model_cuda_profile_ops) */
+    int n_ops;
 } cuda_bench_result;
 int cuda_bench_train(const model_config *cfg, int mode, int B, int T, int steps, int warmup,
                      int prec, int attn, cuda_bench_result *out);
+
+/* One cuBLAS product alone (kernels/cuda/bench_gemm.cu): row-major C (M,N) = op(A) (M,K) ·
+ * op(B) (K,N), op = transposed where ta/tb, fp32 output; *ms = the median over iters (after 3
+ * warm-ups) of CUDA event times. kind: plain fp32, TF32, bf16 tensor cores on fp32 operands
+ * (CUBLAS_COMPUTE_32F_FAST_16BF), or bf16 operands (fp32 accumulation). */
+enum { CUDA_GEMM_FP32, CUDA_GEMM_TF32, CUDA_GEMM_BF16_ON_FP32, CUDA_GEMM_BF16 };
+int cuda_bench_gemm(int M, int N, int K, int ta, int tb, int kind, int iters, double *ms);
 
 #ifdef __cplusplus
 }

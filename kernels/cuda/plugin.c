@@ -80,8 +80,10 @@ static const cgvlm_cuda_api api = {
     .step = model_cuda_step,
     .profile_step = model_cuda_profile_step,
     .use_graphs = model_cuda_use_graphs,
+    .profile_ops = model_cuda_profile_ops,
     .graph_captures = model_cuda_graph_captures,
     .bench_train = cuda_bench_train,
+    .bench_gemm = cuda_bench_gemm,
 };
 
 __attribute__((visibility("default"))) const cgvlm_cuda_api *cgvlm_cuda_plugin(int abi_version,

@@ -29,7 +29,7 @@ extern "C" {
 #include "util/rng.h"
 #include "util/util.h"
 
-#define CGVLM_CUDA_ABI 2
+#define CGVLM_CUDA_ABI 3
 #define CGVLM_CUDA_PLUGIN_FILE "libcgvlm_cuda.so"
 #define CGVLM_CUDA_ENTRY "cgvlm_cuda_plugin"
 
@@ -78,9 +78,11 @@ typedef struct {
     int (*profile_step)(model_cuda *g, const model_batch *batch, int mode,
                         const adamw_params *hp, float lr, float max_norm, double ms[3]);
     void (*use_graphs)(model_cuda *g, int on);
+    int (*profile_ops)(const model_cuda *g, cuda_op_time *out, int max);
     int (*graph_captures)(const model_cuda *g);
     int (*bench_train)(const model_config *cfg, int mode, int B, int T, int steps, int warmup,
                        int prec, int attn, cuda_bench_result *out);
+    int (*bench_gemm)(int M, int N, int K, int ta, int tb, int kind, int iters, double *ms);
 } cgvlm_cuda_api;
 
 typedef const cgvlm_cuda_api *(*cgvlm_cuda_entry_fn)(int abi_version, const cgvlm_cuda_host *host);

@@ -258,6 +258,61 @@ static void check_mode(const model_config *cfg, int mode, int prec, int attn) {
     model_free(&gm);
 }
 
+/* model_cuda_profile_step: the same step as model_cuda_step (bitwise), and its section times
+ * (model_cuda_profile_ops) cover the step: one section per layer and kind, adding up to the
+ * phases' time */
+static void check_profile(const model_config *cfg, int mode) {
+    printf("  profile step, mode %s\n", mode_name(mode));
+    model m, mp, ms;
+    model_cuda *gp = NULL, *gs = NULL;
+    CHECK(model_init(&m, cfg, 7) == CG_OK);
+    CHECK(model_init(&mp, cfg, 7) == CG_OK);
+    CHECK(model_init(&ms, cfg, 7) == CG_OK);
+    CHECK(model_cuda_create(&gp, &m) == CG_OK);
+    CHECK(model_cuda_create(&gs, &m) == CG_OK);
+    if (!gp || !gs) return;
+    cuda_op_time ops[CUDA_OP_TIMES_MAX];
+    CHECK(model_cuda_profile_ops(gp, ops, CUDA_OP_TIMES_MAX) == 0); /* none yet */
+    model_cuda_use_graphs(gs, 0);
+    cg_rng r;
+    cg_rng_seed(&r, 123 + (uint64_t)mode);
+    batch_buf bb;
+    make_batch(&bb, cfg, mode, &r);
+    adamw_params hp = {0.9f, 0.95f, 1e-8f, 0.1f};
+    double ph[3] = {-1, -1, -1};
+    model_losses l;
+    CHECK(model_cuda_profile_step(gp, &bb.b, mode, &hp, LR, 1.0f, ph) == CG_OK);
+    CHECK(model_cuda_step(gs, &bb.b, mode, &hp, LR, 1.0f, &l, NULL) == CG_OK);
+    CHECK(model_cuda_download(gp, &mp) == CG_OK);
+    CHECK(model_cuda_download(gs, &ms) == CG_OK);
+    CHECK(memcmp(mp.params_mem, ms.params_mem, sizeof(float) * (size_t)mp.nvalues) == 0);
+    int n = model_cuda_profile_ops(gp, ops, CUDA_OP_TIMES_MAX);
+    double sum = 0.0, total = ph[0] + ph[1] + ph[2];
+    int layer_kinds = 0, adamw = 0;
+    const char *stack = mode == MODE_CLIP ? "vit" : "lm";
+    int layers = mode == MODE_CLIP ? cfg->vit_layers : cfg->lm_layers;
+    char want[2][32];
+    snprintf(want[0], sizeof want[0], "%s fwd qkv", stack);
+    snprintf(want[1], sizeof want[1], "%s bwd attention", stack);
+    for (int i = 0; i < n; i++) {
+        CHECK(ops[i].ms >= 0.0 && ops[i].calls >= 1 && ops[i].name[0]);
+        CHECK(i == 0 || ops[i].ms <= ops[i - 1].ms);
+        sum += ops[i].ms;
+        for (int k = 0; k < 2; k++) layer_kinds += !strcmp(ops[i].name, want[k]) && ops[i].calls == layers;
+        adamw += !strcmp(ops[i].name, "optimizer adamw") && ops[i].calls == 1;
+    }
+    printf("    %d sections, %.3f ms in all; phases %.3f + %.3f + %.3f ms\n", n, sum, ph[0], ph[1], ph[2]);
+    CHECK(n >= 10 && n < CUDA_OP_TIMES_MAX);
+    CHECK(layer_kinds == 2 && adamw == 1);
+    CHECK(sum <= total * 1.01 + 0.01 && sum >= total * 0.9 - 0.05);
+    free_batch(&bb);
+    model_cuda_free(gp);
+    model_cuda_free(gs);
+    model_free(&m);
+    model_free(&mp);
+    model_free(&ms);
+}
+
 static void check_bad_input(const model_config *cfg) {
     model m;
     model_cuda *g = NULL;
@@ -298,6 +353,8 @@ static int run(void) {
     /* the fused attention: causal (the LM) and bidirectional with gradients (the ViT in clip) */
     check_mode(&cfg, MODE_INSTRUCT, CUDA_PREC_FP32, CUDA_ATTN_FUSED);
     if (!quick) check_mode(&cfg, MODE_CLIP, CUDA_PREC_FP32, CUDA_ATTN_FUSED);
+    check_profile(&cfg, MODE_ALIGN);
+    if (!quick) check_profile(&cfg, MODE_CLIP);
     check_bad_input(&cfg);
     return test_summary("gpu_model");
 }

@@ -107,10 +107,25 @@ static struct emu_report {
 } report;
 cudaError_t cudaGetLastError(void) { return 0; }
 const char *cudaGetErrorString(cudaError_t) { return "emu"; }
-cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = nullptr; return 0; }
-cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return 0; }
-cudaError_t cudaEventElapsedTime(float *t, cudaEvent_t, cudaEvent_t) { *t = 0; return 0; }
-cudaError_t cudaEventDestroy(cudaEvent_t) { return 0; }
+/* an event is the host time at which the work before it ran (the emulation runs each op as it is
+ * enqueued, outside a capture) */
+cudaError_t cudaEventCreate(cudaEvent_t *e) {
+    *e = cg_calloc(1, sizeof(double));
+    return 0;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+    double *t = (double *)e;
+    EMU(*t = cg_mono_time());
+    return 0;
+}
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
+    *ms = (float)((*(double *)b - *(double *)a) * 1e3);
+    return 0;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+    free(e);
+    return 0;
+}
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int) {
     snprintf(p->name, sizeof p->name, "emu");
     return 0;
