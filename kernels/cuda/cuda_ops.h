@@ -16,8 +16,12 @@
  *     deterministic for a fixed stream, handle and workspace);
  *   - matrix products go through cuBLAS with the precision chosen by cuda_ctx_set_precision:
  *     CUDA_PREC_FP32 (plain fp32, for the oracle checks), CUDA_PREC_TF32 (tensor cores, fp32
- *     storage; the default) or CUDA_PREC_BF16 (cuBLAS rounds the fp32 inputs of each product to
- *     bf16 and accumulates in fp32; weights, gradients and AdamW state stay fp32).
+ *     storage; the default) or CUDA_PREC_BF16 (CUBLAS_COMPUTE_32F_FAST_16BF on fp32 operands:
+ *     cuBLAS MAY round them to bf16, and on the H100 it mostly picks the TF32 kernels instead,
+ *     measured: the same times and losses). Real bf16 products take bf16 operands: the _bf16
+ *     functions below, whose operands are bf16 copies (cuda_bf16) that the producing kernel writes
+ *     directly; they multiply exactly and accumulate in fp32, whatever the precision setting.
+ *     Weights, gradients and AdamW state stay fp32 (AdamW refreshes the weights' bf16 copy).
  *   - scatter-adds into embedding tables (dwte) use a token index built on the host
  *     (cuda_token_index): for each table row, the list of rows of dout that add into it, in order.
  *
@@ -35,6 +39,8 @@ extern "C" {
 #endif
 
 enum { CUDA_PREC_FP32 = 0, CUDA_PREC_TF32 = 1, CUDA_PREC_BF16 = 2 };
+/* a bf16 value in device memory (its 16 bits; C callers need no CUDA header) */
+typedef uint16_t cuda_bf16;
 
 /* ---- context: one device, one stream, one cuBLAS handle for the process ---- */
 /* Creates the stream and the cuBLAS handle on device 0 (idempotent). CG_EFAIL with a message when
@@ -79,6 +85,33 @@ void cuda_matmul_backward_to(float *dinp /* (N,C) */, float *dweight /* (OC,C) o
                              float *dbias /* (OC) or NULL */, const float *dout /* (N,OC) */,
                              const float *inp /* (N,C) */, const float *weight /* (OC,C) */, int N,
                              int C, int OC);
+/* ---- bf16 operands (see the conventions above) ---- */
+/* dst = src rounded to bf16 (to nearest even), elementwise */
+void cuda_to_bf16(cuda_bf16 *dst /* (n) */, const float *src /* (n) */, long n);
+/* out = inp · weightᵀ + bias (+ residual when not NULL), fp32 out, bf16 operands */
+void cuda_matmul_forward_bf16(float *out /* (N,OC) */, const cuda_bf16 *inp /* (N,C) */,
+                              const cuda_bf16 *weight /* (OC,C) */,
+                              const float *bias /* (OC) or NULL */,
+                              const float *residual /* (N,OC) or NULL */, int N, int C, int OC);
+/* matmul_backward with bf16 operands: dout_bf = dout in bf16 (dbias sums the fp32 dout); dinp is
+ * added to (dinp_acc = 1) or written (0); dweight accumulates; NULL gradients are skipped */
+void cuda_matmul_backward_bf16(float *dinp /* (N,C) or NULL */, float *dweight /* (OC,C) or NULL */,
+                               float *dbias /* (OC) or NULL */, const float *dout /* (N,OC) */,
+                               const cuda_bf16 *dout_bf /* (N,OC) */,
+                               const cuda_bf16 *inp /* (N,C) */,
+                               const cuda_bf16 *weight /* (OC,C) */, int N, int C, int OC,
+                               int dinp_acc);
+/* layernorm_forward with the output in bf16 only (mean and rstd fp32) */
+void cuda_layernorm_forward_bf16(cuda_bf16 *out /* (N,C) */, float *mean /* (N) */,
+                                 float *rstd /* (N) */, const float *inp /* (N,C) */,
+                                 const float *weight /* (C) */, const float *bias /* (C) */, int N,
+                                 int C);
+/* gelu_forward with the output in bf16 only */
+void cuda_gelu_forward_bf16(cuda_bf16 *out /* (N) */, const float *inp /* (N) */, long N);
+/* gelu_backward_to writing the input gradient twice: fp32 and bf16 */
+void cuda_gelu_backward_to_bf16(float *dinp /* (N) */, cuda_bf16 *dinp_bf /* (N) */,
+                                const float *inp /* (N) */, const float *dout /* (N) */, long N);
+
 void cuda_layernorm_forward(float *out /* (N,C) */, float *mean /* (N) */, float *rstd /* (N) */,
                             const float *inp /* (N,C) */, const float *weight /* (C) */,
                             const float *bias /* (C) */, int N, int C);
@@ -202,8 +235,10 @@ typedef struct {
 } cuda_step_args;
 /* AdamW on every segment: param -= lr (m̂/(√v̂+eps) + wd·decay·param), as adamw_update, with
  * the gradient multiplied by grad_scale[0] first (device scalar, e.g. the clipping factor of
- * cuda_clip_grad with apply = 0; NULL = 1). */
-void cuda_adamw_update(float *param, const float *grad, float *m, float *v,
+ * cuda_clip_grad with apply = 0; NULL = 1). param_bf (or NULL): the parameters' bf16 copy, at
+ * the same offsets, refreshed with each updated value. */
+void cuda_adamw_update(float *param, cuda_bf16 *param_bf /* or NULL */, const float *grad, float *m,
+                       float *v,
                        const cuda_segment *segs /* device (nseg) */, int nseg, long max_seg,
                        const cuda_step_args *args /* device */,
                        const float *grad_scale /* (1) device or NULL */, float beta1, float beta2,

@@ -28,11 +28,14 @@ typedef struct {
 typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *res2, *ln2, *ln2_mean, *ln2_rstd;
     float *fch, *fch_gelu, *res3;
+    /* bf16 precision: the products' inputs as bf16 (ln1, ln2 and fch_gelu then exist only so) */
+    cuda_bf16 *ln1_bf, *atty_bf, *ln2_bf, *fchg_bf;
 } dlayer;
 
 typedef struct {
     int L, C, NH, causal;
     int fused;               /* 1: fused attention (la->att keeps the log-sum-exp (B,NH,T)) */
+    int bf16;                /* 1: the four products per layer take bf16 operands */
     dblock *bp;
     float *lnf_w, *lnf_b;
     dlayer *la;
@@ -47,6 +50,7 @@ typedef struct {
     float *vit_mean, *img_e, *img_u, *img_rn, *bow_emb, *bow_mean, *txt_e, *txt_u, *txt_rn,
         *clip_probs, *con_scratch;
     float *dres, *dln, *datty, *dqkv, *dfch, *dfchg, *dlnf;
+    cuda_bf16 *dres_bf, *dfch_bf, *dqkv_bf; /* bf16 copies of the products' output gradients */
     float *dxg, *d_adout, *d_adg, *d_adh, *dpooled_u, *dpooled, *dvbar;
     float *dimg_u, *dimg_e, *dvit_mean, *dtxt_u, *dtxt_e, *dbow_mean, *dbow_emb, *dvit_out,
         *dpatch_emb;
@@ -67,6 +71,7 @@ struct model_cuda {
     model_param *hparams;     /* copy of the host's table (its pointers are the host's) */
     long *offs;               /* (nparams) offset of each tensor in the arenas */
     float *params, *grads, *m, *v;
+    cuda_bf16 *params_bf;     /* bf16 precision: the parameters' bf16 copy (NULL before) */
     /* typed views (device) */
     float *vit_patch_w, *vit_patch_b, *vit_pos, *ad_fc1_w, *ad_fc1_b, *ad_fc2_w, *ad_fc2_b;
     float *wte, *wpe, *con_logit_scale;
@@ -175,6 +180,7 @@ extern "C" int model_cuda_profile_ops(const model_cuda *g, cuda_op_time *out, in
 }
 
 #define GRAD(g, p) ((g)->grads + ((p) - (g)->params))
+#define BF16(g, p) ((g)->params_bf + ((p) - (g)->params))
 
 static int is_image_mode(int mode) { return mode != MODE_LM; }
 
@@ -276,9 +282,9 @@ extern "C" int model_cuda_create(model_cuda **out, const model *m) {
     g->lm_blocks = (dblock *)cg_calloc((size_t)c->lm_layers, sizeof(dblock));
     resolve_stack(g, m, "vit", g->vit_blocks, c->vit_layers);
     resolve_stack(g, m, "lm", g->lm_blocks, c->lm_layers);
-    g->x.vit = dstack{c->vit_layers, c->vit_dim, c->vit_heads, 0, 0, g->vit_blocks,
+    g->x.vit = dstack{c->vit_layers, c->vit_dim, c->vit_heads, 0, 0, 0, g->vit_blocks,
                         dparam(g, m, "vit.lnf.w"), dparam(g, m, "vit.lnf.b"), NULL, NULL, NULL, NULL, NULL};
-    g->x.lm = dstack{c->lm_layers, c->lm_dim, c->lm_heads, 1, 0, g->lm_blocks,
+    g->x.lm = dstack{c->lm_layers, c->lm_dim, c->lm_heads, 1, 0, 0, g->lm_blocks,
                        dparam(g, m, "lm.lnf.w"), dparam(g, m, "lm.lnf.b"), NULL, NULL, NULL, NULL, NULL};
     g->x.vit.la = (dlayer *)cg_calloc((size_t)c->vit_layers, sizeof(dlayer));
     g->x.lm.la = (dlayer *)cg_calloc((size_t)c->lm_layers, sizeof(dlayer));
@@ -330,6 +336,7 @@ extern "C" void model_cuda_free(model_cuda *g) {
     cuda_free(g->grads);
     cuda_free(g->m);
     cuda_free(g->v);
+    cuda_free(g->params_bf);
     cuda_free(g->d_segs);
     cuda_free(g->d_partial);
     cuda_free(g->d_args);
@@ -357,6 +364,7 @@ extern "C" int model_cuda_upload(model_cuda *g, const model *m) {
     cuda_upload(g->grads, m->grads_mem, bytes);
     cuda_upload(g->m, m->m_mem, bytes);
     cuda_upload(g->v, m->v_mem, bytes);
+    if (g->params_bf) cuda_to_bf16(g->params_bf, g->params, g->nvalues);
     g->opt_step = m->opt_step;
     return CG_OK;
 }
@@ -378,6 +386,12 @@ extern "C" int model_cuda_set_precision(model_cuda *g, int prec) {
     if (prec < CUDA_PREC_FP32 || prec > CUDA_PREC_BF16)
         return cg_err(CG_EUSER, "unknown GPU precision %d; use fp32, tf32 or bf16", prec);
     g->prec = prec;
+    g->x.vit.bf16 = g->x.lm.bf16 = prec == CUDA_PREC_BF16;
+    if (prec == CUDA_PREC_BF16) {
+        /* the bf16 copy of the weights, refreshed by AdamW while the precision stays bf16 */
+        if (!g->params_bf) g->params_bf = (cuda_bf16 *)cuda_alloc(sizeof(cuda_bf16) * (size_t)g->nvalues);
+        cuda_to_bf16(g->params_bf, g->params, g->nvalues);
+    }
     return CG_OK;
 }
 
@@ -410,6 +424,8 @@ static float *take(arena *a, long n) {
     return p;
 }
 
+static cuda_bf16 *take_bf16(arena *a, long n) { return (cuda_bf16 *)take(a, (n + 1) / 2); }
+
 static long lmax(long a, long b) { return a > b ? a : b; }
 
 static void layout_stack(arena *a, dstack *s, long N, int B, int T) {
@@ -430,6 +446,10 @@ static void layout_stack(arena *a, dstack *s, long N, int B, int T) {
         la->fch = take(a, 4 * N * C);
         la->fch_gelu = take(a, 4 * N * C);
         la->res3 = take(a, N * C);
+        la->ln1_bf = take_bf16(a, N * C);
+        la->atty_bf = take_bf16(a, N * C);
+        la->ln2_bf = take_bf16(a, N * C);
+        la->fchg_bf = take_bf16(a, 4 * N * C);
     }
     s->lnf = take(a, N * C);
     s->lnf_mean = take(a, N);
@@ -489,6 +509,9 @@ static void layout_acts(model_cuda *g, arena *a, int B, int T) {
     x->dfch = take(a, 4 * NC);
     x->dfchg = take(a, 4 * NC);
     x->dlnf = take(a, NC);
+    x->dres_bf = take_bf16(a, NC);
+    x->dfch_bf = take_bf16(a, 4 * NC);
+    x->dqkv_bf = take_bf16(a, 3 * NC);
     x->dxg = take(a, Nt * d);
     x->d_adout = take(a, Nv * d);
     x->d_adg = take(a, Nv * d);
@@ -587,7 +610,7 @@ static int upload_batch(model_cuda *g, const model_batch *b, int mode) {
 /* ---------------------------------------------------------------------------------------------
  * Forward (mirrors core/model.c) */
 
-static void stack_forward(dstack *s, float *att_scratch, int B, int T) {
+static void stack_forward(model_cuda *g, dstack *s, float *att_scratch, int B, int T) {
     int C = s->C, N = B * T;
     const char *grp = s->causal ? "lm fwd" : "vit fwd";
     for (int l = 0; l < s->L; l++) {
@@ -595,24 +618,47 @@ static void stack_forward(dstack *s, float *att_scratch, int B, int T) {
         dlayer *a = &s->la[l];
         const float *x = l ? s->la[l - 1].res3 : s->x0;
         mark(grp, "layernorm");
-        cuda_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p->ln1_w, p->ln1_b, N, C);
+        if (s->bf16)
+            cuda_layernorm_forward_bf16(a->ln1_bf, a->ln1_mean, a->ln1_rstd, x, p->ln1_w, p->ln1_b, N, C);
+        else
+            cuda_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p->ln1_w, p->ln1_b, N, C);
         mark(grp, "qkv");
-        cuda_matmul_forward(a->qkv, a->ln1, p->qkv_w, p->qkv_b, N, C, 3 * C);
+        if (s->bf16)
+            cuda_matmul_forward_bf16(a->qkv, a->ln1_bf, BF16(g, p->qkv_w), p->qkv_b, NULL, N, C, 3 * C);
+        else
+            cuda_matmul_forward(a->qkv, a->ln1, p->qkv_w, p->qkv_b, N, C, 3 * C);
         mark(grp, "attention");
         if (s->fused)
             cuda_attention_fused_forward(a->atty, a->att, a->qkv, att_scratch, B, T, C, s->NH, s->causal);
         else
             cuda_attention_forward(a->atty, a->att, a->qkv, att_scratch, B, T, C, s->NH, s->causal);
         mark(grp, "attn proj");
-        cuda_matmul_residual_forward(a->res2, a->atty, p->proj_w, p->proj_b, x, N, C, C);
+        if (s->bf16) {
+            cuda_to_bf16(a->atty_bf, a->atty, (long)N * C);
+            cuda_matmul_forward_bf16(a->res2, a->atty_bf, BF16(g, p->proj_w), p->proj_b, x, N, C, C);
+        } else {
+            cuda_matmul_residual_forward(a->res2, a->atty, p->proj_w, p->proj_b, x, N, C, C);
+        }
         mark(grp, "layernorm");
-        cuda_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, p->ln2_w, p->ln2_b, N, C);
+        if (s->bf16)
+            cuda_layernorm_forward_bf16(a->ln2_bf, a->ln2_mean, a->ln2_rstd, a->res2, p->ln2_w, p->ln2_b, N, C);
+        else
+            cuda_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, p->ln2_w, p->ln2_b, N, C);
         mark(grp, "fc");
-        cuda_matmul_forward(a->fch, a->ln2, p->fc_w, p->fc_b, N, C, 4 * C);
+        if (s->bf16)
+            cuda_matmul_forward_bf16(a->fch, a->ln2_bf, BF16(g, p->fc_w), p->fc_b, NULL, N, C, 4 * C);
+        else
+            cuda_matmul_forward(a->fch, a->ln2, p->fc_w, p->fc_b, N, C, 4 * C);
         mark(grp, "gelu");
-        cuda_gelu_forward(a->fch_gelu, a->fch, 4L * N * C);
+        if (s->bf16)
+            cuda_gelu_forward_bf16(a->fchg_bf, a->fch, 4L * N * C);
+        else
+            cuda_gelu_forward(a->fch_gelu, a->fch, 4L * N * C);
         mark(grp, "mlp proj");
-        cuda_matmul_residual_forward(a->res3, a->fch_gelu, p->fcp_w, p->fcp_b, a->res2, N, 4 * C, C);
+        if (s->bf16)
+            cuda_matmul_forward_bf16(a->res3, a->fchg_bf, BF16(g, p->fcp_w), p->fcp_b, a->res2, N, 4 * C, C);
+        else
+            cuda_matmul_residual_forward(a->res3, a->fch_gelu, p->fcp_w, p->fcp_b, a->res2, N, 4 * C, C);
     }
     mark(grp, "layernorm");
     cuda_layernorm_forward(s->lnf, s->lnf_mean, s->lnf_rstd, s->la[s->L - 1].res3, s->lnf_w,
@@ -627,7 +673,7 @@ static void vit_forward(model_cuda *g, int B, int img_u8) {
                           g->cfg.image_size, g->cfg.patch);
     cuda_matmul_forward(x->patch_emb, x->patches, g->vit_patch_w, g->vit_patch_b, B * P, g->K, dv);
     cuda_encoder_forward(x->vit.x0, x->patch_emb, NULL, NULL, g->vit_pos, B, P, P, dv);
-    stack_forward(&x->vit, x->att_scratch, B, P);
+    stack_forward(g, &x->vit, x->att_scratch, B, P);
 }
 
 static void adapter_forward(model_cuda *g, int B) {
@@ -670,7 +716,7 @@ static void enqueue_forward(model_cuda *g, int img_u8) {
     }
     mark("lm fwd", "embedding");
     cuda_encoder_forward(x->lm.x0, P ? x->ad_out : NULL, g->d_tokens, g->wte, g->wpe, B, P + T, P, d);
-    stack_forward(&x->lm, x->att_scratch, B, P + T);
+    stack_forward(g, &x->lm, x->att_scratch, B, P + T);
     if (g->has_targets) {
         mark("lm fwd", "classifier");
         cuda_text_rows(x->xg, x->lm.lnf, B, T, P, d, 0);
@@ -711,19 +757,38 @@ static void stack_backward(model_cuda *g, dstack *s, const float *dlnf, int B, i
         dlayer *a = &s->la[l];
         const float *in = l ? s->la[l - 1].res3 : s->x0;
         mark(grp, "mlp proj");
-        cuda_matmul_backward_to(x->dfchg, WG(p->fcp_w), WG(p->fcp_b), x->dres, a->fch_gelu,
-                                p->fcp_w, N, 4 * C, C);
+        if (s->bf16) {
+            cuda_to_bf16(x->dres_bf, x->dres, (long)N * C);
+            cuda_matmul_backward_bf16(x->dfchg, WG(p->fcp_w), WG(p->fcp_b), x->dres, x->dres_bf,
+                                      a->fchg_bf, BF16(g, p->fcp_w), N, 4 * C, C, 0);
+        } else {
+            cuda_matmul_backward_to(x->dfchg, WG(p->fcp_w), WG(p->fcp_b), x->dres, a->fch_gelu,
+                                    p->fcp_w, N, 4 * C, C);
+        }
         mark(grp, "gelu");
-        cuda_gelu_backward_to(x->dfch, a->fch, x->dfchg, 4L * N * C);
+        if (s->bf16)
+            cuda_gelu_backward_to_bf16(x->dfch, x->dfch_bf, a->fch, x->dfchg, 4L * N * C);
+        else
+            cuda_gelu_backward_to(x->dfch, a->fch, x->dfchg, 4L * N * C);
         mark(grp, "fc");
-        cuda_matmul_backward_to(x->dln, WG(p->fc_w), WG(p->fc_b), x->dfch, a->ln2, p->fc_w, N, C,
-                                4 * C);
+        if (s->bf16)
+            cuda_matmul_backward_bf16(x->dln, WG(p->fc_w), WG(p->fc_b), x->dfch, x->dfch_bf,
+                                      a->ln2_bf, BF16(g, p->fc_w), N, C, 4 * C, 0);
+        else
+            cuda_matmul_backward_to(x->dln, WG(p->fc_w), WG(p->fc_b), x->dfch, a->ln2, p->fc_w, N,
+                                    C, 4 * C);
         mark(grp, "layernorm");
         cuda_layernorm_backward(x->dres, WG(p->ln2_w), WG(p->ln2_b), x->dln, a->res2, p->ln2_w,
                                 a->ln2_mean, a->ln2_rstd, N, C);
         mark(grp, "attn proj");
-        cuda_matmul_backward_to(x->datty, WG(p->proj_w), WG(p->proj_b), x->dres, a->atty,
-                                p->proj_w, N, C, C);
+        if (s->bf16) {
+            cuda_to_bf16(x->dres_bf, x->dres, (long)N * C);
+            cuda_matmul_backward_bf16(x->datty, WG(p->proj_w), WG(p->proj_b), x->dres, x->dres_bf,
+                                      a->atty_bf, BF16(g, p->proj_w), N, C, C, 0);
+        } else {
+            cuda_matmul_backward_to(x->datty, WG(p->proj_w), WG(p->proj_b), x->dres, a->atty,
+                                    p->proj_w, N, C, C);
+        }
         mark(grp, "attention");
         if (s->fused)
             cuda_attention_fused_backward_to(x->dqkv, x->datty, a->qkv, a->atty, a->att,
@@ -732,8 +797,14 @@ static void stack_backward(model_cuda *g, dstack *s, const float *dlnf, int B, i
             cuda_attention_backward_to(x->dqkv, x->datty, a->qkv, a->att, x->att_scratch, B, T, C,
                                        s->NH, s->causal);
         mark(grp, "qkv");
-        cuda_matmul_backward_to(x->dln, WG(p->qkv_w), WG(p->qkv_b), x->dqkv, a->ln1, p->qkv_w, N,
-                                C, 3 * C);
+        if (s->bf16) {
+            cuda_to_bf16(x->dqkv_bf, x->dqkv, 3L * N * C);
+            cuda_matmul_backward_bf16(x->dln, WG(p->qkv_w), WG(p->qkv_b), x->dqkv, x->dqkv_bf,
+                                      a->ln1_bf, BF16(g, p->qkv_w), N, C, 3 * C, 0);
+        } else {
+            cuda_matmul_backward_to(x->dln, WG(p->qkv_w), WG(p->qkv_b), x->dqkv, a->ln1, p->qkv_w,
+                                    N, C, 3 * C);
+        }
         mark(grp, "layernorm");
         cuda_layernorm_backward(x->dres, WG(p->ln1_w), WG(p->ln1_b), x->dln, in, p->ln1_w,
                                 a->ln1_mean, a->ln1_rstd, N, C);
@@ -846,7 +917,8 @@ static void enqueue_clip(model_cuda *g, int apply) {
 
 static void enqueue_adamw(model_cuda *g, const adamw_params *hp, int clip_factor) {
     int mode = g->mode;
-    cuda_adamw_update(g->params, g->grads, g->m, g->v, g->d_segs + (long)mode * g->nparams,
+    cuda_adamw_update(g->params, g->prec == CUDA_PREC_BF16 ? g->params_bf : NULL, g->grads, g->m,
+                      g->v, g->d_segs + (long)mode * g->nparams,
                       g->nseg[mode], g->max_seg[mode], g->d_args,
                       clip_factor ? g->d_scal + S_CLIP_FACTOR : NULL, hp->beta1, hp->beta2,
                       hp->eps, hp->weight_decay);

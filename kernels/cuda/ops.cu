@@ -178,6 +178,23 @@ __device__ double block_sum_256(double v, double *sh) {
     return sh[0];
 }
 
+/* fp32 → bf16 bits, rounded to nearest even (a NaN stays a NaN) */
+__device__ inline uint16_t to_bf16(float f) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+__global__ void to_bf16_kernel(uint16_t *dst, const float *src, long n) {
+    FOR_EACH(i, n) dst[i] = to_bf16(src[i]);
+}
+
+extern "C" void cuda_to_bf16(cuda_bf16 *dst, const float *src, long n) {
+    if (n <= 0) return;
+    to_bf16_kernel<<<blocks_for(n, 256), 256, 0, ctx.stream>>>(dst, src, n);
+    LAUNCHED();
+}
+
 /* the cuBLAS compute type of each CUDA_PREC_* */
 static const cublasComputeType_t compute_type[] = {CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32,
                                                    CUBLAS_COMPUTE_32F_FAST_16BF};
@@ -185,15 +202,23 @@ static const cublasComputeType_t compute_type[] = {CUBLAS_COMPUTE_32F, CUBLAS_CO
 /* Row-major C (M,N) = op(A) (M,K) · op(B) (K,N) + beta·C, batched with strides, through cuBLAS
  * (column-major: Cᵀ = op(B)ᵀ op(A)ᵀ, so the operands swap). lda etc. are row-major leading
  * dimensions (the stored row length). */
+static void gemm_rm_typed(bool ta, bool tb, int M, int N, int K, const void *A, int lda, long sA,
+                          const void *B, int ldb, long sB, float *C, int ldc, long sC, float beta,
+                          int batch, bool bf16_operands) {
+    const float one = 1.0f;
+    /* bf16 operands: exact products, fp32 accumulation (the precision setting does not apply) */
+    cudaDataType_t in = bf16_operands ? CUDA_R_16BF : CUDA_R_32F;
+    cublasComputeType_t ct = bf16_operands ? CUBLAS_COMPUTE_32F : compute_type[ctx.prec];
+    BLAS_CHECK(cublasGemmStridedBatchedEx(ctx.blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                          ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &one, B, in, ldb,
+                                          sB, A, in, lda, sA, &beta, C, CUDA_R_32F, ldc, sC, batch,
+                                          ct, CUBLAS_GEMM_DEFAULT));
+}
+
 static void gemm_rm(bool ta, bool tb, int M, int N, int K, const float *A, int lda, long sA,
                     const float *B, int ldb, long sB, float *C, int ldc, long sC, float beta,
                     int batch) {
-    const float one = 1.0f;
-    BLAS_CHECK(cublasGemmStridedBatchedEx(ctx.blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                          ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &one, B,
-                                          CUDA_R_32F, ldb, sB, A, CUDA_R_32F, lda, sA, &beta, C,
-                                          CUDA_R_32F, ldc, sC, batch, compute_type[ctx.prec],
-                                          CUBLAS_GEMM_DEFAULT));
+    gemm_rm_typed(ta, tb, M, N, K, A, lda, sA, B, ldb, sB, C, ldc, sC, beta, batch, false);
 }
 
 /* out (N,OC) = inp (N,C) · weightᵀ + bias (+ residual (N,OC)) as one cuBLASLt call: the bias
@@ -208,8 +233,8 @@ static uint32_t ptr_align(const void *p) {
     return al;
 }
 
-static int lt_matmul(float *out, const float *inp, const float *weight, const float *bias,
-                     const float *residual, int N, int C, int OC) {
+static int lt_matmul(float *out, const void *inp, const void *weight, const float *bias,
+                     const float *residual, int N, int C, int OC, bool bf16_operands) {
     if (!ctx.lt_on) return -1;
     /* the bias epilogue reads the bias with 16-byte loads, and the alignment preferences below do
      * not cover it: an unaligned bias goes the cuBLAS + kernel way (cuBLASLt stays on) */
@@ -229,13 +254,15 @@ static int lt_matmul(float *out, const float *inp, const float *weight, const fl
     uint32_t al_a = ptr_align(weight), al_b = ptr_align(inp), al_c = ptr_align(residual ? residual : out),
              al_d = ptr_align(out);
     /* column-major as in gemm_rm: Dᵀ (OC,N) = (W stored (C,OC))ᵀ · (inp stored (C,N)) */
-    int ok = cublasLtMatmulDescCreate(&op, compute_type[ctx.prec], CUDA_R_32F) == OK &&
+    cudaDataType_t in = bf16_operands ? CUDA_R_16BF : CUDA_R_32F;
+    cublasComputeType_t ct = bf16_operands ? CUBLAS_COMPUTE_32F : compute_type[ctx.prec];
+    int ok = cublasLtMatmulDescCreate(&op, ct, CUDA_R_32F) == OK &&
              cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) == OK &&
              cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb) == OK &&
              (!bias || (cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi) == OK &&
                         cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias) == OK)) &&
-             cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, C, OC, C) == OK &&
-             cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, C, N, C) == OK &&
+             cublasLtMatrixLayoutCreate(&la, in, C, OC, C) == OK &&
+             cublasLtMatrixLayoutCreate(&lb, in, C, N, C) == OK &&
              cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, OC, N, OC) == OK &&
              cublasLtMatmulPreferenceCreate(&pref) == OK &&
              cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws) == OK &&
@@ -329,10 +356,11 @@ __global__ void add_bias_residual_kernel(float *out, const float *bias, const fl
     }
 }
 
-static void matmul_epilogue(float *out, const float *inp, const float *weight, const float *bias,
-                            const float *residual, int N, int C, int OC) {
-    if ((bias || residual) && lt_matmul(out, inp, weight, bias, residual, N, C, OC) == 0) return;
-    gemm_rm(false, true, N, OC, C, inp, C, 0, weight, C, 0, out, OC, 0, 0.0f, 1);
+static void matmul_epilogue(float *out, const void *inp, const void *weight, const float *bias,
+                            const float *residual, int N, int C, int OC, bool bf16_operands) {
+    if ((bias || residual) && lt_matmul(out, inp, weight, bias, residual, N, C, OC, bf16_operands) == 0)
+        return;
+    gemm_rm_typed(false, true, N, OC, C, inp, C, 0, weight, C, 0, out, OC, 0, 0.0f, 1, bf16_operands);
     if (bias || residual) {
         add_bias_residual_kernel<<<blocks_for((long)N * OC, 256), 256, 0, ctx.stream>>>(out, bias, residual, N, OC);
         LAUNCHED();
@@ -341,13 +369,31 @@ static void matmul_epilogue(float *out, const float *inp, const float *weight, c
 
 extern "C" void cuda_matmul_forward(float *out, const float *inp, const float *weight,
                                     const float *bias, int N, int C, int OC) {
-    matmul_epilogue(out, inp, weight, bias, NULL, N, C, OC);
+    matmul_epilogue(out, inp, weight, bias, NULL, N, C, OC, false);
 }
 
 extern "C" void cuda_matmul_residual_forward(float *out, const float *inp, const float *weight,
                                              const float *bias, const float *residual, int N, int C,
                                              int OC) {
-    matmul_epilogue(out, inp, weight, bias, residual, N, C, OC);
+    matmul_epilogue(out, inp, weight, bias, residual, N, C, OC, false);
+}
+
+extern "C" void cuda_matmul_forward_bf16(float *out, const cuda_bf16 *inp, const cuda_bf16 *weight,
+                                         const float *bias, const float *residual, int N, int C,
+                                         int OC) {
+    matmul_epilogue(out, inp, weight, bias, residual, N, C, OC, true);
+}
+
+extern "C" void cuda_matmul_backward_bf16(float *dinp, float *dweight, float *dbias,
+                                          const float *dout, const cuda_bf16 *dout_bf,
+                                          const cuda_bf16 *inp, const cuda_bf16 *weight, int N,
+                                          int C, int OC, int dinp_acc) {
+    if (dinp)
+        gemm_rm_typed(false, false, N, C, OC, dout_bf, OC, 0, weight, C, 0, dinp, C, 0,
+                      dinp_acc ? 1.0f : 0.0f, 1, true);
+    if (dweight)
+        gemm_rm_typed(true, false, OC, C, N, dout_bf, OC, 0, inp, C, 0, dweight, C, 0, 1.0f, 1, true);
+    if (dbias) colsum(NULL, dbias, dout, NULL, NULL, NULL, N, OC);
 }
 
 /* dinp_beta 1: dinp += ..., 0: dinp = ... (the weight gradients always accumulate) */
@@ -371,8 +417,10 @@ extern "C" void cuda_matmul_backward_to(float *dinp, float *dweight, float *dbia
 }
 
 /* one warp per row */
-__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp,
-                                         const float *w, const float *b, int N, int C) {
+/* out_bf: the output as bf16 instead of fp32 (out unused) */
+__global__ void layernorm_forward_kernel(float *out, uint16_t *out_bf, float *mean, float *rstd,
+                                         const float *inp, const float *w, const float *b, int N,
+                                         int C) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
     const float *x = inp + (long)row * C;
@@ -385,14 +433,26 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, c
         v += d * d;
     }
     float r = rsqrtf(warp_sum(v) / C + 1e-5f);
-    float *o = out + (long)row * C;
-    for (int i = lane; i < C; i += 32) o[i] = (x[i] - m) * r * w[i] + b[i];
+    if (out_bf) {
+        uint16_t *o = out_bf + (long)row * C;
+        for (int i = lane; i < C; i += 32) o[i] = to_bf16((x[i] - m) * r * w[i] + b[i]);
+    } else {
+        float *o = out + (long)row * C;
+        for (int i = lane; i < C; i += 32) o[i] = (x[i] - m) * r * w[i] + b[i];
+    }
     if (lane == 0) mean[row] = m, rstd[row] = r;
 }
 
 extern "C" void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                                        const float *weight, const float *bias, int N, int C) {
-    layernorm_forward_kernel<<<(N + 7) / 8, 256, 0, ctx.stream>>>(out, mean, rstd, inp, weight, bias, N, C);
+    layernorm_forward_kernel<<<(N + 7) / 8, 256, 0, ctx.stream>>>(out, NULL, mean, rstd, inp, weight, bias, N, C);
+    LAUNCHED();
+}
+
+extern "C" void cuda_layernorm_forward_bf16(cuda_bf16 *out, float *mean, float *rstd,
+                                            const float *inp, const float *weight,
+                                            const float *bias, int N, int C) {
+    layernorm_forward_kernel<<<(N + 7) / 8, 256, 0, ctx.stream>>>(NULL, out, mean, rstd, inp, weight, bias, N, C);
     LAUNCHED();
 }
 
@@ -430,21 +490,27 @@ extern "C" void cuda_layernorm_backward(float *dinp, float *dweight, float *dbia
 
 #define GELU_SCALE 0.7978845608028654f
 
-__global__ void gelu_forward_kernel(float *out, const float *inp, long N) {
+/* out_bf: the output as bf16 instead of fp32 */
+__global__ void gelu_forward_kernel(float *out, uint16_t *out_bf, const float *inp, long N) {
     FOR_EACH(i, N) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+        float y = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+        if (out_bf) out_bf[i] = to_bf16(y);
+        else out[i] = y;
     }
 }
 
-__global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, long N,
-                                     int acc) {
+/* dinp_bf: also a bf16 copy of the (written, acc = 0) input gradient */
+__global__ void gelu_backward_kernel(float *dinp, uint16_t *dinp_bf, const float *inp,
+                                     const float *dout, long N, int acc) {
     FOR_EACH(i, N) {
         float x = inp[i];
         float th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
         float g = 0.5f * (1.0f + th) +
                   0.5f * x * (1.0f - th * th) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-        dinp[i] = (acc ? dinp[i] : 0.0f) + g * dout[i];
+        float d = (acc ? dinp[i] : 0.0f) + g * dout[i];
+        dinp[i] = d;
+        if (dinp_bf) dinp_bf[i] = to_bf16(d);
     }
 }
 
@@ -457,15 +523,24 @@ __global__ void add_kernel(float *dst, const float *src, long N) {
 }
 
 extern "C" void cuda_gelu_forward(float *out, const float *inp, long N) {
-    gelu_forward_kernel<<<blocks_for(N, 256), 256, 0, ctx.stream>>>(out, inp, N);
+    gelu_forward_kernel<<<blocks_for(N, 256), 256, 0, ctx.stream>>>(out, NULL, inp, N);
+    LAUNCHED();
+}
+extern "C" void cuda_gelu_forward_bf16(cuda_bf16 *out, const float *inp, long N) {
+    gelu_forward_kernel<<<blocks_for(N, 256), 256, 0, ctx.stream>>>(NULL, out, inp, N);
     LAUNCHED();
 }
 extern "C" void cuda_gelu_backward(float *dinp, const float *inp, const float *dout, long N) {
-    gelu_backward_kernel<<<blocks_for(N, 256), 256, 0, ctx.stream>>>(dinp, inp, dout, N, 1);
+    gelu_backward_kernel<<<blocks_for(N, 256), 256, 0, ctx.stream>>>(dinp, NULL, inp, dout, N, 1);
     LAUNCHED();
 }
 extern "C" void cuda_gelu_backward_to(float *dinp, const float *inp, const float *dout, long N) {
-    gelu_backward_kernel<<<blocks_for(N, 256), 256, 0, ctx.stream>>>(dinp, inp, dout, N, 0);
+    gelu_backward_kernel<<<blocks_for(N, 256), 256, 0, ctx.stream>>>(dinp, NULL, inp, dout, N, 0);
+    LAUNCHED();
+}
+extern "C" void cuda_gelu_backward_to_bf16(float *dinp, cuda_bf16 *dinp_bf, const float *inp,
+                                           const float *dout, long N) {
+    gelu_backward_kernel<<<blocks_for(N, 256), 256, 0, ctx.stream>>>(dinp, dinp_bf, inp, dout, N, 0);
     LAUNCHED();
 }
 extern "C" void cuda_residual_forward(float *out, const float *a, const float *b, long N) {
@@ -1276,8 +1351,8 @@ extern "C" void cuda_contrastive_backward(float *da, float *db, float *dlogit_sc
 
 #define CLIP_BLOCKS 64
 
-__global__ void adamw_kernel(float *param, const float *grad, float *m, float *v,
-                             const cuda_segment *segs, const cuda_step_args *args,
+__global__ void adamw_kernel(float *param, uint16_t *param_bf, const float *grad, float *m,
+                             float *v, const cuda_segment *segs, const cuda_step_args *args,
                              const float *grad_scale, float beta1, float beta2, float eps,
                              float wd) {
     cuda_segment sg = segs[blockIdx.y];
@@ -1292,18 +1367,20 @@ __global__ void adamw_kernel(float *param, const float *grad, float *m, float *v
         float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
         m[i] = mi;
         v[i] = vi;
-        param[i] -= lr * ((mi / bc1) / (sqrtf(vi / bc2) + eps) + decay * param[i]);
+        float p = param[i] - lr * ((mi / bc1) / (sqrtf(vi / bc2) + eps) + decay * param[i]);
+        param[i] = p;
+        if (param_bf) param_bf[i] = to_bf16(p);
     }
 }
 
-extern "C" void cuda_adamw_update(float *param, const float *grad, float *m, float *v,
-                                  const cuda_segment *segs, int nseg, long max_seg,
+extern "C" void cuda_adamw_update(float *param, cuda_bf16 *param_bf, const float *grad, float *m,
+                                  float *v, const cuda_segment *segs, int nseg, long max_seg,
                                   const cuda_step_args *args, const float *grad_scale,
                                   float beta1, float beta2, float eps, float weight_decay) {
     if (nseg == 0) return;
     dim3 grid(blocks_for(max_seg, 256) < 1024 ? blocks_for(max_seg, 256) : 1024, nseg);
-    adamw_kernel<<<grid, 256, 0, ctx.stream>>>(param, grad, m, v, segs, args, grad_scale, beta1,
-                                                beta2, eps, weight_decay);
+    adamw_kernel<<<grid, 256, 0, ctx.stream>>>(param, param_bf, grad, m, v, segs, args, grad_scale,
+                                                beta1, beta2, eps, weight_decay);
     LAUNCHED();
 }
 

@@ -9,7 +9,9 @@
  *
  * Tolerances (fp32 = plain fp32 products; tf32 and bf16 = the faster precisions):
  *   losses and norms:        |x - ref| <= rtol·|ref|, rtol 1e-5 / 1e-4 / 1e-3 (over the 5 steps:
- *                            3e-4, fp32);
+ *                            3e-4 / 1e-2 / 3e-2: the gradient norm of instruct drifts most; the
+ *                            emulation with real bf16 rounding (gpu_emu) moves it by 0.95 % at
+ *                            step 5, with tf32-sized noise (CGVLM_EMU_JITTER=1e-3) by 0.27 %);
  *   logits, per tensor:      ‖x - ref‖ / ‖ref‖ <= 5e-5 / 3e-3 / 2e-2;
  *   gradients, per tensor:   ‖x - ref‖ / ‖ref‖ <= 1e-4 / 5e-3 / 3e-2, and in fp32 also every element
  *                            |x - ref| <= 1e-4·max|ref| + 1e-3·|ref|;
@@ -24,7 +26,8 @@
  * perturbed by a relative 1e-6 (about what another summation order gives at these sizes) stays
  * within them with 3x to 10x margin: logits 1.2e-6, step norms 3e-5 apart after 5 steps, 26 of
  * 834k values outside; at 1e-5 the logits (1.2e-5) and the step norms (3.4e-4) fail.
- * Graph replay must equal eager execution bit for bit, and a shape is captured once. The fused
+ * Graph replay must equal eager execution bit for bit in every precision (in bf16 that includes
+ * AdamW refreshing the weights' bf16 copy), and a shape is captured once. The fused
  * attention (model_cuda_set_attention) is checked the same way in instruct and clip, fp32.
  * Calibration of the tf32/bf16 bounds (no GPU needed): the CPU model with the inputs of every sgemm
  * rounded to 10 / 7 mantissa bits (cblas_sgemm interposed) differs from plain fp32 on this batch by
@@ -46,9 +49,9 @@
 #define LR 1e-3f
 
 typedef struct {
-    double loss_rtol, logit_rel, grad_rel;
+    double loss_rtol, logit_rel, grad_rel, step_rtol;
 } tols;
-static const tols TOLS[3] = {{1e-5, 5e-5, 1e-4}, {1e-4, 3e-3, 5e-3}, {1e-3, 2e-2, 3e-2}};
+static const tols TOLS[3] = {{1e-5, 5e-5, 1e-4, 3e-4}, {1e-4, 3e-3, 5e-3, 1e-2}, {1e-3, 2e-2, 3e-2, 3e-2}};
 
 static const char *mode_name(int mode) {
     static const char *n[] = {"lm", "clip", "align", "instruct"};
@@ -209,8 +212,10 @@ static void check_mode(const model_config *cfg, int mode, int prec, int attn) {
     CHECK(lg.n_targets == lc.n_targets);
     CHECK(model_cuda_download(g, &gm) == CG_OK);
     compare_grads(&cpu, &gm, mode, prec);
-    if (prec == CUDA_PREC_FP32) {
-        /* five whole steps, graphs on; the same steps eagerly on a second GPU model */
+    {
+        /* five whole steps, graphs on; the same steps eagerly on a second GPU model (in tf32 and
+         * bf16 the losses and norms within the step tolerance of the precision; the parameters
+         * are compared in fp32 only) */
         model_cuda *ge = NULL;
         model fresh, em;
         CHECK(model_init(&fresh, cfg, 5) == CG_OK);
@@ -238,14 +243,14 @@ static void check_mode(const model_config *cfg, int mode, int prec, int attn) {
             CHECK(ge && model_cuda_step(ge, &bb.b, mode, &hp, lr, 1.0f, &le, &ne) == CG_OK);
             printf("    step %d: loss gpu %.6f cpu %.6f, norm gpu %.6f cpu %.6f\n", s + 1,
                    (double)lg.loss, (double)lc.loss, (double)ng, (double)nc);
-            close_loss("step loss", lg.loss, lc.loss, 3e-4);
-            close_loss("step norm", ng, nc, 3e-4);
+            close_loss("step loss", lg.loss, lc.loss, t->step_rtol);
+            close_loss("step norm", ng, nc, t->step_rtol);
             CHECK(le.loss == lg.loss && ne == ng);
         }
         CHECK(model_cuda_graph_captures(g) == captures0 + 1);
         CHECK(model_cuda_download(g, &gm) == CG_OK);
         CHECK(ge && model_cuda_download(ge, &em) == CG_OK);
-        compare_after_steps(&cpu, &gm, mode);
+        if (prec == CUDA_PREC_FP32) compare_after_steps(&cpu, &gm, mode);
         CHECK(memcmp(gm.params_mem, em.params_mem, sizeof(float) * (size_t)gm.nvalues) == 0);
         CHECK(memcmp(gm.m_mem, em.m_mem, sizeof(float) * (size_t)gm.nvalues) == 0);
         model_cuda_free(ge);

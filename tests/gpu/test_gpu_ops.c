@@ -49,11 +49,8 @@ static float *poison(long n) {
     return d;
 }
 
-/* compares n device floats with the reference; prints the worst element */
-static void cmp(const char *what, const float *d, const float *ref, long n, tol t) {
-    float *h = malloc(sizeof(float) * (size_t)n);
-    CHECK(cuda_ctx_sync() == CG_OK);
-    cuda_download(h, d, sizeof(float) * (size_t)n);
+/* compares n host floats (from the device) with the reference; prints the worst element; frees h */
+static void cmp_host(const char *what, float *h, const float *ref, long n, tol t) {
     long bad = 0, worst = 0;
     double worst_ratio = 0.0;
     for (long i = 0; i < n; i++) {
@@ -68,6 +65,55 @@ static void cmp(const char *what, const float *d, const float *ref, long n, tol 
     printf("  %-28s n=%-7ld worst [%ld] gpu %.7g cpu %.7g (%.2f of tolerance)%s\n", what, n, worst,
            (double)h[worst], (double)ref[worst], worst_ratio, bad ? "  FAIL" : "");
     free(h);
+}
+
+/* compares n device floats with the reference */
+static void cmp(const char *what, const float *d, const float *ref, long n, tol t) {
+    float *h = malloc(sizeof(float) * (size_t)n);
+    CHECK(cuda_ctx_sync() == CG_OK);
+    cuda_download(h, d, sizeof(float) * (size_t)n);
+    cmp_host(what, h, ref, n, t);
+}
+
+/* bf16 on the host: rounding to nearest even (as the GPU's), and back */
+static cuda_bf16 bf16_of(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (cuda_bf16)((u >> 16) | 0x40u);
+    return (cuda_bf16)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+static float float_of(cuda_bf16 h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+/* x rounded to bf16 (a new host array), and its bf16 copy on the device */
+static float *rounded(const float *x, long n, cuda_bf16 **dev_bf) {
+    float *r = malloc(sizeof(float) * (size_t)n);
+    cuda_bf16 *h = malloc(sizeof(cuda_bf16) * (size_t)n);
+    for (long i = 0; i < n; i++) h[i] = bf16_of(x[i]), r[i] = float_of(h[i]);
+    *dev_bf = dev(h, sizeof(cuda_bf16) * (size_t)n);
+    free(h);
+    return r;
+}
+/* compares n device bf16 values with the reference */
+static void cmp_bf16(const char *what, const cuda_bf16 *d, const float *ref, long n, tol t) {
+    cuda_bf16 *hb = malloc(sizeof(cuda_bf16) * (size_t)n);
+    float *h = malloc(sizeof(float) * (size_t)n);
+    CHECK(cuda_ctx_sync() == CG_OK);
+    cuda_download(hb, d, sizeof(cuda_bf16) * (size_t)n);
+    for (long i = 0; i < n; i++) h[i] = float_of(hb[i]);
+    free(hb);
+    cmp_host(what, h, ref, n, t);
+}
+static cuda_bf16 *poison_bf16(long n) {
+    cuda_bf16 *d = cuda_alloc(sizeof(cuda_bf16) * (size_t)n);
+    cuda_bf16 *h = malloc(sizeof(cuda_bf16) * (size_t)n);
+    for (long i = 0; i < n; i++) h[i] = 0x7fc1; /* a NaN */
+    cuda_upload(d, h, sizeof(cuda_bf16) * (size_t)n);
+    free(h);
+    return d;
 }
 
 static void test_matmul(void) {
@@ -115,6 +161,100 @@ static void test_matmul(void) {
     free(inp), free(w), free(b), free(dout), free(ref), free(di), free(dw), free(db);
     cuda_free(d_inp), cuda_free(d_w), cuda_free(d_b), cuda_free(d_dout), cuda_free(d_out);
     cuda_free(d_di), cuda_free(d_dw), cuda_free(d_db);
+}
+
+/* the bf16-operand products and the kernels that write bf16 copies: the products against the CPU
+ * oracle on the same bf16-rounded operands (exact products, fp32 sums: fp32 tolerances), the
+ * roundings bit for bit, and outputs rounded to bf16 within half a bf16 unit (rtol 2^-8) */
+static void test_bf16_ops(void) {
+    printf(" bf16 operands:\n");
+    /* rounding: ties to even both ways, NaN, infinity, the largest finite, subnormals */
+    float sp[12] = {1.0f, -2.5f, 3.14159265f, 1e-40f, -1e-42f, INFINITY, -INFINITY, NAN, 3.3895314e38f, 0.0f};
+    uint32_t ties[2] = {0x3f808000u, 0x3f818000u}; /* 1 + 2^-8 (to even: down), 1 + 3·2^-8 (up) */
+    memcpy(&sp[10], &ties[0], 4);
+    memcpy(&sp[11], &ties[1], 4);
+    long nr = 4096 + 12;
+    float *xr = rnd(nr, 3);
+    memcpy(xr, sp, sizeof sp);
+    float *d_xr = devf(xr, nr);
+    cuda_bf16 *d_r = poison_bf16(nr), *hr = malloc(sizeof(cuda_bf16) * (size_t)nr);
+    cuda_to_bf16(d_r, d_xr, nr);
+    CHECK(cuda_ctx_sync() == CG_OK);
+    cuda_download(hr, d_r, sizeof(cuda_bf16) * (size_t)nr);
+    long wrong = 0;
+    for (long i = 0; i < nr; i++) wrong += hr[i] != bf16_of(xr[i]);
+    CHECK(wrong == 0);
+    CHECK(hr[10] == 0x3f80 && hr[11] == 0x3f82 && hr[5] == 0x7f80 && (hr[7] & 0x7fff) > 0x7f80);
+    printf("  to_bf16                      n=%-7ld %ld not rounded as on the host%s\n", nr, wrong, wrong ? "  FAIL" : "");
+    free(xr), free(hr);
+    cuda_free(d_xr), cuda_free(d_r);
+
+    int N = 111, C = 64, OC = 96;
+    float *inp = rnd((long)N * C, 1), *w = rnd((long)OC * C, 0.125f), *b = rnd(OC, 1);
+    float *dout = rnd((long)N * OC, 1), *res = rnd((long)N * OC, 1);
+    cuda_bf16 *d_inp, *d_w, *d_dout_bf;
+    float *inp_r = rounded(inp, (long)N * C, &d_inp), *w_r = rounded(w, (long)OC * C, &d_w);
+    float *dout_r = rounded(dout, (long)N * OC, &d_dout_bf);
+    float *d_b = devf(b, OC), *d_res = devf(res, (long)N * OC), *d_dout = devf(dout, (long)N * OC);
+    float *ref = malloc(sizeof(float) * (size_t)N * OC), *d_out = poison((long)N * OC);
+    tol sum_tol = {1e-4, 1e-4}; /* fp32 sums of exact products */
+    for (int lt = 1; lt >= 0; lt--) {
+        cuda_ctx_set_lt(lt);
+        matmul_forward(ref, inp_r, w_r, b, N, C, OC);
+        residual_forward(ref, ref, res, N * OC);
+        cuda_matmul_forward_bf16(d_out, d_inp, d_w, d_b, d_res, N, C, OC);
+        cmp(lt ? "matmul_forward_bf16 (cuBLASLt)" : "matmul_forward_bf16 (cuBLAS)", d_out, ref,
+            (long)N * OC, sum_tol);
+    }
+    cuda_ctx_set_lt(1);
+    matmul_forward(ref, inp_r, w_r, NULL, N, C, OC);
+    cuda_matmul_forward_bf16(d_out, d_inp, d_w, NULL, NULL, N, C, OC);
+    cmp("matmul_forward_bf16 (plain)", d_out, ref, (long)N * OC, sum_tol);
+    /* backward: dinp added to (acc) and written over poison; dweight accumulates; dbias from fp32 */
+    float *di = rnd((long)N * C, 1), *dw = rnd((long)OC * C, 1), *db = rnd(OC, 1);
+    float *d_di = devf(di, (long)N * C), *d_dw = devf(dw, (long)OC * C), *d_db = devf(db, OC);
+    matmul_backward(di, dw, NULL, dout_r, inp_r, w_r, N, C, OC);
+    matmul_backward(NULL, NULL, db, dout, inp_r, w_r, N, C, OC);
+    cuda_matmul_backward_bf16(d_di, d_dw, d_db, d_dout, d_dout_bf, d_inp, d_w, N, C, OC, 1);
+    cmp("matmul_backward_bf16.dinp", d_di, di, (long)N * C, sum_tol);
+    cmp("matmul_backward_bf16.dweight", d_dw, dw, (long)OC * C, (tol){1e-3, 1e-4});
+    cmp("matmul_backward_bf16.dbias", d_db, db, OC, (tol){1e-4, 1e-4});
+    float *di0 = calloc((size_t)N * C, sizeof(float)), *d_di0 = poison((long)N * C);
+    matmul_backward(di0, NULL, NULL, dout_r, inp_r, w_r, N, C, OC);
+    cuda_matmul_backward_bf16(d_di0, NULL, NULL, d_dout, d_dout_bf, d_inp, d_w, N, C, OC, 0);
+    cmp("matmul_backward_bf16.dinp (=)", d_di0, di0, (long)N * C, sum_tol);
+    free(inp), free(w), free(b), free(dout), free(res), free(inp_r), free(w_r), free(dout_r);
+    free(ref), free(di), free(dw), free(db), free(di0);
+    cuda_free(d_inp), cuda_free(d_w), cuda_free(d_dout_bf), cuda_free(d_b), cuda_free(d_res);
+    cuda_free(d_dout), cuda_free(d_out), cuda_free(d_di), cuda_free(d_dw), cuda_free(d_db);
+    cuda_free(d_di0);
+
+    /* layernorm and GELU writing bf16; GELU's backward writing both */
+    int R = 77, D = 96;
+    long n = (long)R * D;
+    /* rounding to bf16 moves x by at most half a unit, < 2^-8 |x|; on top, the fp32 difference of
+     * the value rounded (TOL_EXACT) */
+    tol half_unit = {TOL_EXACT.atol, 1.0 / 256 + TOL_EXACT.rtol};
+    float *x = rnd(n, 2), *lw = rnd(D, 1), *lb = rnd(D, 1), *gd = rnd(n, 1);
+    float *out = malloc(sizeof(float) * (size_t)n), *mean = malloc(sizeof(float) * R), *rstd = malloc(sizeof(float) * R);
+    float *d_x = devf(x, n), *d_lw = devf(lw, D), *d_lb = devf(lb, D), *d_gd = devf(gd, n);
+    float *d_mean = poison(R), *d_rstd = poison(R), *d_g = poison(n);
+    cuda_bf16 *d_o = poison_bf16(n);
+    layernorm_forward(out, mean, rstd, x, lw, lb, R, D);
+    cuda_layernorm_forward_bf16(d_o, d_mean, d_rstd, d_x, d_lw, d_lb, R, D);
+    cmp_bf16("layernorm_forward_bf16", d_o, out, n, half_unit);
+    cmp("layernorm_forward_bf16.rstd", d_rstd, rstd, R, TOL_EXACT);
+    gelu_forward(out, x, (int)n);
+    cuda_gelu_forward_bf16(d_o, d_x, n);
+    cmp_bf16("gelu_forward_bf16", d_o, out, n, half_unit);
+    memset(out, 0, sizeof(float) * (size_t)n);
+    gelu_backward(out, x, gd, (int)n);
+    cuda_gelu_backward_to_bf16(d_g, d_o, d_x, d_gd, n);
+    cmp("gelu_backward_to_bf16", d_g, out, n, TOL_EXACT);
+    cmp_bf16("gelu_backward_to_bf16 (bf16)", d_o, out, n, half_unit);
+    free(x), free(lw), free(lb), free(gd), free(out), free(mean), free(rstd);
+    cuda_free(d_x), cuda_free(d_lw), cuda_free(d_lb), cuda_free(d_gd), cuda_free(d_mean);
+    cuda_free(d_rstd), cuda_free(d_g), cuda_free(d_o);
 }
 
 static void test_layernorm_gelu_residual(void) {
@@ -424,15 +564,27 @@ static void test_optimizer(void) {
                      1e-8f, decay[i] ? 0.1f : 0.0f, args.t);
     /* the same AdamW twice from the same state: clipped in place, then with the factor applied
      * inside AdamW (apply = 0, grad_scale): the same bits */
+    cuda_bf16 *d_pbf = poison_bf16(n); /* the bf16 copy: the updated values, the rest untouched */
     cuda_clip_grad(d_g2, d_segs, 2, 1001, d_args, d_part, d_norm, 0);
-    cuda_adamw_update(d_p2, d_g2, d_m2, d_v2, d_segs, 2, 1001, d_args, d_norm + 1, 0.9f, 0.95f,
+    cuda_adamw_update(d_p2, d_pbf, d_g2, d_m2, d_v2, d_segs, 2, 1001, d_args, d_norm + 1, 0.9f, 0.95f,
                       1e-8f, 0.1f);
     cuda_clip_grad(d_g, d_segs, 2, 1001, d_args, d_part, d_norm, 1);
-    cuda_adamw_update(d_p, d_g, d_m, d_v, d_segs, 2, 1001, d_args, NULL, 0.9f, 0.95f, 1e-8f, 0.1f);
+    cuda_adamw_update(d_p, NULL, d_g, d_m, d_v, d_segs, 2, 1001, d_args, NULL, 0.9f, 0.95f, 1e-8f, 0.1f);
     float *h1 = malloc(sizeof(float) * n), *h2 = malloc(sizeof(float) * n);
     cuda_download(h1, d_p, sizeof(float) * n);
     cuda_download(h2, d_p2, sizeof(float) * n);
     CHECK(memcmp(h1, h2, sizeof(float) * n) == 0);
+    cuda_bf16 *hb = malloc(sizeof(cuda_bf16) * (size_t)n);
+    cuda_download(hb, d_pbf, sizeof(cuda_bf16) * (size_t)n);
+    long bf_wrong = 0;
+    for (long i = 0; i < n; i++) {
+        int updated = (i >= off[0] && i < off[0] + len[0]) || (i >= off[2] && i < off[2] + len[2]);
+        bf_wrong += updated ? hb[i] != bf16_of(h2[i]) : hb[i] != 0x7fc1;
+    }
+    printf("  adamw_update.params_bf       n=%-7ld %ld wrong%s\n", n, bf_wrong, bf_wrong ? "  FAIL" : "");
+    CHECK(bf_wrong == 0);
+    free(hb);
+    cuda_free(d_pbf);
     free(h1), free(h2);
     cuda_free(d_p2), cuda_free(d_g2), cuda_free(d_m2), cuda_free(d_v2);
     float nref[2] = {norm, s};
@@ -465,6 +617,7 @@ static int run(void) {
         test_classifier();
         if (prec == CUDA_PREC_FP32) {
             test_layernorm_gelu_residual();
+            test_bf16_ops();
             test_encoder_embedding_patchify();
             test_pool_norm_mean();
             test_contrastive();

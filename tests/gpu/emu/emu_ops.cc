@@ -195,6 +195,54 @@ void cuda_matmul_backward_to(float *dinp, float *dw, float *db, const float *dou
     EMU(memset(dinp, 0, sizeof(float) * (size_t)N * C);
         matmul_backward(dinp, dw, db, dout, inp, w, N, C, OC); jitter(dinp, (long)N * C); jitter(dw, (long)OC * C); jitter(db, OC));
 }
+/* bf16 as the GPU rounds it (to nearest even), and back */
+static cuda_bf16 bf16_of(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (cuda_bf16)((u >> 16) | 0x40u);
+    return (cuda_bf16)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+static std::vector<float> widen(const cuda_bf16 *p, long n) {
+    std::vector<float> f((size_t)n);
+    for (long i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)p[i] << 16;
+        memcpy(&f[(size_t)i], &u, 4);
+    }
+    return f;
+}
+static void narrow(cuda_bf16 *dst, const float *src, long n) {
+    for (long i = 0; i < n; i++) dst[i] = bf16_of(src[i]);
+}
+void cuda_to_bf16(cuda_bf16 *dst, const float *src, long n) { EMU(narrow(dst, src, n)); }
+void cuda_matmul_forward_bf16(float *out, const cuda_bf16 *inp, const cuda_bf16 *w, const float *b,
+                              const float *res, int N, int C, int OC) {
+    EMU(std::vector<float> fi = widen(inp, (long)N * C), fw = widen(w, (long)OC * C);
+        matmul_forward(out, fi.data(), fw.data(), b, N, C, OC); jitter(out, (long)N * OC);
+        if (res) residual_forward(out, out, res, N * OC));
+}
+void cuda_matmul_backward_bf16(float *dinp, float *dw, float *db, const float *dout,
+                               const cuda_bf16 *dout_bf, const cuda_bf16 *inp, const cuda_bf16 *w,
+                               int N, int C, int OC, int dinp_acc) {
+    EMU(std::vector<float> fd = widen(dout_bf, (long)N * OC), fi = widen(inp, (long)N * C),
+        fw = widen(w, (long)OC * C);
+        if (dinp && !dinp_acc) memset(dinp, 0, sizeof(float) * (size_t)N * C);
+        matmul_backward(dinp, dw, NULL, fd.data(), fi.data(), fw.data(), N, C, OC);
+        if (db) matmul_backward(NULL, NULL, db, dout, fi.data(), fw.data(), N, C, OC);
+        jitter(dinp, (long)N * C); jitter(dw, (long)OC * C); jitter(db, OC));
+}
+void cuda_layernorm_forward_bf16(cuda_bf16 *out, float *mean, float *rstd, const float *inp,
+                                 const float *w, const float *b, int N, int C) {
+    EMU(std::vector<float> o((size_t)N * C); layernorm_forward(o.data(), mean, rstd, inp, w, b, N, C);
+        narrow(out, o.data(), (long)N * C));
+}
+void cuda_gelu_forward_bf16(cuda_bf16 *out, const float *inp, long N) {
+    EMU(std::vector<float> o((size_t)N); gelu_forward(o.data(), inp, (int)N); narrow(out, o.data(), N));
+}
+void cuda_gelu_backward_to_bf16(float *dinp, cuda_bf16 *dinp_bf, const float *inp, const float *dout,
+                                long N) {
+    EMU(memset(dinp, 0, sizeof(float) * (size_t)N); gelu_backward(dinp, inp, dout, (int)N);
+        narrow(dinp_bf, dinp, N));
+}
 void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                             const float *b, int N, int C) {
     EMU(layernorm_forward(out, mean, rstd, inp, w, b, N, C));
@@ -385,7 +433,7 @@ void cuda_contrastive_backward(float *da, float *db, float *dls, const float *pr
 }
 
 /* ---- optimizer ---- */
-void cuda_adamw_update(float *param, const float *grad, float *m, float *v, const cuda_segment *segs,
+void cuda_adamw_update(float *param, cuda_bf16 *param_bf, const float *grad, float *m, float *v, const cuda_segment *segs,
                        int nseg, long max_seg, const cuda_step_args *args, const float *grad_scale,
                        float beta1, float beta2, float eps, float wd) {
     EMU(float gs = grad_scale ? grad_scale[0] : 1.0f; float lr = args->lr, t = (float)args->t;
@@ -399,6 +447,7 @@ void cuda_adamw_update(float *param, const float *grad, float *m, float *v, cons
                 float mi = beta1 * m[i] + (1.0f - beta1) * g, vi = beta2 * v[i] + (1.0f - beta2) * g * g;
                 m[i] = mi, v[i] = vi;
                 param[i] -= lr * ((mi / bc1) / (sqrtf(vi / bc2) + eps) + decay * param[i]);
+                if (param_bf) param_bf[i] = bf16_of(param[i]);
             }
         });
 }

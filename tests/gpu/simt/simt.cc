@@ -202,15 +202,23 @@ static float round_in(float x, int ct) {
     memcpy(&x, &b, 4);
     return x;
 }
-/* column-major C (m,n) = alpha op(A) op(B) + beta C */
-static void ref_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda, const float *B, int ldb,
-                     float beta, const float *Cin, float *C, int ldc, int ct, const float *bias) {
+/* element i of an operand stored as fp32 or as bf16 (its upper 16 bits) */
+static float operand(const void *M, long i, int bf16) {
+    if (!bf16) return ((const float *)M)[i];
+    uint32_t u = (uint32_t)((const uint16_t *)M)[i] << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+/* column-major C (m,n) = alpha op(A) op(B) + beta C; A and B fp32 or both bf16 (bf16 = 1) */
+static void ref_gemm(int ta, int tb, int m, int n, int k, float alpha, const void *A, int lda, const void *B, int ldb,
+                     float beta, const float *Cin, float *C, int ldc, int ct, const float *bias, int bf16 = 0) {
     for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++) {
             double s = 0;
             for (int p = 0; p < k; p++) {
-                float a = ta ? A[p + (long)i * lda] : A[i + (long)p * lda];
-                float bb = tb ? B[j + (long)p * ldb] : B[p + (long)j * ldb];
+                float a = operand(A, ta ? p + (long)i * lda : i + (long)p * lda, bf16);
+                float bb = operand(B, tb ? j + (long)p * ldb : p + (long)j * ldb, bf16);
                 s += (double)round_in(a, ct) * round_in(bb, ct);
             }
             float r = alpha * (float)s;
@@ -224,9 +232,16 @@ cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return 0; }
 cublasStatus_t cublasSetWorkspace(cublasHandle_t, void *, size_t) { return 0; }
 const char *cublasGetStatusString(cublasStatus_t) { return "simt"; }
 cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-    const void *alpha, const void *A, cudaDataType_t, int lda, long long sA, const void *B, cudaDataType_t, int ldb,
-    long long sB, const void *beta, void *C, cudaDataType_t, int ldc, long long sC, int batch, cublasComputeType_t ct, int) {
+    const void *alpha, const void *A, cudaDataType_t at, int lda, long long sA, const void *B, cudaDataType_t bt, int ldb,
+    long long sB, const void *beta, void *C, cudaDataType_t cty, int ldc, long long sC, int batch, cublasComputeType_t ct, int) {
     float al = *(const float *)alpha, be = *(const float *)beta;
+    /* the combinations ops.cu uses: all fp32, or bf16 A and B with fp32 C and CUBLAS_COMPUTE_32F */
+    if (at != bt || cty != CUDA_R_32F || (at == CUDA_R_16BF && ct != CUBLAS_COMPUTE_32F)) {
+        fprintf(stderr, "simt: unsupported gemm types %d %d %d compute %d\n", at, bt, cty, ct);
+        return 7;
+    }
+    int bf = at == CUDA_R_16BF;
+    size_t es = bf ? 2 : 4;
     /* BLAS argument checks */
     if (lda < (ta ? k : m) || ldb < (tb ? n : k) || ldc < m || m < 0 || n < 0 || k < 0) {
         fprintf(stderr, "simt: bad gemm arguments m %d n %d k %d lda %d ldb %d ldc %d ta %d tb %d\n", m, n, k, lda, ldb, ldc, ta, tb);
@@ -234,13 +249,13 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t, cublasOperation_t ta, 
     }
     emu_record([=]() {
         for (int q = 0; q < batch; q++)
-            ref_gemm(ta, tb, m, n, k, al, (const float *)A + q * sA, lda, (const float *)B + q * sB, ldb, be,
-                     (float *)C + q * sC, (float *)C + q * sC, ldc, ct, NULL);
+            ref_gemm(ta, tb, m, n, k, al, (const char *)A + q * sA * es, lda, (const char *)B + q * sB * es, ldb, be,
+                     (float *)C + q * sC, (float *)C + q * sC, ldc, ct, NULL, bf);
     });
     return 0;
 }
 struct emu_ltdesc { int ct, ta, tb, epi; const float *bias; };
-struct emu_ltlayout { uint64_t rows, cols; int64_t ld; };
+struct emu_ltlayout { uint64_t rows, cols; int64_t ld; int type; };
 struct emu_ltpref { int dummy; };
 cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) { *h = (void *)1; return 0; }
 cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t ct, cudaDataType_t) {
@@ -257,9 +272,9 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMa
     return 0;
 }
 cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) { delete d; return 0; }
-cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType_t, uint64_t r, uint64_t c, int64_t ld) {
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType_t t, uint64_t r, uint64_t c, int64_t ld) {
     if (ld < (int64_t)r) return 7;
-    *l = new emu_ltlayout{r, c, ld};
+    *l = new emu_ltlayout{r, c, ld, t};
     return 0;
 }
 cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) { delete l; return 0; }
@@ -295,8 +310,14 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const vo
     int m = (int)ld->rows, n = (int)ld->cols, k = (int)(ta ? la->rows : la->cols);
     int lda = (int)la->ld, ldb = (int)lb->ld, ldc = (int)lc->ld, ldd = (int)ld->ld;
     if (ldc != ldd) return 7;
+    if (la->type != lb->type || lc->type != CUDA_R_32F || ld->type != CUDA_R_32F ||
+        (la->type == CUDA_R_16BF && ct != CUBLAS_COMPUTE_32F)) {
+        fprintf(stderr, "simt: unsupported cuBLASLt types\n");
+        return 7;
+    }
+    int bf = la->type == CUDA_R_16BF;
     emu_record([=]() {
-        ref_gemm(ta, tb, m, n, k, al, (const float *)A, lda, (const float *)B, ldb, be, (const float *)C, (float *)D, ldd, ct, bias);
+        ref_gemm(ta, tb, m, n, k, al, A, lda, B, ldb, be, (const float *)C, (float *)D, ldd, ct, bias, bf);
     });
     return 0;
 }
