@@ -303,7 +303,7 @@ if [ $HAVE_GPU = 1 ] && [ "${CGVLM_GPU_BENCH:-1}" = 1 ]; then
             [ -n "$OUTDIR" ] && echo "$line" >> "$OUTDIR/results.jsonl"
             get() { echo "$line" | sed -E "s/.*\"$1\":([0-9.]+).*/\\1/"; }
             [ -n "$BENCH_ENV" ] && run="$run (eager)"
-            record "$run" ok "$(get ms_per_step) ms/step (best $(get ms_per_step_best)), $(get tflops_per_s) TFLOP/s, MFU $(awk "BEGIN{printf \"%.1f\", 100*$(get mfu)}")%; eager f/b/o $(get eager_fwd_ms)/$(get eager_bwd_ms)/$(get eager_opt_ms)"
+            record "$run" ok "$(get ms_per_step) ms/step (best $(get ms_per_step_best), graph alone $(get graph_ms)), $(get tflops_per_s) TFLOP/s, MFU $(awk "BEGIN{printf \"%.1f\", 100*$(get mfu)}")%; eager f/b/o $(get eager_fwd_ms)/$(get eager_bwd_ms)/$(get eager_opt_ms)"
         else
             record "$run" "$(status_of $rc)" "rc $rc: $(lastline "$LOGS/$name.log" | cut -c1-60)"
         fi

@@ -102,6 +102,9 @@ typedef struct {
     double ms_median, ms_best;
     double flops;          /* model_step_flops of the step */
     double phase_ms[3];    /* one eager step: forward, backward, clip + AdamW (device time) */
+    double graph_ms;       /* the step's graph replayed alone, back to back (device time, median
+                            * of 10): ms_median - graph_ms is the host's share (batch upload,
+                            * launch, reading the losses back) */
     float loss_first, loss_last;
     long params;
     int seq;               /* sequence length through the LM (P + T in image modes) */

@@ -318,6 +318,17 @@ static void check_profile(const model_config *cfg, int mode) {
     model_free(&ms);
 }
 
+/* cuda_bench_train (`cgvlm bench train --device cuda`): a few bf16 steps give a time, the graph's
+ * own time, the sections, and finite losses that go down */
+static void check_bench(const model_config *cfg) {
+    cuda_bench_result r;
+    CHECK(cuda_bench_train(cfg, MODE_INSTRUCT, 4, 16, 4, 2, CUDA_PREC_BF16, CUDA_ATTN_MATMUL, &r) == CG_OK);
+    printf("  bench: %.3f ms/step, graph %.3f ms, %d sections, loss %.4f -> %.4f\n", r.ms_median,
+           r.graph_ms, r.n_ops, (double)r.loss_first, (double)r.loss_last);
+    CHECK(r.ms_median > 0 && r.ms_best <= r.ms_median && r.graph_ms > 0 && r.flops > 0);
+    CHECK(r.n_ops >= 10 && isfinite(r.loss_first) && r.loss_last < r.loss_first);
+}
+
 static void check_bad_input(const model_config *cfg) {
     model m;
     model_cuda *g = NULL;
@@ -359,6 +370,7 @@ static int run(void) {
     check_mode(&cfg, MODE_INSTRUCT, CUDA_PREC_FP32, CUDA_ATTN_FUSED);
     if (!quick) check_mode(&cfg, MODE_CLIP, CUDA_PREC_FP32, CUDA_ATTN_FUSED);
     check_profile(&cfg, MODE_ALIGN);
+    check_bench(&cfg);
     if (!quick) check_profile(&cfg, MODE_CLIP);
     check_bad_input(&cfg);
     return test_summary("gpu_model");
