@@ -584,15 +584,70 @@ extern "C" void cuda_text_rows(float *compact, float *seq, int B, int T, int P, 
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Attention: permute qkv to head-major q, k, v (B,NH,T,hs); scores and outputs are batched cuBLAS
- * products over the B·NH heads; the softmax (scale, causal mask) is one warp per row. */
+ * Attention: scores and outputs are batched cuBLAS products over the B·NH heads, each head's
+ * operand addressed in place by a pointer array: q, k, v as (T,hs) views of qkv (B,T,3C) with row
+ * length 3C, the output and its gradient as (T,hs) views of (B,T,C), the probabilities as (T,T)
+ * blocks of att. A small kernel fills the pointer arrays on the device at each call (a launch, so
+ * graph capture takes it in). The softmax (scale, causal mask) is one warp per row. The fused path
+ * below keeps head-major copies (the permute kernels). */
 
-long cuda_attention_scratch_forward(int B, int T, int C, int NH) { return 4L * B * T * C; }
-long cuda_attention_scratch_backward(int B, int T, int C, int NH) {
-    return 7L * B * T * C + (long)B * NH * T * T;
+/* the pointer arrays: at the scratch's first 16-byte boundary (cuBLAS reads them as 8-byte
+ * pointers), n arrays of nbh pointers, rounded up to 64 floats */
+static long attn_ptr_floats(int n, long nbh) { return (2L * n * nbh + 4 + 63) & ~63L; }
+static float **attn_ptr_area(float *scratch) {
+    return (float **)(((uintptr_t)scratch + 15) & ~(uintptr_t)15);
 }
 
-/* qkv (B,T,3C) → q,k,v (B,NH,T,hs) */
+long cuda_attention_scratch_forward(int B, int T, int C, int NH) {
+    (void)T, (void)C;
+    return attn_ptr_floats(5, (long)B * NH);
+}
+long cuda_attention_scratch_backward(int B, int T, int C, int NH) {
+    (void)C;
+    return attn_ptr_floats(9, (long)B * NH) + (long)B * NH * T * T;
+}
+
+/* the views of one call: array j holds base[j] + b·sb[j] + h·sh[j] for head i = b·NH + h */
+#define ATTN_MAX_VIEWS 9
+typedef struct {
+    float *base[ATTN_MAX_VIEWS];
+    long sb[ATTN_MAX_VIEWS];
+    int sh[ATTN_MAX_VIEWS];
+    int n;
+} attn_views;
+
+__global__ void attn_ptrs_kernel(float **ptrs, attn_views v, int B, int NH) {
+    long nbh = (long)B * NH;
+    FOR_EACH(i, nbh) {
+        long b = i / NH;
+        int h = (int)(i % NH);
+        for (int j = 0; j < v.n; j++) ptrs[j * nbh + i] = v.base[j] + b * v.sb[j] + (long)h * v.sh[j];
+    }
+}
+
+static void attn_fill_ptrs(float **ptrs, const attn_views *v, int B, int NH) {
+    attn_ptrs_kernel<<<blocks_for((long)B * NH, 128), 128, 0, ctx.stream>>>(ptrs, *v, B, NH);
+    LAUNCHED();
+}
+
+static void attn_view(attn_views *v, const float *base, long sb, int sh) {
+    v->base[v->n] = (float *)base, v->sb[v->n] = sb, v->sh[v->n] = sh;
+    v->n++;
+}
+
+/* as gemm_rm, batched over pointer arrays: C[i] (M,N) = op(A[i]) · op(B[i]) + beta·C[i] */
+static void gemm_rm_ptrs(bool ta, bool tb, int M, int N, int K, float *const *A, int lda,
+                         float *const *B, int ldb, float *const *C, int ldc, float beta, int batch) {
+    const float one = 1.0f;
+    BLAS_CHECK(cublasGemmBatchedEx(ctx.blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                   ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &one,
+                                   (const void *const *)B, CUDA_R_32F, ldb,
+                                   (const void *const *)A, CUDA_R_32F, lda, &beta,
+                                   (void *const *)C, CUDA_R_32F, ldc, batch,
+                                   compute_type[ctx.prec], CUBLAS_GEMM_DEFAULT));
+}
+
+/* the layout kernels of the fused path: qkv (B,T,3C) → q,k,v (B,NH,T,hs) */
 __global__ void attn_permute_kernel(float *q, float *k, float *v, const float *qkv, int B, int T,
                                     int C, int NH) {
     int hs = C / NH;
@@ -695,43 +750,52 @@ __global__ void attn_softmax_backward_kernel(float *datt, const float *att, long
 
 extern "C" void cuda_attention_forward(float *out, float *att, const float *qkv, float *scratch,
                                        int B, int T, int C, int NH, int causal) {
-    int hs = C / NH;
-    long BTC = (long)B * T * C, rows = (long)B * NH * T;
-    float *q = scratch, *k = q + BTC, *v = k + BTC, *y = v + BTC;
-    unsigned nb = blocks_for(BTC, 256);
-    attn_permute_kernel<<<nb, 256, 0, ctx.stream>>>(q, k, v, qkv, B, T, C, NH);
-    LAUNCHED();
-    long sq = (long)T * hs, sa = (long)T * T;
-    gemm_rm(false, true, T, T, hs, q, hs, sq, k, hs, sq, att, T, sa, 0.0f, B * NH);
+    int hs = C / NH, nbh = B * NH;
+    long rows = (long)nbh * T, TT = (long)T * T, s3 = 3L * T * C;
+    float **p = attn_ptr_area(scratch);
+    float **q = p, **k = q + nbh, **v = k + nbh, **a = v + nbh, **y = a + nbh;
+    attn_views w = {};
+    attn_view(&w, qkv, s3, hs);
+    attn_view(&w, qkv + C, s3, hs);
+    attn_view(&w, qkv + 2 * C, s3, hs);
+    attn_view(&w, att, NH * TT, (int)TT);
+    attn_view(&w, out, (long)T * C, hs);
+    attn_fill_ptrs(p, &w, B, NH);
+    gemm_rm_ptrs(false, true, T, T, hs, q, 3 * C, k, 3 * C, a, T, 0.0f, nbh); /* s = q·kᵀ */
     attn_softmax_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, ctx.stream>>>(att, rows, T, 1.0f / sqrtf((float)hs), causal);
     LAUNCHED();
-    gemm_rm(false, false, T, hs, T, att, T, sa, v, hs, sq, y, hs, sq, 0.0f, B * NH);
-    attn_unpermute_kernel<<<nb, 256, 0, ctx.stream>>>(out, y, B, T, C, NH);
-    LAUNCHED();
+    gemm_rm_ptrs(false, false, T, hs, T, a, T, v, 3 * C, y, C, 0.0f, nbh); /* y = a·v */
 }
 
+/* the order of kernels/cpu/attention.c: datt = dy·vᵀ, dv (+)= aᵀ·dy, the softmax backward, then
+ * dq (+)= dpre·k, dk (+)= dpreᵀ·q; acc = 1 adds to dqkv (beta 1), 0 overwrites it (beta 0) */
 static void attention_backward(float *dqkv, const float *dout, const float *qkv,
                                const float *att, float *scratch, int B, int T, int C, int NH,
                                int causal, int acc) {
-    int hs = C / NH;
-    long BTC = (long)B * T * C, rows = (long)B * NH * T;
-    float *q = scratch, *k = q + BTC, *v = k + BTC, *dy = v + BTC;
-    float *dq = dy + BTC, *dk = dq + BTC, *dv = dk + BTC, *datt = dv + BTC;
-    unsigned nb = blocks_for(BTC, 256);
-    attn_permute_kernel<<<nb, 256, 0, ctx.stream>>>(q, k, v, qkv, B, T, C, NH);
-    LAUNCHED();
-    attn_permute_dout_kernel<<<nb, 256, 0, ctx.stream>>>(dy, dout, B, T, C, NH);
-    LAUNCHED();
-    long sq = (long)T * hs, sa = (long)T * T;
-    int nbh = B * NH;
-    gemm_rm(false, true, T, T, hs, dy, hs, sq, v, hs, sq, datt, T, sa, 0.0f, nbh);  /* datt = dy·vᵀ */
-    gemm_rm(true, false, T, hs, T, att, T, sa, dy, hs, sq, dv, hs, sq, 0.0f, nbh);  /* dv = aᵀ·dy */
+    int hs = C / NH, nbh = B * NH;
+    long rows = (long)nbh * T, TT = (long)T * T, s3 = 3L * T * C;
+    float **p = attn_ptr_area(scratch);
+    float *datt = scratch + attn_ptr_floats(9, nbh);
+    float **q = p, **k = q + nbh, **v = k + nbh, **a = v + nbh, **dy = a + nbh, **da = dy + nbh;
+    float **dq = da + nbh, **dk = dq + nbh, **dv = dk + nbh;
+    attn_views w = {};
+    attn_view(&w, qkv, s3, hs);
+    attn_view(&w, qkv + C, s3, hs);
+    attn_view(&w, qkv + 2 * C, s3, hs);
+    attn_view(&w, att, NH * TT, (int)TT);
+    attn_view(&w, dout, (long)T * C, hs);
+    attn_view(&w, datt, NH * TT, (int)TT);
+    attn_view(&w, dqkv, s3, hs);
+    attn_view(&w, dqkv + C, s3, hs);
+    attn_view(&w, dqkv + 2 * C, s3, hs);
+    attn_fill_ptrs(p, &w, B, NH);
+    float beta = acc ? 1.0f : 0.0f;
+    gemm_rm_ptrs(false, true, T, T, hs, dy, C, v, 3 * C, da, T, 0.0f, nbh);    /* datt = dy·vᵀ */
+    gemm_rm_ptrs(true, false, T, hs, T, a, T, dy, C, dv, 3 * C, beta, nbh);    /* dv = aᵀ·dy */
     attn_softmax_backward_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, ctx.stream>>>(datt, att, rows, T, 1.0f / sqrtf((float)hs), causal);
     LAUNCHED();
-    gemm_rm(false, false, T, hs, T, datt, T, sa, k, hs, sq, dq, hs, sq, 0.0f, nbh); /* dq = dpre·k */
-    gemm_rm(true, false, T, hs, T, datt, T, sa, q, hs, sq, dk, hs, sq, 0.0f, nbh);  /* dk = dpreᵀ·q */
-    attn_unpermute_dqkv_kernel<<<nb, 256, 0, ctx.stream>>>(dqkv, dq, dk, dv, B, T, C, NH, acc);
-    LAUNCHED();
+    gemm_rm_ptrs(false, false, T, hs, T, da, T, k, 3 * C, dq, 3 * C, beta, nbh); /* dq = dpre·k */
+    gemm_rm_ptrs(true, false, T, hs, T, da, T, q, 3 * C, dk, 3 * C, beta, nbh);  /* dk = dpreᵀ·q */
 }
 
 extern "C" void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv,
