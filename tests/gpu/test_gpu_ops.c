@@ -469,9 +469,12 @@ static int run(void) {
         cuda_ctx_set_precision(prec);
         tol_mm = mm_tols[prec];
         test_matmul();
-        test_attention(1, 37, 4); /* odd T: the (T,T) blocks of att start at any float */
-        test_attention(0, 37, 4);
-        test_attention(1, 24, 2); /* even T, head size 32 */
+        /* odd T: the (T,T) blocks of att start at any float, so the strided products run, per
+         * batch row (B 3 <= 4 heads) or per head (2 heads); even T: the pointer-array products */
+        test_attention(1, 37, 4);
+        test_attention(0, 37, 2);
+        test_attention(1, 24, 2);
+        test_attention(0, 24, 4);
         test_classifier();
         if (prec == CUDA_PREC_FP32) {
             test_layernorm_gelu_residual();

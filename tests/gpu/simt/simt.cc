@@ -258,6 +258,13 @@ cublasStatus_t cublasGemmBatchedEx(cublasHandle_t, cublasOperation_t ta, cublasO
             /* distinct outputs: two heads writing one matrix would be a race on the GPU */
             for (int r = 0; r < q; r++)
                 if (C[r] == C[q]) { fprintf(stderr, "simt: batched gemm outputs %d and %d alias\n", r, q); abort(); }
+            /* cuBLAS cannot see the matrices' addresses behind the arrays and may assume 16-byte
+             * alignment (a real H100 faults "misaligned address" on a (T,T) block at an odd T
+             * with tf32): required here of every matrix, whatever the compute type */
+            if (((uintptr_t)A[q] | (uintptr_t)B[q] | (uintptr_t)C[q]) % 16) {
+                fprintf(stderr, "simt: batched gemm matrix %d not 16-byte aligned (A %p B %p C %p)\n", q, A[q], B[q], C[q]);
+                abort();
+            }
             ref_gemm(ta, tb, m, n, k, al, (const float *)A[q], lda, (const float *)B[q], ldb, be, (const float *)C[q],
                      (float *)C[q], ldc, ct, NULL);
         }
