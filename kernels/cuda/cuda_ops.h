@@ -145,8 +145,11 @@ void cuda_patchify_forward(float *out /* (B,P,p*p*3) */, const uint8_t *img_u8 /
                            const float *img_f32 /* (B,S,S,3) */, int B, int S, int p);
 
 /* ---- attention (matrix products through cuBLAS, batched over B*NH) ---- */
-/* Scratch (device floats) for one call: the forward needs 4·B·T·C (head-major q, k, v, y), the
- * backward 7·B·T·C + B·NH·T·T (q, k, v, dy, dq, dk, dv, datt): the two helpers below. */
+/* Scratch (device floats) for one call: the per-head pointer arrays of the batched products (5
+ * forward, 9 backward, each B·NH pointers, placed at the scratch's first 16-byte boundary) and,
+ * for the backward, datt (B,NH,T,T): the two helpers below. The products run in place on qkv,
+ * out, dout and dqkv; one launch per product when every head's matrix is 16-byte aligned (the
+ * buffers are, T is even and the head size a multiple of 4), else one per batch row or head. */
 long cuda_attention_scratch_forward(int B, int T, int C, int NH);
 long cuda_attention_scratch_backward(int B, int T, int C, int NH);
 void cuda_attention_forward(float *out /* (B,T,C) */, float *att /* (B,NH,T,T) */,

@@ -659,15 +659,102 @@ extern "C" void cuda_text_rows(float *compact, float *seq, int B, int T, int P, 
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Attention: permute qkv to head-major q, k, v (B,NH,T,hs); scores and outputs are batched cuBLAS
- * products over the B·NH heads; the softmax (scale, causal mask) is one warp per row. */
+ * Attention: scores and outputs are batched cuBLAS products over the B·NH heads, each head's
+ * operand addressed in place: q, k, v as (T,hs) views of qkv (B,T,3C) with row length 3C, the
+ * output and its gradient as (T,hs) views of (B,T,C), the probabilities as (T,T) blocks of att.
+ * The heads go to one cublasGemmBatchedEx through pointer arrays that a small kernel fills on the
+ * device at each call (a launch, so graph capture takes it in). cuBLAS cannot see the addresses
+ * behind the arrays and may assume 16-byte aligned matrices (an H100 faults on an odd T's (T,T)
+ * blocks with tf32), so a call whose views are not all 16-byte aligned runs instead one strided
+ * product per batch row (or per head, whichever is fewer), where cuBLAS checks the strides itself.
+ * The softmax (scale, causal mask) is one warp per row. The fused path below keeps head-major
+ * copies (the permute kernels). */
 
-long cuda_attention_scratch_forward(int B, int T, int C, int NH) { return 4L * B * T * C; }
-long cuda_attention_scratch_backward(int B, int T, int C, int NH) {
-    return 7L * B * T * C + (long)B * NH * T * T;
+/* Scratch: the pointer arrays at the scratch's first 16-byte boundary (n arrays of B·NH pointers,
+ * rounded up to 64 floats), then the backward's datt, so 16-byte aligned too. */
+static long attn_ptr_floats(int n, long nbh) { return (2L * n * nbh + 63) & ~63L; }
+static float *attn_area(float *scratch) {
+    return (float *)(((uintptr_t)scratch + 15) & ~(uintptr_t)15);
 }
 
-/* qkv (B,T,3C) → q,k,v (B,NH,T,hs) */
+long cuda_attention_scratch_forward(int B, int T, int C, int NH) {
+    (void)T, (void)C;
+    return 4 + attn_ptr_floats(5, (long)B * NH);
+}
+long cuda_attention_scratch_backward(int B, int T, int C, int NH) {
+    (void)C;
+    return 4 + attn_ptr_floats(9, (long)B * NH) + (long)B * NH * T * T;
+}
+
+/* the views of one call: view j of head i = b·NH + h starts at base[j] + b·sb[j] + h·sh[j] */
+#define ATTN_MAX_VIEWS 9
+typedef struct {
+    float *base[ATTN_MAX_VIEWS];
+    long sb[ATTN_MAX_VIEWS], sh[ATTN_MAX_VIEWS];
+    int n;
+} attn_views;
+
+typedef struct {
+    attn_views v;
+    float **ptrs; /* NULL: the strided fallback */
+    int B, NH;
+} attn_call;
+
+__global__ void attn_ptrs_kernel(float **ptrs, attn_views v, int B, int NH) {
+    long nbh = (long)B * NH;
+    FOR_EACH(i, nbh) {
+        long b = i / NH, h = i % NH;
+        for (int j = 0; j < v.n; j++) ptrs[j * nbh + i] = v.base[j] + b * v.sb[j] + h * v.sh[j];
+    }
+}
+
+static int attn_add(attn_views *v, const float *base, long sb, long sh) {
+    v->base[v->n] = (float *)base, v->sb[v->n] = sb, v->sh[v->n] = sh;
+    return v->n++;
+}
+
+/* after the views are added: the pointer arrays filled on the device when every view of every
+ * head is 16-byte aligned, else none (the strided fallback) */
+static void attn_prepare(attn_call *c, float *area) {
+    int aligned = 1;
+    for (int j = 0; j < c->v.n; j++)
+        aligned &= (uintptr_t)c->v.base[j] % 16 == 0 && c->v.sb[j] % 4 == 0 && c->v.sh[j] % 4 == 0;
+    c->ptrs = NULL;
+    if (!aligned) return;
+    c->ptrs = (float **)area;
+    unsigned nb = blocks_for((long)c->B * c->NH, 128);
+    attn_ptrs_kernel<<<nb, 128, 0, ctx.stream>>>(c->ptrs, c->v, c->B, c->NH);
+    LAUNCHED();
+}
+
+/* as gemm_rm for every head: C_i (M,N) = op(A_i) · op(B_i) + beta·C_i, A, B, C view indices */
+static void attn_gemm(const attn_call *c, bool ta, bool tb, int M, int N, int K, int A, int lda,
+                      int B, int ldb, int C, int ldc, float beta) {
+    const attn_views *v = &c->v;
+    int nbh = c->B * c->NH;
+    if (c->ptrs) {
+        const float one = 1.0f;
+        float **p = c->ptrs;
+        BLAS_CHECK(cublasGemmBatchedEx(ctx.blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                       ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &one,
+                                       (const void *const *)(p + (long)B * nbh), CUDA_R_32F, ldb,
+                                       (const void *const *)(p + (long)A * nbh), CUDA_R_32F, lda,
+                                       &beta, (void *const *)(p + (long)C * nbh), CUDA_R_32F, ldc,
+                                       nbh, compute_type[ctx.prec], CUBLAS_GEMM_DEFAULT));
+    } else if (c->B <= c->NH) { /* per batch row, strided over the heads */
+        for (long b = 0; b < c->B; b++)
+            gemm_rm(ta, tb, M, N, K, v->base[A] + b * v->sb[A], lda, v->sh[A],
+                    v->base[B] + b * v->sb[B], ldb, v->sh[B], v->base[C] + b * v->sb[C], ldc,
+                    v->sh[C], beta, c->NH);
+    } else { /* per head, strided over the batch rows */
+        for (long h = 0; h < c->NH; h++)
+            gemm_rm(ta, tb, M, N, K, v->base[A] + h * v->sh[A], lda, v->sb[A],
+                    v->base[B] + h * v->sh[B], ldb, v->sb[B], v->base[C] + h * v->sh[C], ldc,
+                    v->sb[C], beta, c->B);
+    }
+}
+
+/* the layout kernels of the fused path: qkv (B,T,3C) → q,k,v (B,NH,T,hs) */
 __global__ void attn_permute_kernel(float *q, float *k, float *v, const float *qkv, int B, int T,
                                     int C, int NH) {
     int hs = C / NH;
@@ -771,42 +858,42 @@ __global__ void attn_softmax_backward_kernel(float *datt, const float *att, long
 extern "C" void cuda_attention_forward(float *out, float *att, const float *qkv, float *scratch,
                                        int B, int T, int C, int NH, int causal) {
     int hs = C / NH;
-    long BTC = (long)B * T * C, rows = (long)B * NH * T;
-    float *q = scratch, *k = q + BTC, *v = k + BTC, *y = v + BTC;
-    unsigned nb = blocks_for(BTC, 256);
-    attn_permute_kernel<<<nb, 256, 0, ctx.stream>>>(q, k, v, qkv, B, T, C, NH);
-    LAUNCHED();
-    long sq = (long)T * hs, sa = (long)T * T;
-    gemm_rm(false, true, T, T, hs, q, hs, sq, k, hs, sq, att, T, sa, 0.0f, B * NH);
+    long rows = (long)B * NH * T, TT = (long)T * T, s3 = 3L * T * C;
+    attn_call c = {};
+    c.B = B, c.NH = NH;
+    int q = attn_add(&c.v, qkv, s3, hs), k = attn_add(&c.v, qkv + C, s3, hs);
+    int v = attn_add(&c.v, qkv + 2 * C, s3, hs), a = attn_add(&c.v, att, NH * TT, TT);
+    int y = attn_add(&c.v, out, (long)T * C, hs);
+    attn_prepare(&c, attn_area(scratch));
+    attn_gemm(&c, false, true, T, T, hs, q, 3 * C, k, 3 * C, a, T, 0.0f); /* s = q·kᵀ */
     attn_softmax_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, ctx.stream>>>(att, rows, T, 1.0f / sqrtf((float)hs), causal);
     LAUNCHED();
-    gemm_rm(false, false, T, hs, T, att, T, sa, v, hs, sq, y, hs, sq, 0.0f, B * NH);
-    attn_unpermute_kernel<<<nb, 256, 0, ctx.stream>>>(out, y, B, T, C, NH);
-    LAUNCHED();
+    attn_gemm(&c, false, false, T, hs, T, a, T, v, 3 * C, y, C, 0.0f); /* y = a·v */
 }
 
+/* the order of kernels/cpu/attention.c: datt = dy·vᵀ, dv (+)= aᵀ·dy, the softmax backward, then
+ * dq (+)= dpre·k, dk (+)= dpreᵀ·q; acc = 1 adds to dqkv (beta 1), 0 overwrites it (beta 0) */
 static void attention_backward(float *dqkv, const float *dout, const float *qkv,
                                const float *att, float *scratch, int B, int T, int C, int NH,
                                int causal, int acc) {
     int hs = C / NH;
-    long BTC = (long)B * T * C, rows = (long)B * NH * T;
-    float *q = scratch, *k = q + BTC, *v = k + BTC, *dy = v + BTC;
-    float *dq = dy + BTC, *dk = dq + BTC, *dv = dk + BTC, *datt = dv + BTC;
-    unsigned nb = blocks_for(BTC, 256);
-    attn_permute_kernel<<<nb, 256, 0, ctx.stream>>>(q, k, v, qkv, B, T, C, NH);
-    LAUNCHED();
-    attn_permute_dout_kernel<<<nb, 256, 0, ctx.stream>>>(dy, dout, B, T, C, NH);
-    LAUNCHED();
-    long sq = (long)T * hs, sa = (long)T * T;
-    int nbh = B * NH;
-    gemm_rm(false, true, T, T, hs, dy, hs, sq, v, hs, sq, datt, T, sa, 0.0f, nbh);  /* datt = dy·vᵀ */
-    gemm_rm(true, false, T, hs, T, att, T, sa, dy, hs, sq, dv, hs, sq, 0.0f, nbh);  /* dv = aᵀ·dy */
+    long rows = (long)B * NH * T, TT = (long)T * T, s3 = 3L * T * C;
+    float *area = attn_area(scratch), *datt = area + attn_ptr_floats(9, (long)B * NH);
+    attn_call c = {};
+    c.B = B, c.NH = NH;
+    int q = attn_add(&c.v, qkv, s3, hs), k = attn_add(&c.v, qkv + C, s3, hs);
+    int v = attn_add(&c.v, qkv + 2 * C, s3, hs), a = attn_add(&c.v, att, NH * TT, TT);
+    int dy = attn_add(&c.v, dout, (long)T * C, hs), da = attn_add(&c.v, datt, NH * TT, TT);
+    int dq = attn_add(&c.v, dqkv, s3, hs), dk = attn_add(&c.v, dqkv + C, s3, hs);
+    int dv = attn_add(&c.v, dqkv + 2 * C, s3, hs);
+    attn_prepare(&c, area);
+    float beta = acc ? 1.0f : 0.0f;
+    attn_gemm(&c, false, true, T, T, hs, dy, C, v, 3 * C, da, T, 0.0f);     /* datt = dy·vᵀ */
+    attn_gemm(&c, true, false, T, hs, T, a, T, dy, C, dv, 3 * C, beta);     /* dv = aᵀ·dy */
     attn_softmax_backward_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, ctx.stream>>>(datt, att, rows, T, 1.0f / sqrtf((float)hs), causal);
     LAUNCHED();
-    gemm_rm(false, false, T, hs, T, datt, T, sa, k, hs, sq, dq, hs, sq, 0.0f, nbh); /* dq = dpre·k */
-    gemm_rm(true, false, T, hs, T, datt, T, sa, q, hs, sq, dk, hs, sq, 0.0f, nbh);  /* dk = dpreᵀ·q */
-    attn_unpermute_dqkv_kernel<<<nb, 256, 0, ctx.stream>>>(dqkv, dq, dk, dv, B, T, C, NH, acc);
-    LAUNCHED();
+    attn_gemm(&c, false, false, T, hs, T, da, T, k, 3 * C, dq, 3 * C, beta); /* dq = dpre·k */
+    attn_gemm(&c, true, false, T, hs, T, da, T, q, 3 * C, dk, 3 * C, beta);  /* dk = dpreᵀ·q */
 }
 
 extern "C" void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv,

@@ -355,8 +355,10 @@ static void test_encoder_embedding_patchify(void) {
     cuda_free(d_imgf);
 }
 
-static void test_attention(int causal) {
-    int B = 3, T = 37, C = 64, NH = 4;
+/* the matmul attention; its scratch starts one float past an allocation (so the pointer arrays
+ * inside it must find their own 8-byte boundary) and is followed by a guard that must stay as set */
+static void test_attention(int causal, int T, int NH) {
+    int B = 3, C = 64;
     long n = (long)B * T * C, na = (long)B * NH * T * T;
     float *cpu_datt = malloc(sizeof(float) * (size_t)na); /* the CPU backward's scratch */
     float *qkv = rnd(3 * n, 1), *dout = rnd(n, 1), *dqkv = rnd(3 * n, 1);
@@ -365,10 +367,15 @@ static void test_attention(int causal) {
     float *d_out = poison(n), *d_att = poison(na);
     long ns = cuda_attention_scratch_backward(B, T, C, NH);
     if (cuda_attention_scratch_forward(B, T, C, NH) > ns) ns = cuda_attention_scratch_forward(B, T, C, NH);
-    float *d_scratch = cuda_alloc(sizeof(float) * (size_t)ns);
+    enum { GUARD = 64 };
+    float guard[GUARD], guard_after[GUARD];
+    for (int i = 0; i < GUARD; i++) guard[i] = (float)(i + 1);
+    float *d_scratch_mem = cuda_alloc(sizeof(float) * (size_t)(ns + 1 + GUARD));
+    float *d_scratch = d_scratch_mem + 1;
+    cuda_upload(d_scratch + ns, guard, sizeof guard);
     attention_forward(out, att, qkv, B, T, C, NH, causal);
     cuda_attention_forward(d_out, d_att, d_qkv, d_scratch, B, T, C, NH, causal);
-    printf(" attention, %s:\n", causal ? "causal" : "bidirectional");
+    printf(" attention, %s, T %d, %d heads:\n", causal ? "causal" : "bidirectional", T, NH);
     cmp("attention_forward", d_out, out, n, tol_mm);
     cmp("attention_forward.att", d_att, att, na, tol_mm);
     attention_backward(dqkv, cpu_datt, dout, qkv, att, B, T, C, NH, causal);
@@ -390,9 +397,11 @@ static void test_attention(int causal) {
     cuda_attention_backward(d_dqkv, d_dout, d_qkv, d_att, d_scratch, B, T, C, NH, causal);
     cuda_download(h2, d_dqkv, sizeof(float) * 3 * n);
     CHECK(memcmp(h1, h2, sizeof(float) * 3 * n) == 0);
+    cuda_download(guard_after, d_scratch + ns, sizeof guard_after);
+    CHECK(memcmp(guard, guard_after, sizeof guard) == 0);
     free(qkv), free(dout), free(dqkv), free(out), free(att), free(h1), free(h2);
     cuda_free(d_qkv), cuda_free(d_dout), cuda_free(d_dqkv), cuda_free(d_out), cuda_free(d_att);
-    cuda_free(d_scratch);
+    cuda_free(d_scratch_mem);
 }
 
 /* the fused kernels: no (T,T) matrix, so only the output and the gradients are compared; they run
@@ -612,8 +621,12 @@ static int run(void) {
         cuda_ctx_set_precision(prec);
         tol_mm = mm_tols[prec];
         test_matmul();
-        test_attention(1);
-        test_attention(0);
+        /* odd T: the (T,T) blocks of att start at any float, so the strided products run, per
+         * batch row (B 3 <= 4 heads) or per head (2 heads); even T: the pointer-array products */
+        test_attention(1, 37, 4);
+        test_attention(0, 37, 2);
+        test_attention(1, 24, 2);
+        test_attention(0, 24, 4);
         test_classifier();
         if (prec == CUDA_PREC_FP32) {
             test_layernorm_gelu_residual();

@@ -298,9 +298,16 @@ void cuda_patchify_forward(float *out, const uint8_t *u8, const float *f32, int 
 }
 
 /* ---- attention ---- */
-long cuda_attention_scratch_forward(int B, int T, int C, int NH) { (void)NH; return 4L * B * T * C; }
+/* as kernels/cuda/ops.cu: 16-byte alignment room, the pointer arrays (5 forward, 9 backward, of
+ * B·NH pointers, rounded up to 64 floats), then the backward's (B,NH,T,T) datt */
+static long att_ptr_floats(int n, long nbh) { return (2L * n * nbh + 63) & ~63L; }
+long cuda_attention_scratch_forward(int B, int T, int C, int NH) {
+    (void)T, (void)C;
+    return 4 + att_ptr_floats(5, (long)B * NH);
+}
 long cuda_attention_scratch_backward(int B, int T, int C, int NH) {
-    return 7L * B * T * C + (long)B * NH * T * T;
+    (void)C;
+    return 4 + att_ptr_floats(9, (long)B * NH) + (long)B * NH * T * T;
 }
 long cuda_attention_fused_scratch(int B, int T, int C, int NH) {
     return 7L * B * T * C + (long)B * NH * T;
@@ -315,7 +322,8 @@ static void att_back(float *dqkv, const float *dout, const float *qkv, const flo
     long BTC = (long)B * T * C;
     memset(scratch, 0xff, sizeof(float) * cuda_attention_scratch_backward(B, T, C, NH));
     if (!acc) memset(dqkv, 0, sizeof(float) * 3 * BTC);
-    attention_backward(dqkv, scratch + 7 * BTC, dout, qkv, att, B, T, C, NH, causal);
+    float *datt = scratch + 4 + att_ptr_floats(9, (long)B * NH);
+    attention_backward(dqkv, datt, dout, qkv, att, B, T, C, NH, causal);
     jitter(dqkv, 3 * BTC);
 }
 void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,

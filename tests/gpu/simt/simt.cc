@@ -254,6 +254,38 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t, cublasOperation_t ta, 
     });
     return 0;
 }
+/* the pointer arrays are device memory: read when the product runs (in a graph: at each replay,
+ * after the kernel that fills them), never at the call */
+cublasStatus_t cublasGemmBatchedEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+    const void *alpha, const void *const A[], cudaDataType_t, int lda, const void *const B[], cudaDataType_t, int ldb,
+    const void *beta, void *const C[], cudaDataType_t, int ldc, int batch, cublasComputeType_t ct, int) {
+    float al = *(const float *)alpha, be = *(const float *)beta;
+    if (lda < (ta ? k : m) || ldb < (tb ? n : k) || ldc < m || m < 0 || n < 0 || k < 0 || batch < 0) {
+        fprintf(stderr, "simt: bad batched gemm arguments m %d n %d k %d lda %d ldb %d ldc %d ta %d tb %d\n", m, n, k, lda, ldb, ldc, ta, tb);
+        return 7;
+    }
+    if (((uintptr_t)A | (uintptr_t)B | (uintptr_t)C) % sizeof(void *)) {
+        fprintf(stderr, "simt: pointer arrays not %zu-byte aligned\n", sizeof(void *));
+        return 7;
+    }
+    emu_record([=]() {
+        for (int q = 0; q < batch; q++) {
+            /* distinct outputs: two heads writing one matrix would be a race on the GPU */
+            for (int r = 0; r < q; r++)
+                if (C[r] == C[q]) { fprintf(stderr, "simt: batched gemm outputs %d and %d alias\n", r, q); abort(); }
+            /* cuBLAS cannot see the matrices' addresses behind the arrays and may assume 16-byte
+             * alignment (a real H100 faults "misaligned address" on a (T,T) block at an odd T
+             * with tf32): required here of every matrix, whatever the compute type */
+            if (((uintptr_t)A[q] | (uintptr_t)B[q] | (uintptr_t)C[q]) % 16) {
+                fprintf(stderr, "simt: batched gemm matrix %d not 16-byte aligned (A %p B %p C %p)\n", q, A[q], B[q], C[q]);
+                abort();
+            }
+            ref_gemm(ta, tb, m, n, k, al, (const float *)A[q], lda, (const float *)B[q], ldb, be, (const float *)C[q],
+                     (float *)C[q], ldc, ct, NULL);
+        }
+    });
+    return 0;
+}
 struct emu_ltdesc { int ct, ta, tb, epi; const float *bias; };
 struct emu_ltlayout { uint64_t rows, cols; int64_t ld; int type; };
 struct emu_ltpref { int dummy; };

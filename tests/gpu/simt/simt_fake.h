@@ -77,6 +77,9 @@ const char *cublasGetStatusString(cublasStatus_t);
 cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t, cublasOperation_t, cublasOperation_t, int m, int n, int k,
     const void *alpha, const void *A, cudaDataType_t, int lda, long long sA, const void *B, cudaDataType_t, int ldb,
     long long sB, const void *beta, void *C, cudaDataType_t, int ldc, long long sC, int batch, cublasComputeType_t, int algo);
+cublasStatus_t cublasGemmBatchedEx(cublasHandle_t, cublasOperation_t, cublasOperation_t, int m, int n, int k,
+    const void *alpha, const void *const A[], cudaDataType_t, int lda, const void *const B[], cudaDataType_t, int ldb,
+    const void *beta, void *const C[], cudaDataType_t, int ldc, int batch, cublasComputeType_t, int algo);
 /* cuBLASLt */
 typedef void *cublasLtHandle_t;
 typedef struct emu_ltdesc *cublasLtMatmulDesc_t;
