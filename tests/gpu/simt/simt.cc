@@ -190,6 +190,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t) { for (auto &f : *(
 cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = (void *)1; return 0; }
 cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return 0; }
 cudaError_t cudaEventElapsedTime(float *t, cudaEvent_t, cudaEvent_t) { *t = 0; return 0; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return 0; }
 cudaError_t cudaEventDestroy(cudaEvent_t) { return 0; }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int) { snprintf(p->name, sizeof p->name, "simt"); return 0; }
 

@@ -6,6 +6,7 @@
 #ifndef CG_SIMT_FAKE_H
 #define CG_SIMT_FAKE_H
 #include <functional>
+#include <tuple>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,6 +31,10 @@ void *emu_dyn_smem(void);
 void emu_launch(dim3 g, dim3 b, size_t smem, std::function<void()> k);      /* no barriers */
 void emu_launch_sync(dim3 g, dim3 b, size_t smem, std::function<void()> k); /* barriers, shuffles */
 void emu_record(std::function<void()> f);
+/* a kernel call with its arguments converted to the kernel's parameter types now (at the launch) */
+template <typename... P, typename... A> std::function<void()> emu_bind(void (*k)(P...), A &&...a) {
+    return [k, args = std::tuple<P...>(std::forward<A>(a)...)]() { std::apply(k, args); };
+}
 
 typedef void *cudaStream_t;
 typedef int cudaError_t;
@@ -59,6 +64,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t, cudaStream_t);
 cudaError_t cudaEventCreate(cudaEvent_t *);
 cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t);
 cudaError_t cudaEventElapsedTime(float *, cudaEvent_t, cudaEvent_t);
+cudaError_t cudaEventSynchronize(cudaEvent_t);
 cudaError_t cudaEventDestroy(cudaEvent_t);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *, int);
 

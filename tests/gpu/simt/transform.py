@@ -1,6 +1,6 @@
 """transform.py OPS_CU OUT: kernels/cuda/ops.cu rewritten for a host build against simt_fake.h
 (tests/gpu/simt): each launch `k<<<grid, block, smem, stream>>>(args);` becomes
-`emu_launch[_sync](dim3(grid), dim3(block), smem, [=]() { k(args); });` (_sync for a kernel that
+`emu_launch[_sync](dim3(grid), dim3(block), smem, emu_bind(k, args));` (_sync for a kernel that
 uses barriers or warp shuffles, directly or through warp_sum / warp_max / block_sum_256), and the
 one `extern __shared__` array points at the launch's dynamic shared memory. Exits 1 when a launch
 is left that it does not understand."""
@@ -32,7 +32,11 @@ def repl(m):
     c = split_top(cfg)
     g, b = c[0], c[1]; smem = c[2] if len(c) > 2 else '0'
     fn = 'emu_launch_sync' if name in sync_kernels else 'emu_launch'
-    return f'{fn}(dim3({g}), dim3({b}), {smem}, [=]() {{ {name}{tmpl}({args}); }});'
+    # emu_bind converts the arguments to the kernel's parameters now, at the launch, as CUDA does
+    # (a lambda would evaluate them when a replayed graph runs, through pointers gone by then)
+    # (a bare NULL would reach it as an integer: nullptr converts to any pointer parameter)
+    args = ', '.join('nullptr' if a == 'NULL' else a for a in split_top(args))
+    return f'{fn}(dim3({g}), dim3({b}), {smem}, emu_bind({name}{tmpl}, {args}));'
 src, n = re.subn(r'(\w+)(<\d+>)?<<<(.*?)>>>\((.*?)\);', repl, src, flags=re.S)
 print("launches:", n, file=sys.stderr)
 src = src.replace('extern __shared__ float rowloss[];', 'float *rowloss = (float *)emu_dyn_smem();')
