@@ -3,8 +3,8 @@
 databases that each hold one `cgvlm run` of the same experiment with the same seed, e.g. one
 trained on the GPU and one on the CPU (bench/gpu_e2e.sh). Standard library only (sqlite3).
 
-    python3 bench/compare_runs.py A.db B.db [--tol-final 0.02] [--tol-step 0.25]
-                                            [--tol-eval 0.05] [--last 10]
+    python3 bench/compare_runs.py A.db B.db [--tol-final 0.02] [--tol-final-abs 0.02]
+                                            [--tol-step 0.5] [--tol-eval 0.10] [--last 10]
 
 Where the numbers come from (db/schema.sql): step metrics through the view v_metrics (stage =
 the task's kind, metric, step, value), one task per stage per database (the `done` one); the
@@ -12,23 +12,31 @@ evaluation's overall figures from evals (category '').
 
 What is checked, per training stage (lm_pretrain, vit_pretrain, align, instruct), on the metric
 "loss" at the steps both logged:
-  - final: the mean of the last --last logged steps, relative difference <= --tol-final (2 %);
-  - every step: relative difference <= --tol-step (25 %), a bound that only catches a broken
-    step (a wrong gradient, a stage on the wrong data), not drift;
-and per overall evaluation figure: accuracies and retrieval recalls (values in [0, 1]) within
---tol-eval absolute (5 points), other figures (perplexities) within 5 % relative.
+  - final: the mean of the last --last logged steps may differ by --tol-final relative (2 %) or
+    by --tol-final-abs absolute (0.02 nats), whichever is larger;
+  - every step: no step's two losses more than --tol-step relative apart (50 %: a factor 2), a
+    bound that only catches a broken step (NaN, a wrong gradient, the wrong data), not drift;
+and on the evaluation the accuracies (values in [0, 1]) within --tol-eval absolute (0.10). The
+other eval figures (perplexities, retrieval recalls) and loss_gen / loss_con are shown, not
+checked.
 
 Why these tolerances. The GPU computes its matrix products in TF32 (10-bit mantissa: each
 product's inputs rounded to a relative 2^-11 ~ 5e-4, accumulated in fp32) and sums in another
 order than the CPU's fp32 OpenBLAS; one step's loss then differs by ~1e-3 relative. Training
 amplifies such differences (every stage starts from the weights the previous stage trained on
-that device, a few thousand AdamW steps in all), so the two runs follow nearby but not identical
-trajectories; on the same batches (same seed) the per-step losses stay close and the loss level
-at the end, averaged over a few steps, is a property of the model, not of the rounding: 2 %
-relative is well above TF32's drift and well below what a wrong kernel does (a gradient off by a
-factor, a missing term, training on garbage move the final loss by tens of percent or make it
-diverge). Accuracies are counts over a few hundred questions: two nearly equal models disagree on
-the questions near a decision boundary, a few points; a broken model falls to chance.
+that device), so the two runs follow nearby but not identical trajectories: on the same batches
+(same seed) the loss level reached at the end of a stage is a property of the model, not of the
+rounding, while the steps in between may move apart for a while (a loss that drops suddenly drops
+a few steps earlier in one run). Calibrated without a GPU with bench/gpu_emu_plugin.sh and
+CGVLM_EMU_JITTER=1e-3 (every product output perturbed by up to 1e-3 relative, a stand-in for
+TF32), the shortened tiny run of bench/gpu_e2e.sh ended lm_pretrain, align and instruct within
+0.2 % of the CPU run, vit_pretrain (a contrastive loss near 0.2) within 0.014 nats (7 %), with
+single steps up to 31 % apart in transients, accuracies within 0.015-0.065 (200 questions), and
+the caption perplexity 28 % apart: hence 2 % or 0.02 nats at the end, a factor 2 per step, 0.10
+for accuracies, perplexities not checked. A wrong kernel (a gradient off by a factor, a missing
+term, garbage) moves a final loss by tens of percent, makes it diverge, or drops accuracy to
+chance (0.25 on the world benchmark's four options, against ~0.45 trained). Read the table too:
+the exit status is a coarse screen.
 
 Exit status: 0 all within tolerance, 1 a difference beyond one, 2 bad input (a database that
 cannot be read, a stage missing or ambiguous).
@@ -88,9 +96,9 @@ def main():
     ap.add_argument("a", help="first results db (e.g. the GPU run)")
     ap.add_argument("b", help="second results db (e.g. the CPU run)")
     ap.add_argument("--tol-final", type=float, default=0.02, help="final loss, relative (default 0.02)")
-    ap.add_argument("--tol-step", type=float, default=0.25, help="any step's loss, relative (default 0.25)")
-    ap.add_argument("--tol-eval", type=float, default=0.05, help="accuracies/recalls, absolute (default 0.05)")
-    ap.add_argument("--tol-eval-rel", type=float, default=0.05, help="other eval figures, relative (default 0.05)")
+    ap.add_argument("--tol-final-abs", type=float, default=0.02, help="final loss, absolute nats (default 0.02)")
+    ap.add_argument("--tol-step", type=float, default=0.5, help="any step's loss, relative (default 0.5)")
+    ap.add_argument("--tol-eval", type=float, default=0.10, help="accuracies, absolute (default 0.10)")
     ap.add_argument("--last", type=int, default=10, help="logged steps averaged for the final loss (default 10)")
     ap.add_argument("--stages", default=",".join(STAGES), help="training stages to compare (comma-separated)")
     args = ap.parse_args()
@@ -129,10 +137,10 @@ def main():
             check = ""
             if metric == "loss":
                 check = "ok"
-                if frd > args.tol_final:
+                if frd > args.tol_final and abs(fa - fb) > args.tol_final_abs:
                     check = "FAIL"
                     bad.append(f"{s}: final loss {fa:.5g} vs {fb:.5g}, {100 * frd:.2f} % apart "
-                               f"(tolerance {100 * args.tol_final:g} %)")
+                               f"(tolerance {100 * args.tol_final:g} % or {args.tol_final_abs:g})")
                 if mrd > args.tol_step:
                     check = "FAIL"
                     bad.append(f"{s}: step {worst} loss {xa[worst]:.5g} vs {xb[worst]:.5g}, "
@@ -155,19 +163,19 @@ def main():
                 print(f"{key[0]:<14}{key[1]:<22} only in {'A' if key in ea else 'B'}  FAIL")
                 continue
             (va, na), (vb, nb) = ea[key], eb[key]
-            unit = key[1].startswith("accuracy") or key[1].startswith("retrieval")
-            diff = abs(va - vb) if unit else rel(va, vb)
-            tol = args.tol_eval if unit else args.tol_eval_rel
-            check = "ok" if diff <= tol else "FAIL"
-            if check == "FAIL":
-                bad.append(f"eval {key[0]} {key[1]}: {va:.4g} vs {vb:.4g} ({'abs' if unit else 'rel'} "
-                           f"{diff:.3g} > {tol:g})")
-            shown = f"{va - vb:+9.4f}" if unit else f"{100 * diff:8.2f}%"
+            checked = key[1].startswith("accuracy")  # the rest: shown, not checked (see the header)
+            check = "info"
+            if checked:
+                check = "ok" if abs(va - vb) <= args.tol_eval else "FAIL"
+                if check == "FAIL":
+                    bad.append(f"eval {key[0]} {key[1]}: {va:.4g} vs {vb:.4g} ({abs(va - vb):.3g} apart > {args.tol_eval:g})")
+            unit = checked or key[1].startswith("retrieval")
+            shown = f"{va - vb:+9.4f}" if unit else f"{100 * rel(va, vb):8.2f}%"
             print(f"{key[0]:<14}{key[1]:<22}{va:>9.4f} {vb:>9.4f} {shown}  {na if na is not None else '-':>5}  {check}")
 
     print(f"\ntolerances: final loss (mean of the last {args.last} logged steps) {100 * args.tol_final:g} % "
-          f"relative, any step {100 * args.tol_step:g} %, accuracies {args.tol_eval:g} absolute, other "
-          f"eval figures {100 * args.tol_eval_rel:g} % (see the header of {os.path.basename(__file__)})")
+          f"relative or {args.tol_final_abs:g} absolute, any step {100 * args.tol_step:g} %, accuracies "
+          f"{args.tol_eval:g} absolute (see the header of {os.path.basename(__file__)})")
     if bad:
         print(f"DIFFERENT: {len(bad)} check(s) beyond tolerance:")
         for b in bad:

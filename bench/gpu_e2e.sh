@@ -11,7 +11,7 @@
 #            eval) with --device cuda into gpu.db / ws-gpu, timed
 #   run_cpu  the same experiment, same seed, with --device cpu into cpu.db / ws-cpu, timed
 #   compare  bench/compare_runs.py gpu.db cpu.db: loss curves and eval figures side by side,
-#            fails beyond its tolerances (final loss 2 % relative: see its header)
+#            fails beyond its tolerances (final loss 2 % or 0.02 nats: see its header)
 #   sweep    the quick ablation sweep with --device cuda into sweep-gpu.db / ws-sweep, timed
 #   report   `cgvlm report` of that sweep (without gnuplot: no figures, a warning, exit 0)
 # and at the end the dbs (plus the report's text and the workers' logs) into e2e_dbs.tgz.
@@ -50,10 +50,12 @@ EXPERIMENT=${CGVLM_E2E_EXPERIMENT:-experiments/cgvlm-tiny.json}
 SWEEP=${CGVLM_E2E_SWEEP:-sweeps/cgvlm-ablation-quick.json}
 SKIP=" ${CGVLM_E2E_SKIP:-} "
 BIN=$CARRY/cgvlm
-# The tiny experiment shortened to about a third of its steps (CPU time on 2 shared cores: about
-# 75 s instead of ~220 s; docs/PERFORMANCE.md): every stage still runs and still learns (each
-# stage's steps stay well above its warmup), and the eval asks 200 of the 600 questions.
-SETS=${CGVLM_E2E_SETS:-"lm_pretrain.steps=200 vit_pretrain.steps=100 align.steps=150 instruct.fraction=0.25 eval.max_questions=200"}
+# The tiny experiment shortened to about a third of its CPU time (on 2 shared cores ~55 s instead
+# of ~200 s; docs/PERFORMANCE.md): lm_pretrain, align and instruct shortened (each still well past
+# its warmup), the eval on 200 of the 600 questions. vit_pretrain keeps its 400 steps (5 s): cut to
+# 100 its contrastive loss is still falling steeply at the end, where TF32's drift alone moved it
+# by 12 % in the emulation (bench/compare_runs.py's header).
+SETS=${CGVLM_E2E_SETS:-"lm_pretrain.steps=200 align.steps=150 instruct.fraction=0.25 eval.max_questions=200"}
 [ "$SETS" = none ] && SETS=""
 case $DEVICE in cuda | cuda:* | cpu) ;; *)
     echo "gpu_e2e: CGVLM_E2E_DEVICE='$DEVICE': use cuda, cuda:N or cpu" >&2
