@@ -216,7 +216,10 @@ run_exp() {
     if [ $rc -eq 0 ]; then
         record "$name" ok "$STEP_S s wall (--device $dev): $stages"
     else
-        record "$name" "$(status_of $rc)" "$STEP_S s, exit $rc: $(grep -m1 -iE 'error|failed' "$WORK/logs/$name.log" | cut -c1-100 || lastline "$WORK/logs/$name.log")"
+        # the first error cgvlm printed, else the scheduler's last line
+        local why
+        why=$(grep -m1 -E '^(cgvlm|error|failed)' "$WORK/logs/$name.log" | cut -c1-110)
+        record "$name" "$(status_of $rc)" "$STEP_S s, exit $rc: ${why:-$(lastline "$WORK/logs/$name.log")}"
     fi
     return $rc
 }
@@ -227,8 +230,8 @@ rc_cpu=$?
 
 # ---- c. the two runs side by side ----
 if ! skipped compare; then
-    if [ $rc_gpu -ne 0 ] || [ $rc_cpu -ne 0 ]; then
-        record compare skip "a run failed: nothing to compare"
+    if [ $rc_gpu -ne 0 ] || [ $rc_cpu -ne 0 ] || [ ! -f "$WORK/gpu.db" ] || [ ! -f "$WORK/cpu.db" ]; then
+        record compare skip "a run failed or was skipped: nothing to compare"
     else
         PY=$(command -v python3 || echo /usr/bin/python3)
         step compare 60 "$PY" "$ROOT/bench/compare_runs.py" gpu.db cpu.db
