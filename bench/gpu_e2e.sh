@@ -215,6 +215,8 @@ run_exp() {
     stages=$(awk '$1 == "done" && $4 == "(attempt" {sub(/,/, "", $5); printf "%s%s %s", sep, $2, $6; sep = ", "}' "$WORK/logs/$name.log")
     if [ $rc -eq 0 ]; then
         record "$name" ok "$STEP_S s wall (--device $dev): $stages"
+    elif [ $rc -eq 75 ]; then
+        record "$name" BUDGET "not started: the time budget ($BUDGET s) is spent"
     else
         # the first error cgvlm printed, else the scheduler's last line
         local why
@@ -250,8 +252,12 @@ if ! skipped sweep; then
     # shellcheck disable=SC2086 # (CGVLM_E2E_SWEEP_ARGS: options, split on purpose)
     step sweep 600 "${CG[@]}" sweep "$ROOT/$SWEEP" --device "$DEVICE" --db sweep-gpu.db --workspace ws-sweep ${CGVLM_E2E_SWEEP_ARGS:-}
     rc=$?
-    n=$(grep -c '^done ' "$WORK/logs/sweep.log")
-    record sweep "$(status_of $rc)" "$STEP_S s wall, $n tasks done (--device $DEVICE)$([ $rc -ne 0 ] && echo ": $(lastline "$WORK/logs/sweep.log")")"
+    n=$(grep -c '^done ' "$WORK/logs/sweep.log" 2> /dev/null)
+    if [ $rc -eq 75 ]; then
+        record sweep BUDGET "not started: the time budget ($BUDGET s) is spent"
+    else
+        record sweep "$(status_of $rc)" "$STEP_S s wall, $n tasks done (--device $DEVICE)$([ $rc -ne 0 ] && echo ": $(lastline "$WORK/logs/sweep.log")")"
+    fi
     if ! skipped report; then
         if [ $rc -ne 0 ]; then
             record report skip "the sweep did not finish"
