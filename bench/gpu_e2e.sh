@@ -168,7 +168,13 @@ CG=(env "LD_LIBRARY_PATH=$LIBS${CUDA_LIBDIR:+:$CUDA_LIBDIR}" "CGVLM_CUDA_PLUGIN=
 
 # shellcheck disable=SC2317 # (run through step's bash -c)
 unpack() {
-    rm -rf "$LIBS" && mkdir -p "$LIBS" && tar -C "$LIBS" -xJf "$CARRY/libs.tar.xz" || return 1
+    rm -rf "$LIBS" && mkdir -p "$LIBS" || return 1
+    if command -v xz > /dev/null; then
+        tar -C "$LIBS" -xJf "$CARRY/libs.tar.xz" || return 1
+    else # (a minimal image may lack xz-utils: Python's tarfile reads .xz with its lzma module)
+        python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+            "$CARRY/libs.tar.xz" "$LIBS" || return 1
+    fi
     # the compiler's runtime: this system's own is newer, and the plugin's libstdc++ (built here)
     # may need its newer symbols; the carried copy only serves a system without one
     if { ldconfig -p || /sbin/ldconfig -p; } 2> /dev/null | grep -q 'libgcc_s.so.1 '; then rm -f "$LIBS/libgcc_s.so.1"; fi
