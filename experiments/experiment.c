@@ -31,6 +31,7 @@ static const exp_key keys[] = {
     {"name", K_STR, 0, 0, 0, "\"cgvlm\"", NULL},
     {"seed", K_INT, 0, 2147483647, 0, "0", NULL},
     {"device", K_STR, 0, 0, 0, "\"auto\"", NULL},
+    {"precision", K_ENUM, 0, 0, 0, "\"tf32\"", "fp32|tf32|bf16"},
     {"pipeline", K_ENUM, 0, 0, 0, "\"cgvlm\"", "cgvlm|noop"},
     {"checkpoint_every", K_INT, 1, BIG, 0, "200", NULL},
 
@@ -476,7 +477,10 @@ static void copy_section(cJSON *dst, const cJSON *cfg, const char *name) {
     cJSON_AddItemToObject(dst, name, cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(cfg, name), 1));
 }
 
-/* The canonical sub-config of stage s: exactly what its result depends on besides its upstream. */
+/* The canonical sub-config of stage s: exactly what its result depends on besides its upstream.
+ * The training stages also depend on the GPU's precision (bf16 training is other arithmetic; the
+ * CPU computes in fp32 whatever it says, as tf32 is close enough to fp32 to share tasks, like the
+ * device). */
 static cJSON *stage_subconfig(const cJSON *cfg, exp_stage s) {
     static const char *const lm_shape[] = {"lm_dim", "lm_layers", "lm_heads", "ctx", "vocab"};
     static const char *const vit_shape[] = {"image_size", "patch", "vit_dim", "vit_layers", "vit_heads"};
@@ -510,6 +514,8 @@ static cJSON *stage_subconfig(const cJSON *cfg, exp_stage s) {
     default:
         assert(0);
     }
+    if (s == EXP_LM_PRETRAIN || s == EXP_VIT_PRETRAIN || s == EXP_ALIGN || s == EXP_INSTRUCT)
+        cJSON_AddItemToObject(sub, "precision", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(cfg, "precision"), 1));
     return sub;
 }
 

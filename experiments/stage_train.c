@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "experiments/stage_train.h"
 #include "core/checkpoint.h"
+#include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/model_cuda.h"
 #include "kernels/gpu.h"
 #include "kernels/kernels.h"
@@ -416,6 +417,17 @@ int stage_train_loop(stage_ctx *ctx, model *m, batch_set *data, const stage_trai
                           "(see 'cgvlm env'); set device to auto or cpu", o->stage, ctx->device);
         if ((rc = model_cuda_create(&gpu, m)))
             return cg_err_wrap(rc, "%s on device %s", o->stage, ctx->device);
+        const char *prec = stage_cfg_str(ctx->run_config, "precision");
+        rc = model_cuda_set_precision(gpu, !strcmp(prec, "bf16")   ? CUDA_PREC_BF16
+                                           : !strcmp(prec, "fp32") ? CUDA_PREC_FP32
+                                                                   : CUDA_PREC_TF32);
+        if (rc) {
+            model_cuda_free(gpu);
+            return rc;
+        }
+    } else if (strcmp(stage_cfg_str(ctx->run_config, "precision"), "tf32") && !cg_quiet) {
+        cg_info("%s: precision %s is for GPU steps; on the CPU every product is fp32", o->stage,
+                stage_cfg_str(ctx->run_config, "precision"));
     }
     int64_t every = stage_cfg_int(ctx->run_config, "checkpoint_every");
     adamw_params hp = {.beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = (float)o->weight_decay};
