@@ -80,14 +80,15 @@ static char *field_after(const char *text, const char *key) {
     return cg_strndup(p, n);
 }
 
-int store_env_record(sqlite3 *db, int64_t *env_id) {
+int store_env_record(sqlite3 *db, int describe_gpu, int64_t *env_id) {
     struct utsname u;
     char host[256] = "", os[3 * sizeof u.release + 8] = "";
     gethostname(host, sizeof host - 1);
     if (uname(&u) == 0) snprintf(os, sizeof os, "%s %s %s", u.sysname, u.release, u.machine);
     cg_buf gpu;
     cg_buf_init(&gpu);
-    cg_gpu_describe(&gpu);
+    if (describe_gpu) cg_gpu_describe(&gpu);
+    else cg_buf_adds(&gpu, "cpu");
     char *device = cg_strdup(gpu.data ? gpu.data : "");
     for (char *p = device; *p; p++)
         if (*p == '\n') *p = p[1] ? ';' : 0;

@@ -42,8 +42,10 @@ void store_rollback(sqlite3 *db);
  * writes its own task transitions. ---- */
 
 /* This process's environment (code version, compiler, BLAS, CUDA runtime/driver/device, host,
- * OS), inserted once and shared by every task that ran in the same one. */
-int store_env_record(sqlite3 *db, int64_t *env_id);
+ * OS), inserted once and shared by every task that ran in the same one. gpu = 0: the device is
+ * recorded as "cpu" without asking CUDA (which would start a CUDA context, ~0.5 s and GPU memory,
+ * in a process that computes on the CPU); 1: the GPUs as `cgvlm env` describes them. */
+int store_env_record(sqlite3 *db, int gpu, int64_t *env_id);
 
 /* A run (grid point): found by (sweep, name), else created, with its axis values (params_json,
  * a flat object {"align.lambda":1,...}) copied into run_params. sweep_id 0 = a lone run, found

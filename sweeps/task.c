@@ -403,11 +403,11 @@ int task_main(const char *db_path, const char *workspace, const char *key, int a
     fflush(stdout);   /* the worker's log: which device each attempt used */
 
 #if STORE_SCHEMA_VERSION >= 2   /* db/ with store_env_record (db/record.c) */
-    /* the environment the attempt runs in (reports show it); not for noop stand-ins, because
-     * describing the GPU initialises CUDA */
+    /* the environment the attempt runs in (reports show it); not for noop stand-ins; the GPU is
+     * described (which initialises CUDA) only for an attempt that computes on it */
     if (strcmp(kind, "noop")) {
         int64_t env_id;
-        if (store_env_record(db, &env_id) == CG_OK) {
+        if (store_env_record(db, !strncmp(want, "cuda", 4), &env_id) == CG_OK) {
             char *sql = cg_fmt("UPDATE tasks SET env_id = %lld WHERE task_id = %lld", (long long)env_id, (long long)id);
             store_exec(db, sql, "cannot record the task's environment");
             free(sql);

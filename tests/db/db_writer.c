@@ -26,7 +26,7 @@ static int populate(const char *path) {
     int rc = store_open(path, STORE_CREATE, &db);
     if (rc) return rc;
     int64_t env_id = 0, sweep_id, world, lm, align[2];
-    rc = store_env_record(db, &env_id);
+    rc = store_env_record(db, 1, &env_id);
     if (!rc)
         rc = store_exec(db,
                         "INSERT INTO sweeps (name, spec_json, axes_json, code_version, created_at) VALUES "

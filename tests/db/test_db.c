@@ -85,10 +85,15 @@ static void test_refusals(void) {
 
 static void test_records(sqlite3 *db) {
     int64_t env1 = 0, env2 = 0, r1, r2, r3, t1, t2;
-    CHECK(store_env_record(db, &env1) == CG_OK);
-    CHECK(store_env_record(db, &env2) == CG_OK);
+    CHECK(store_env_record(db, 1, &env1) == CG_OK);
+    CHECK(store_env_record(db, 1, &env2) == CG_OK);
     CHECK(env1 > 0 && env1 == env2);
     CHECK(count(db, "SELECT COUNT(*) FROM environments WHERE code_version <> '' AND os <> ''") == 1);
+    /* a CPU attempt: its own environment, device "cpu", CUDA not asked */
+    int64_t env3 = 0;
+    CHECK(store_env_record(db, 0, &env3) == CG_OK);
+    CHECK(env3 > 0 && env3 != env1);
+    CHECK(count(db, "SELECT COUNT(*) FROM environments WHERE device = 'cpu' AND driver = ''") == 1);
     CHECK(store_exec(db, "INSERT INTO sweeps (name, spec_json, axes_json, code_version, created_at) "
                          "VALUES ('s', '{}', '[]', 'v', 0)", "sweep") == CG_OK);
     CHECK(store_run_create(db, 1, "a", "{\"x\":1}", "{\"align.lambda\":0.5,\"m\":\"lin\",\"b\":true}", 3, 0.5,

@@ -43,6 +43,10 @@ n=$(grep -h -c 'device cuda' "$dir"/ws-gpu/logs/worker-*.log | awk '{s += $1} EN
 grep -q "emulated GPU" "$dir/ws-gpu/logs/"*.log "$dir/gpu.log" 2> /dev/null ||
   [ "$(q gpu "SELECT COUNT(*) FROM environments WHERE device LIKE '%emulated GPU%'")" -gt 0 ] ||
   fail "no trace of the emulated GPU in the gpu run's environment or logs"
+# the CPU run's tasks recorded device "cpu" (CUDA not started for them), the GPU run's the GPU
+[ "$(q cpu "SELECT DISTINCT e.device FROM tasks t JOIN environments e USING (env_id)")" = cpu ] ||
+  fail "the cpu run's environments: $(q cpu "SELECT DISTINCT device FROM environments")"
+[ "$(q gpu "SELECT COUNT(DISTINCT env_id) FROM tasks WHERE env_id IS NOT NULL")" -ge 1 ] || fail "no environments in the gpu run"
 # final training losses: gpu = cpu (within 1e-3), bf16 != gpu (within 5 %)
 last() { q "$1" "SELECT value FROM v_metrics WHERE stage='$2' AND metric='loss' ORDER BY step DESC LIMIT 1"; }
 for s in lm_pretrain vit_pretrain align instruct; do
