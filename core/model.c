@@ -648,7 +648,7 @@ static float gen_forward(model *m, const int *targets, int B, int T, int P) {
         }
     m->n_targets = n;
     if (!n) return 0.0f;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)n * d >= 32768) /* CG_PAR of kernels/cpu */
     for (int i = 0; i < n; i++)
         memcpy(x->xg + (long)i * d, x->lm.lnf + (long)x->rows[i] * d, sizeof(float) * d);
     classifier_forward(x->tok_losses, x->probs, x->xg, m->wte, x->tg, n, d, m->cfg.vocab);
@@ -801,7 +801,7 @@ void model_backward(model *m) {
         classifier_backward(x->dxg, lm_w ? GRAD(m, m->wte) : NULL, x->probs, x->xg, m->wte, x->tg,
                             1.0f / nt, nt, d, V);
         zero(x->dlnf, (long)B * Ttot * d);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)nt * d >= 32768) /* CG_PAR of kernels/cpu */
         for (int i = 0; i < nt; i++)
             memcpy(x->dlnf + (long)x->rows[i] * d, x->dxg + (long)i * d, sizeof(float) * d);
         stack_backward(m, &x->lm, x->dlnf, B, Ttot, lm_w);

@@ -13,7 +13,7 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
     blas_single_thread();
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (CG_PAR((long)B * NH * T * T * hs / 64))
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             const float *q = qkv + (long)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
@@ -45,7 +45,7 @@ void attention_backward(float *dqkv, float *datt, const float *dout, const float
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
     blas_single_thread();
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (CG_PAR((long)B * NH * T * T * hs / 64))
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             long off = (long)b * T * C3 + h * hs;

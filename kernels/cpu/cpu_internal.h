@@ -15,6 +15,16 @@
 #define SIMD_CLONES
 #endif
 
+/* Whether a parallel region is worth its team: below about CG_PAR_MIN elementary steps (array
+ * elements touched, multiply-adds / 64 for products) it runs on the calling thread alone, through
+ * an `if (CG_PAR(work))` clause. Waking a sleeping OpenMP team costs futex calls (tens of µs on
+ * a loaded machine), and the evaluation's forwards are tiny (a few options of ~40 tokens): with 2
+ * threads it took 2.2 times as long as with 1 (perf: a third of the time in futex wake/wait under
+ * GOMP_parallel). Results are the same either way: every kernel is thread-count invariant (tests
+ * train_threads, stages_threads). */
+#define CG_PAR_MIN 32768L
+#define CG_PAR(work) ((long)(work) >= CG_PAR_MIN)
+
 /* OpenBLAS runs single-threaded inside our OpenMP threads (see gemm in kernels.h). Called before
  * every parallel region that calls sgemm; after the first call it is one load and a branch. */
 void blas_single_thread(void);

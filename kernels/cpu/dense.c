@@ -51,7 +51,7 @@ static void gemm_chunked(int trans_a, int trans_b, int M, int N, int K, const fl
                          const float *bias) {
     blas_single_thread();
     long ch = gemm_chunk_rows(M), nch = (M + ch - 1) / ch;
-#pragma omp parallel
+#pragma omp parallel if (nch > 1 && CG_PAR((long)M * N * K / 64))
     {
         long c0, c1;
         thread_range(nch, &c0, &c1);
@@ -78,7 +78,7 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
     if (dweight) gemm(1, 0, OC, C, N, dout, OC, inp, C, 1.0f, dweight, C);
     if (dbias) {
         /* each thread owns a range of output channels and sums over rows in order */
-#pragma omp parallel
+#pragma omp parallel if (CG_PAR((long)N * OC))
         {
             long lo, hi;
             thread_range(OC, &lo, &hi);
@@ -92,7 +92,7 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
 
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                        const float *bias, int N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CG_PAR((long)N * C))
     for (int n = 0; n < N; n++) {
         const float *x = inp + (long)n * C;
         float m = 0.0f;
@@ -118,7 +118,7 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
                         const float *inp, const float *weight, const float *mean, const float *rstd,
                         int N, int C) {
     if (dinp) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CG_PAR((long)N * C))
         for (int n = 0; n < N; n++) {
             const float *x = inp + (long)n * C, *d = dout + (long)n * C;
             float m = mean[n], s = rstd[n];
@@ -139,7 +139,7 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
         }
     }
     if (dweight || dbias) {
-#pragma omp parallel
+#pragma omp parallel if (CG_PAR((long)N * C))
         {
             long lo, hi;
             thread_range(C, &lo, &hi);
@@ -180,7 +180,7 @@ SIMD_CLONES static void gelu_backward_range(float *dinp, const float *inp, const
 }
 
 void gelu_forward(float *out, const float *inp, int N) {
-#pragma omp parallel
+#pragma omp parallel if (CG_PAR(N))
     {
         long lo, hi;
         thread_range(N, &lo, &hi);
@@ -189,7 +189,7 @@ void gelu_forward(float *out, const float *inp, int N) {
 }
 
 void gelu_backward(float *dinp, const float *inp, const float *dout, int N) {
-#pragma omp parallel
+#pragma omp parallel if (CG_PAR(N))
     {
         long lo, hi;
         thread_range(N, &lo, &hi);
@@ -198,7 +198,7 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, int N) {
 }
 
 void residual_forward(float *out, const float *a, const float *b, int N) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (CG_PAR(N))
     for (int i = 0; i < N; i++) out[i] = a[i] + b[i];
 }
 
@@ -206,7 +206,7 @@ void encoder_forward(float *out, const float *vis, const int *tokens, const floa
                      const float *wpe, int B, int T, int P, int C) {
     assert(P == 0 || vis);
     assert(P == T || (tokens && wte));
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (CG_PAR((long)B * T * C))
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             float *o = out + ((long)b * T + t) * C;
@@ -220,7 +220,7 @@ void encoder_forward(float *out, const float *vis, const int *tokens, const floa
 void encoder_backward(float *dvis, float *dwte, float *dwpe, const float *dout, const int *tokens,
                       int B, int T, int P, int C) {
     if (dvis) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (CG_PAR((long)B * P * C))
         for (int b = 0; b < B; b++)
             for (int t = 0; t < P; t++) {
                 float *dv = dvis + ((long)b * P + t) * C;
@@ -230,7 +230,7 @@ void encoder_backward(float *dvis, float *dwte, float *dwpe, const float *dout, 
     }
     if (!dwte && !dwpe) return;
         /* scatter-adds: each thread owns a channel range and visits rows in order (deterministic) */
-#pragma omp parallel
+#pragma omp parallel if (CG_PAR((long)B * T * C))
     {
         long lo, hi;
         thread_range(C, &lo, &hi);
@@ -253,7 +253,7 @@ void patchify_forward(float *out, const uint8_t *img_u8, const float *img_f32, i
                       int p) {
     assert((img_u8 != NULL) != (img_f32 != NULL));
     int g = S / p, P = g * g, K = p * p * 3;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (CG_PAR((long)B * P * K))
     for (int b = 0; b < B; b++)
         for (int q = 0; q < P; q++) {
             int gy = q / g, gx = q % g;

@@ -12,7 +12,7 @@ void classifier_forward(float *losses, float *probs, const float *x, const float
                         const int *targets, int N, int C, int V) {
     if (N == 0) return;
     gemm(0, 1, N, V, C, x, C, wte, C, 0.0f, probs, V);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CG_PAR((long)N * V))
     for (int n = 0; n < N; n++) {
         float *p = probs + (long)n * V;
         float mx = -INFINITY;
@@ -32,7 +32,7 @@ void classifier_forward(float *losses, float *probs, const float *x, const float
 void classifier_backward(float *dx, float *dwte, float *probs, const float *x, const float *wte,
                          const int *targets, float scale, int N, int C, int V) {
     if (N == 0) return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CG_PAR((long)N * V))
     for (int n = 0; n < N; n++) {
         float *p = probs + (long)n * V;
         p[targets[n]] -= 1.0f;
@@ -46,7 +46,7 @@ void avgpool_forward(float *out, const float *inp, int B, int gh, int gw, int k,
     assert(gh % k == 0 && gw % k == 0);
     int oh = gh / k, ow = gw / k, P = gh * gw, Q = oh * ow;
     float inv = 1.0f / (float)(k * k);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (CG_PAR((long)B * P * C))
     for (int b = 0; b < B; b++)
         for (int q = 0; q < Q; q++) {
             int oy = q / ow, ox = q % ow;
@@ -64,7 +64,7 @@ void avgpool_forward(float *out, const float *inp, int B, int gh, int gw, int k,
 void avgpool_backward(float *dinp, const float *dout, int B, int gh, int gw, int k, int C) {
     int ow = gw / k, P = gh * gw, Q = (gh / k) * ow;
     float inv = 1.0f / (float)(k * k);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (CG_PAR((long)B * P * C))
     for (int b = 0; b < B; b++)
         for (int p = 0; p < P; p++) {
             int q = (p / gw / k) * ow + (p % gw) / k;
@@ -77,7 +77,7 @@ void avgpool_backward(float *dinp, const float *dout, int B, int gh, int gw, int
 #define L2_EPS 1e-12f
 
 void l2norm_forward(float *out, float *rnorm, const float *inp, int N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CG_PAR((long)N * C))
     for (int n = 0; n < N; n++) {
         const float *x = inp + (long)n * C;
         float ss = 0.0f;
@@ -93,7 +93,7 @@ void l2norm_forward(float *out, float *rnorm, const float *inp, int N, int C) {
 
 void l2norm_backward(float *dinp, const float *dout, const float *out, const float *rnorm, int N,
                      int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CG_PAR((long)N * C))
     for (int n = 0; n < N; n++) {
         const float *y = out + (long)n * C, *d = dout + (long)n * C;
         float r = rnorm[n];
@@ -108,7 +108,7 @@ void l2norm_backward(float *dinp, const float *dout, const float *out, const flo
 }
 
 void masked_mean_forward(float *out, const float *inp, const uint8_t *mask, int B, int T, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CG_PAR((long)B * T * C))
     for (int b = 0; b < B; b++) {
         float *o = out + (long)b * C;
         for (int i = 0; i < C; i++) o[i] = 0.0f;
@@ -126,7 +126,7 @@ void masked_mean_forward(float *out, const float *inp, const uint8_t *mask, int 
 
 void masked_mean_backward(float *dinp, const float *dout, const uint8_t *mask, int B, int T,
                           int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CG_PAR((long)B * T * C))
     for (int b = 0; b < B; b++) {
         int cnt = 0;
         for (int t = 0; t < T; t++) cnt += !mask || mask[(long)b * T + t];
@@ -142,13 +142,13 @@ void masked_mean_backward(float *dinp, const float *dout, const uint8_t *mask, i
 }
 
 void embedding_forward(float *out, const int *tokens, const float *table, int N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CG_PAR((long)N * C))
     for (int n = 0; n < N; n++)
         memcpy(out + (long)n * C, table + (long)tokens[n] * C, sizeof(float) * C);
 }
 
 void embedding_backward(float *dtable, const float *dout, const int *tokens, int N, int C) {
-#pragma omp parallel
+#pragma omp parallel if (CG_PAR((long)N * C))
     {
         long lo, hi;
         thread_range(C, &lo, &hi);

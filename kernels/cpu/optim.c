@@ -23,7 +23,7 @@ SIMD_CLONES static void adamw_range(float *param, const float *grad, float *m, f
 void adamw_update(float *param, const float *grad, float *m, float *v, long n, float lr,
                   float beta1, float beta2, float eps, float weight_decay, int t) {
     float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
-#pragma omp parallel
+#pragma omp parallel if (CG_PAR(n))
     {
         long lo, hi;
         thread_range(n, &lo, &hi);
@@ -35,7 +35,7 @@ void adamw_update(float *param, const float *grad, float *m, float *v, long n, f
 
 double sumsq(const float *x, long n) {
     double part[SUMSQ_CHUNKS];
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (CG_PAR(n))
     for (int c = 0; c < SUMSQ_CHUNKS; c++) {
         long lo = n * c / SUMSQ_CHUNKS, hi = n * (c + 1) / SUMSQ_CHUNKS;
         double s = 0.0;
@@ -48,6 +48,6 @@ double sumsq(const float *x, long n) {
 }
 
 void scale_inplace(float *x, long n, float s) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (CG_PAR(n))
     for (long i = 0; i < n; i++) x[i] *= s;
 }
