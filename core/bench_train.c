@@ -33,9 +33,11 @@ static void usage(FILE *fp) {
         "GFLOP/s and peak RSS. Defaults: --size tiny --stage instruct --steps 10 --warmup 2,\n"
         "--threads = OpenMP's default. STAGE: lm_pretrain (lm), vit_pretrain (clip), align,\n"
         "instruct. With --device cuda (the CUDA plugin, one GPU): --precision of the matrix\n"
-        "products (default tf32; bf16 keeps fp32 master weights and optimizer state) and the\n"
-        "--attn kernels (default matmul); MFU = model FLOPs per step / step time / the H100 SXM\n"
-        "dense peak of the precision (fp32 67, tf32 494, bf16 989 TFLOP/s).\n");
+        "products (default tf32; bf16: bf16 operands, fp32 master weights and optimizer state)\n"
+        "and the --attn kernels (default matmul); MFU = model FLOPs per step / step time / the\n"
+        "H100 SXM dense peak of the precision (fp32 67, tf32 494, bf16 989 TFLOP/s). It also\n"
+        "prints the step's CUDA graph timed alone (the rest is the host's share) and where one\n"
+        "eager step goes, by section (\"lm bwd attention\", ...; JSON: all of them).\n");
 }
 
 /* the 1-minute load average: figures measured on a busy machine say so */
@@ -84,15 +86,29 @@ static int bench_train_cuda(const char *size, int mode, const char *precision, c
                "\"precision\":\"%s\",\"attn\":\"%s\",\"batch\":%d,\"seq\":%d,\"steps\":%d,"
                "\"ms_per_step\":%.3f,\"ms_per_step_best\":%.3f,\"tokens_per_s\":%.0f,"
                "\"gflop_per_step\":%.3f,\"gflops_per_s\":%.1f,\"mfu\":%.4f,\"peak_rss_mb\":%.1f,"
-               "\"params\":%ld,\"loss_first\":%.4f,\"loss_last\":%.4f}\n",
+               "\"params\":%ld,\"loss_first\":%.4f,\"loss_last\":%.4f,\"graph_ms\":%.3f,"
+               "\"eager_fwd_ms\":%.3f,\"eager_bwd_ms\":%.3f,\"eager_opt_ms\":%.3f,\"sections\":[",
                r.device, size, model_mode_name(mode), precs[prec], attn, cfg.batch, r.seq, steps,
                r.ms_median, r.ms_best, cfg.batch * r.seq / s, r.flops * 1e-9, r.flops / s * 1e-9, mfu,
-               ru.ru_maxrss / 1024.0, r.params, r.loss_first, r.loss_last);
+               ru.ru_maxrss / 1024.0, r.params, r.loss_first, r.loss_last, r.graph_ms, r.phase_ms[0],
+               r.phase_ms[1], r.phase_ms[2]);
     else
-        printf("train %s/%s cuda (%s, %s, %s attention), batch %d x %d: %.3f ms/step (best %.3f), "
-               "%.0f tokens/s, %.1f TFLOP/s, MFU %.1f %%\n",
+        printf("train %s/%s cuda (%s, %s, %s attention), batch %d x %d: %.3f ms/step (best %.3f; "
+               "the graph alone %.3f), %.0f tokens/s, %.1f TFLOP/s, MFU %.1f %%\n",
                size, model_mode_name(mode), r.device, precs[prec], attn, cfg.batch, r.seq,
-               r.ms_median, r.ms_best, cfg.batch * r.seq / s, r.flops / s * 1e-12, 100 * mfu);
+               r.ms_median, r.ms_best, r.graph_ms, cfg.batch * r.seq / s, r.flops / s * 1e-12, 100 * mfu);
+    /* where one eager step goes, largest sections first (all in JSON, the first 8 as text) */
+    double all = 0.0;
+    for (int i = 0; i < r.n_ops; i++) all += r.ops[i].ms;
+    for (int i = 0; i < r.n_ops; i++) {
+        if (json)
+            printf("%s{\"name\":\"%s\",\"calls\":%d,\"ms\":%.4f}", i ? "," : "", r.ops[i].name,
+                   r.ops[i].calls, r.ops[i].ms);
+        else if (i < 8)
+            printf("%s%s %.3f ms (%.0f %%)%s", i ? "; " : "  one eager step: ", r.ops[i].name,
+                   r.ops[i].ms, all > 0 ? 100.0 * r.ops[i].ms / all : 0.0, i + 1 == r.n_ops || i == 7 ? "\n" : "");
+    }
+    if (json) printf("]}\n");
     return CG_OK;
 }
 

@@ -68,4 +68,19 @@ for s in world lm_pretrain instruct; do
 done
 grep -q "precision bf16 is for GPU steps; on the CPU every product is fp32" "$dir"/ws-cpu_bf16/logs/*.log "$dir/cpu_bf16.log" ||
   fail "the CPU run with precision bf16 did not say that it computes in fp32"
-echo "ok: cpu / gpu (emulated) / bf16 / cpu with bf16"
+# `cgvlm bench train --device cuda` through the same plugin: the JSON of the CPU's keys plus the
+# graph's own time and the sections of one eager step, adding up to its phases
+"$cgvlm" bench train --device cuda --precision bf16 --steps 2 --warmup 1 --json > "$dir/bench.json" 2> "$dir/bench.err" ||
+  { cat "$dir/bench.err"; fail "bench train --device cuda"; }
+head -n 1 "$dir/bench.json" | /usr/bin/python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for k in ("ms_per_step", "tokens_per_s", "gflop_per_step", "mfu", "graph_ms", "loss_first", "loss_last"):
+    assert k in d, k
+assert d["device"] == "cuda" and d["precision"] == "bf16" and d["graph_ms"] > 0, d
+names = [s["name"] for s in d["sections"]]
+assert len(names) >= 10 and "lm bwd attention" in names and "optimizer adamw" in names, names
+total = sum(s["ms"] for s in d["sections"]); phases = d["eager_fwd_ms"] + d["eager_bwd_ms"] + d["eager_opt_ms"]
+assert 0.9 * phases - 0.05 <= total <= 1.01 * phases + 0.05, (total, phases)
+' || fail "bench train --device cuda JSON: $(head -c 600 "$dir/bench.json")"
+echo "ok: cpu / gpu (emulated) / bf16 / cpu with bf16 / bench train --device cuda"
