@@ -2,9 +2,10 @@
 # bench/gpu_check.sh: the one script for a GPU machine (an H100: 16 cores, 10 minutes per call).
 # Builds cgvlm with CUDA for sm_90 into its own build dir, prints `cgvlm env`, runs the GPU tests
 # (every CUDA kernel and the whole GPU model against the CPU oracle), the training-step benchmarks
-# (tiny/small/base x align/instruct x tf32/bf16, and instruct bf16 with the fused attention), then
-# compute-sanitizer memcheck on the kernel test and on a quick model test, and prints a table
-# last. Each part is guarded by a timeout; a failure is reported in the table and the rest still
+# (tiny/small/base x align/instruct x tf32/bf16, and instruct bf16 with the fused attention), where
+# the time goes (one eager tf32 instruct step by section at each size, and the LM's products alone
+# in fp32/tf32/bf16: gpu_bench --sections, --gemm), then compute-sanitizer memcheck on the kernel
+# test and on a quick model test, and prints a table last (about 90 s on an H100). Each part is guarded by a timeout; a failure is reported in the table and the rest still
 # runs. Without a GPU it builds and reports "no GPU" for the GPU parts.
 #
 # The GPU machine's image may lack the Debian -dev packages of the full build (SQLite, libcurl,
