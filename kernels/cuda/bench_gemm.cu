@@ -1,9 +1,10 @@
 /* bench_gemm.cu: how fast cuBLAS runs one matrix product of a given shape in each precision the
  * training core could use (cuda_bench_gemm, model_cuda.h): plain fp32, TF32 tensor cores, bf16
- * tensor cores on fp32 operands (CUBLAS_COMPUTE_32F_FAST_16BF, what --precision bf16 asks of
- * ops.cu today) and bf16 operands with fp32 output and accumulation (what a bf16 copy of the
- * weights and activations would give). The training core's products have a few shapes per model
- * size; timing them alone tells how much of a step they take and what each precision would buy.
+ * tensor cores on fp32 operands (CUBLAS_COMPUTE_32F_FAST_16BF: what --precision bf16 used to
+ * ask, and still does for attention, the classifier and the adapter) and bf16 operands with fp32
+ * output and accumulation (the transformer layers' products in bf16 now). The training core's
+ * products have a few shapes per model size; timing them alone tells how much of a step they take
+ * and what each precision buys (docs/PERFORMANCE.md, CUDA).
  * Its own cuBLAS handle and buffers, nothing shared with ops.cu. */
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
