@@ -43,7 +43,7 @@ static void usage(FILE *fp) {
             fprintf(fp, "  %-9s %s\n", commands[i].name, commands[i].summary);
     fprintf(fp,
             "\n"
-            "  cgvlm COMMAND --help   help for one command\n"
+            "  cgvlm COMMAND --help   help for one command (or: cgvlm help COMMAND)\n"
             "  cgvlm --quiet COMMAND  no progress or info lines on stderr (errors and warnings still)\n"
             "  cgvlm --version        the version and the code version it was built from\n");
 }
@@ -77,8 +77,21 @@ int main(int argc, char **argv) {
         usage(stderr);
         return CG_EUSER;
     }
+    /* `cgvlm help [COMMAND]`: the same as `cgvlm --help` / `cgvlm COMMAND --help` */
+    const char *help_of = NULL;
+    if (!strcmp(argv[i], "help")) {
+        if (i + 1 >= argc) {
+            usage(stdout);
+            return 0;
+        }
+        help_of = argv[++i];
+    }
     for (size_t c = 0; c < CG_ARRAY_LEN(commands); c++)
-        if (!strcmp(argv[i], commands[c].name)) return commands[c].fn(argc - i, argv + i);
+        if (!strcmp(argv[i], commands[c].name)) {
+            if (!help_of) return commands[c].fn(argc - i, argv + i);
+            char *help_argv[] = {argv[i], "--help", NULL};
+            return commands[c].fn(2, help_argv);
+        }
     fprintf(stderr, "cgvlm: error: unknown command '%s'; see 'cgvlm --help'\n", argv[i]);
     return CG_EUSER;
 }

@@ -16,6 +16,12 @@ expect 0 "env" -- "$BIN" env
 "$BIN" env | grep -q '^blas ' || { echo "FAIL: env shows no BLAS"; fail=1; }
 "$BIN" env | grep -Eq '^cuda +(no GPU|[0-9]+: )' || { echo "FAIL: env shows no CUDA line"; fail=1; }
 expect 2 "no command" -- "$BIN"
+expect 0 "help" -- "$BIN" help
+[ "$("$BIN" help)" = "$("$BIN" --help)" ] || { echo "FAIL: 'cgvlm help' is not 'cgvlm --help'"; fail=1; }
+expect 0 "help sweep" -- "$BIN" help sweep
+[ "$("$BIN" help sweep)" = "$("$BIN" sweep --help)" ] || { echo "FAIL: 'cgvlm help sweep' is not 'cgvlm sweep --help'"; fail=1; }
+expect 2 "help of an unknown command" -- "$BIN" help frobnicate
+case "$out" in "cgvlm: error: unknown command 'frobnicate'"*) ;; *) echo "FAIL: help frobnicate: $out"; fail=1;; esac
 expect 2 "unknown command" -- "$BIN" frobnicate
 expect 2 "unknown global flag" -- "$BIN" --frob
 expect 2 "env with junk" -- "$BIN" env junk
