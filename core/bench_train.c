@@ -148,7 +148,7 @@ int bench_train(int argc, char **argv) {
         case 'j': json = 1; break;
         case 'h': usage(stdout); return CG_OK;
         default:
-            rc = cg_opt_error("bench train", argv);
+            rc = cg_opt_error("bench train", argv, opts);
         }
         if (rc) goto out;
     }

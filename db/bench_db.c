@@ -252,7 +252,7 @@ int bench_db(int argc, char **argv) {
         case 'd': path = optarg; break;
         case 'h': usage(stdout); return CG_OK;
         default:
-            return cg_report(cg_opt_error("bench db", argv));
+            return cg_report(cg_opt_error("bench db", argv, opts));
         }
     }
     if (rc) return cg_report(rc);

@@ -30,8 +30,8 @@ static int common_opt(common_opts *o, int c) {
     return -1;
 }
 
-static int unknown_opt(const char *cmd, char **argv) {
-    return cg_opt_error(cmd, argv);
+static int unknown_opt(const char *cmd, char **argv, const struct option *opts) {
+    return cg_opt_error(cmd, argv, opts);
 }
 
 static int open_ro(const common_opts *o, sqlite3 **db) {
@@ -78,7 +78,7 @@ int cmd_query(int argc, char **argv) {
             return CG_OK;
         }
         rc = common_opt(&o, c);
-        if (rc < 0) rc = unknown_opt("query", argv);
+        if (rc < 0) rc = unknown_opt("query", argv, opts);
     }
     if (rc == CG_OK && optind != argc - 1)
         rc = cg_err(CG_EUSER, optind >= argc ? "query: no SQL given; see 'cgvlm query --help'"
@@ -158,7 +158,7 @@ int cmd_runs(int argc, char **argv) {
         case OPT_WHERE: wheres[n_where++] = optarg; break;
         default:
             rc = common_opt(&o, c);
-            if (rc < 0) rc = unknown_opt("runs", argv);
+            if (rc < 0) rc = unknown_opt("runs", argv, opts);
         }
     }
     if (rc == CG_OK && optind < argc)
@@ -322,7 +322,7 @@ static int run_args(const char *cmd, int argc, char **argv, int n_runs, void (*u
             continue;
         }
         rc = common_opt(o, c);
-        if (rc < 0) rc = unknown_opt(cmd, argv);
+        if (rc < 0) rc = unknown_opt(cmd, argv, opts);
     }
     if (rc == CG_OK && argc - optind != n_runs)
         rc = cg_err(CG_EUSER, "%s: give %s (id or name); see 'cgvlm %s --help'", cmd,

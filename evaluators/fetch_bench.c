@@ -300,7 +300,7 @@ int bench_fetch(int argc, char **argv) {
                    "when the machine has two CPUs or more).\n");
             return CG_OK;
         default:
-            return cg_report(cg_opt_error("bench fetch", argv));
+            return cg_report(cg_opt_error("bench fetch", argv, longopts));
         }
         if (rc) return cg_report(rc);
     }

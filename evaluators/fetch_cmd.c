@@ -63,7 +63,7 @@ int cmd_fetch(int argc, char **argv) {
         case 'l': list = 1; break;
         case 'h': usage(stdout); return CG_OK;
         default:
-            return cg_report(cg_opt_error("fetch", argv));
+            return cg_report(cg_opt_error("fetch", argv, longopts));
         }
         if (rc) return cg_report(rc);
     }

@@ -49,7 +49,7 @@ int cmd_run(int argc, char **argv) {
             printf("%s%s%s%s", run_usage_head, sched_cli_synopsis, run_usage_body, sched_cli_usage);
             free(sets);
             return CG_OK;
-        default: rc = cg_opt_error("run", argv);
+        default: rc = cg_opt_error("run", argv, opts);
         }
     }
     if (rc == CG_OK) rc = sched_cli_check("run");

@@ -88,7 +88,7 @@ static int world_gen_cmd(int argc, char **argv) {
         case O_FORCE: force = 1; break;
         case O_HELP: return usage_world(stdout);
         default:
-            return cg_report(cg_opt_error("world generate", argv));
+            return cg_report(cg_opt_error("world generate", argv, opts));
         }
     }
     if (rc) return cg_report(rc);
@@ -355,7 +355,7 @@ static int world_show_cmd(int argc, char **argv) {
         case 's': split = optarg; break;
         case 'h': return usage_world(stdout);
         default:
-            return cg_report(cg_opt_error("world show", argv));
+            return cg_report(cg_opt_error("world show", argv, opts));
         }
     }
     if (rc) return cg_report(rc);
@@ -439,7 +439,7 @@ int bench_world(int argc, char **argv) {
                    "and reports images/s. Integer-only rendering, single thread.\n");
             return CG_OK;
         default:
-            return cg_report(cg_opt_error("bench world", argv));
+            return cg_report(cg_opt_error("bench world", argv, opts));
         }
     }
     if (rc) return cg_report(rc);

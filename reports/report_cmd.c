@@ -162,7 +162,7 @@ int cmd_report(int argc, char **argv) {
             break;
         case 'h': usage(stdout); return CG_OK;
         default:
-            rc = cg_opt_error("report", argv);
+            rc = cg_opt_error("report", argv, opts);
             goto out;
         }
     }

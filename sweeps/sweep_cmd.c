@@ -259,7 +259,7 @@ int cmd_sweep(int argc, char **argv) {
                    sweep_usage_body, sched_cli_usage);
             return CG_OK;
         default:
-            return cg_report(cg_opt_error("sweep", argv));
+            return cg_report(cg_opt_error("sweep", argv, opts));
         }
     }
     if ((rc = sched_cli_check("sweep"))) return cg_report(rc);
@@ -480,7 +480,7 @@ int cmd_status(int argc, char **argv) {
                    "  --interval S   seconds between redraws with --watch (default 2, at least 0.1)\n");
             return CG_OK;
         default:
-            return cg_report(cg_opt_error("status", argv));
+            return cg_report(cg_opt_error("status", argv, opts));
         }
         if (rc) return cg_report(rc);
     }
@@ -521,7 +521,7 @@ int cmd_cancel(int argc, char **argv) {
                    "  --db PATH      the results db (default $CGVLM_DB, else results.db)\n");
             return CG_OK;
         default:
-            return cg_report(cg_opt_error("cancel", argv));
+            return cg_report(cg_opt_error("cancel", argv, opts));
         }
     }
     if (!name || optind != argc) return cg_report(cg_err(CG_EUSER, "cancel: give --sweep NAME; see 'cgvlm cancel --help'"));
@@ -570,7 +570,7 @@ int cmd_task(int argc, char **argv) {
                    "and Slurm jobs execute. Without --attempt the task is claimed first.\n");
             return CG_OK;
         default:
-            return cg_report(cg_opt_error("task", argv));
+            return cg_report(cg_opt_error("task", argv, opts));
         }
         if (rc) return cg_report(rc);
     }
@@ -614,7 +614,7 @@ int bench_sched(int argc, char **argv) {
                    "(wall - tasks x sleep / workers) / tasks.\n");
             return CG_OK;
         default:
-            return cg_report(cg_opt_error("bench sched", argv));
+            return cg_report(cg_opt_error("bench sched", argv, opts));
         }
         if (rc) return cg_report(rc);
     }

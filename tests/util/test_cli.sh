@@ -22,6 +22,11 @@ expect 0 "help sweep" -- "$BIN" help sweep
 [ "$("$BIN" help sweep)" = "$("$BIN" sweep --help)" ] || { echo "FAIL: 'cgvlm help sweep' is not 'cgvlm sweep --help'"; fail=1; }
 expect 2 "help of an unknown command" -- "$BIN" help frobnicate
 case "$out" in "cgvlm: error: unknown command 'frobnicate'"*) ;; *) echo "FAIL: help frobnicate: $out"; fail=1;; esac
+expect 2 "ambiguous option" -- "$BIN" bench train --s tiny
+case "$out" in "cgvlm: error: bench train: option '--s' is ambiguous: --size, --stage or --steps; see 'cgvlm bench train --help'") ;;
+  *) echo "FAIL: ambiguous option: $out"; fail=1;; esac
+expect 2 "ambiguous option with a value" -- "$BIN" sweep x.json --d=cuda
+case "$out" in "cgvlm: error: sweep: option '--d' is ambiguous: "*"--device"*) ;; *) echo "FAIL: ambiguous --d=: $out"; fail=1;; esac
 expect 2 "unknown command" -- "$BIN" frobnicate
 expect 2 "unknown global flag" -- "$BIN" --frob
 expect 2 "env with junk" -- "$BIN" env junk
