@@ -608,6 +608,38 @@ static int upload_batch(model_cuda *g, const model_batch *b, int mode) {
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * A layer's LayerNorms and dense products in the stack's precision: with s->bf16 the products take
+ * the bf16 copies (of the input: written by its producer; of the weight: BF16), else fp32. */
+
+static void layernorm_fwd(const dstack *s, float *out, cuda_bf16 *out_bf, float *mean, float *rstd,
+                          const float *inp, const float *w, const float *b, int N, int C) {
+    if (s->bf16) cuda_layernorm_forward_bf16(out_bf, mean, rstd, inp, w, b, N, C);
+    else cuda_layernorm_forward(out, mean, rstd, inp, w, b, N, C);
+}
+
+/* out = inp · wᵀ + b (+ res when not NULL) */
+static void dense_fwd(model_cuda *g, const dstack *s, float *out, const float *inp,
+                      const cuda_bf16 *inp_bf, const float *w, const float *b, const float *res,
+                      int N, int C, int OC) {
+    if (s->bf16) cuda_matmul_forward_bf16(out, inp_bf, BF16(g, w), b, res, N, C, OC);
+    else if (res) cuda_matmul_residual_forward(out, inp, w, b, res, N, C, OC);
+    else cuda_matmul_forward(out, inp, w, b, N, C, OC);
+}
+
+/* the backward of dense_fwd, dinp written (the _to contract); in bf16 dout_bf is dout's bf16 copy,
+ * made here from dout unless its producer wrote it (dout_bf_ready) */
+static void dense_bwd(model_cuda *g, const dstack *s, float *dinp, float *dw, float *db,
+                      const float *dout, cuda_bf16 *dout_bf, int dout_bf_ready, const float *inp,
+                      const cuda_bf16 *inp_bf, const float *w, int N, int C, int OC) {
+    if (!s->bf16) {
+        cuda_matmul_backward_to(dinp, dw, db, dout, inp, w, N, C, OC);
+        return;
+    }
+    if (!dout_bf_ready) cuda_to_bf16(dout_bf, dout, (long)N * OC);
+    cuda_matmul_backward_bf16(dinp, dw, db, dout, dout_bf, inp_bf, BF16(g, w), N, C, OC, 0);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Forward (mirrors core/model.c) */
 
 static void stack_forward(model_cuda *g, dstack *s, float *att_scratch, int B, int T) {
@@ -618,47 +650,26 @@ static void stack_forward(model_cuda *g, dstack *s, float *att_scratch, int B, i
         dlayer *a = &s->la[l];
         const float *x = l ? s->la[l - 1].res3 : s->x0;
         mark(grp, "layernorm");
-        if (s->bf16)
-            cuda_layernorm_forward_bf16(a->ln1_bf, a->ln1_mean, a->ln1_rstd, x, p->ln1_w, p->ln1_b, N, C);
-        else
-            cuda_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, p->ln1_w, p->ln1_b, N, C);
+        layernorm_fwd(s, a->ln1, a->ln1_bf, a->ln1_mean, a->ln1_rstd, x, p->ln1_w, p->ln1_b, N, C);
         mark(grp, "qkv");
-        if (s->bf16)
-            cuda_matmul_forward_bf16(a->qkv, a->ln1_bf, BF16(g, p->qkv_w), p->qkv_b, NULL, N, C, 3 * C);
-        else
-            cuda_matmul_forward(a->qkv, a->ln1, p->qkv_w, p->qkv_b, N, C, 3 * C);
+        dense_fwd(g, s, a->qkv, a->ln1, a->ln1_bf, p->qkv_w, p->qkv_b, NULL, N, C, 3 * C);
         mark(grp, "attention");
         if (s->fused)
             cuda_attention_fused_forward(a->atty, a->att, a->qkv, att_scratch, B, T, C, s->NH, s->causal);
         else
             cuda_attention_forward(a->atty, a->att, a->qkv, att_scratch, B, T, C, s->NH, s->causal);
         mark(grp, "attn proj");
-        if (s->bf16) {
-            cuda_to_bf16(a->atty_bf, a->atty, (long)N * C);
-            cuda_matmul_forward_bf16(a->res2, a->atty_bf, BF16(g, p->proj_w), p->proj_b, x, N, C, C);
-        } else {
-            cuda_matmul_residual_forward(a->res2, a->atty, p->proj_w, p->proj_b, x, N, C, C);
-        }
+        if (s->bf16) cuda_to_bf16(a->atty_bf, a->atty, (long)N * C);
+        dense_fwd(g, s, a->res2, a->atty, a->atty_bf, p->proj_w, p->proj_b, x, N, C, C);
         mark(grp, "layernorm");
-        if (s->bf16)
-            cuda_layernorm_forward_bf16(a->ln2_bf, a->ln2_mean, a->ln2_rstd, a->res2, p->ln2_w, p->ln2_b, N, C);
-        else
-            cuda_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, p->ln2_w, p->ln2_b, N, C);
+        layernorm_fwd(s, a->ln2, a->ln2_bf, a->ln2_mean, a->ln2_rstd, a->res2, p->ln2_w, p->ln2_b, N, C);
         mark(grp, "fc");
-        if (s->bf16)
-            cuda_matmul_forward_bf16(a->fch, a->ln2_bf, BF16(g, p->fc_w), p->fc_b, NULL, N, C, 4 * C);
-        else
-            cuda_matmul_forward(a->fch, a->ln2, p->fc_w, p->fc_b, N, C, 4 * C);
+        dense_fwd(g, s, a->fch, a->ln2, a->ln2_bf, p->fc_w, p->fc_b, NULL, N, C, 4 * C);
         mark(grp, "gelu");
-        if (s->bf16)
-            cuda_gelu_forward_bf16(a->fchg_bf, a->fch, 4L * N * C);
-        else
-            cuda_gelu_forward(a->fch_gelu, a->fch, 4L * N * C);
+        if (s->bf16) cuda_gelu_forward_bf16(a->fchg_bf, a->fch, 4L * N * C);
+        else cuda_gelu_forward(a->fch_gelu, a->fch, 4L * N * C);
         mark(grp, "mlp proj");
-        if (s->bf16)
-            cuda_matmul_forward_bf16(a->res3, a->fchg_bf, BF16(g, p->fcp_w), p->fcp_b, a->res2, N, 4 * C, C);
-        else
-            cuda_matmul_residual_forward(a->res3, a->fch_gelu, p->fcp_w, p->fcp_b, a->res2, N, 4 * C, C);
+        dense_fwd(g, s, a->res3, a->fch_gelu, a->fchg_bf, p->fcp_w, p->fcp_b, a->res2, N, 4 * C, C);
     }
     mark(grp, "layernorm");
     cuda_layernorm_forward(s->lnf, s->lnf_mean, s->lnf_rstd, s->la[s->L - 1].res3, s->lnf_w,
@@ -757,38 +768,20 @@ static void stack_backward(model_cuda *g, dstack *s, const float *dlnf, int B, i
         dlayer *a = &s->la[l];
         const float *in = l ? s->la[l - 1].res3 : s->x0;
         mark(grp, "mlp proj");
-        if (s->bf16) {
-            cuda_to_bf16(x->dres_bf, x->dres, (long)N * C);
-            cuda_matmul_backward_bf16(x->dfchg, WG(p->fcp_w), WG(p->fcp_b), x->dres, x->dres_bf,
-                                      a->fchg_bf, BF16(g, p->fcp_w), N, 4 * C, C, 0);
-        } else {
-            cuda_matmul_backward_to(x->dfchg, WG(p->fcp_w), WG(p->fcp_b), x->dres, a->fch_gelu,
-                                    p->fcp_w, N, 4 * C, C);
-        }
+        dense_bwd(g, s, x->dfchg, WG(p->fcp_w), WG(p->fcp_b), x->dres, x->dres_bf, 0, a->fch_gelu,
+                  a->fchg_bf, p->fcp_w, N, 4 * C, C);
         mark(grp, "gelu");
-        if (s->bf16)
-            cuda_gelu_backward_to_bf16(x->dfch, x->dfch_bf, a->fch, x->dfchg, 4L * N * C);
-        else
-            cuda_gelu_backward_to(x->dfch, a->fch, x->dfchg, 4L * N * C);
+        if (s->bf16) cuda_gelu_backward_to_bf16(x->dfch, x->dfch_bf, a->fch, x->dfchg, 4L * N * C);
+        else cuda_gelu_backward_to(x->dfch, a->fch, x->dfchg, 4L * N * C);
         mark(grp, "fc");
-        if (s->bf16)
-            cuda_matmul_backward_bf16(x->dln, WG(p->fc_w), WG(p->fc_b), x->dfch, x->dfch_bf,
-                                      a->ln2_bf, BF16(g, p->fc_w), N, C, 4 * C, 0);
-        else
-            cuda_matmul_backward_to(x->dln, WG(p->fc_w), WG(p->fc_b), x->dfch, a->ln2, p->fc_w, N,
-                                    C, 4 * C);
+        dense_bwd(g, s, x->dln, WG(p->fc_w), WG(p->fc_b), x->dfch, x->dfch_bf, 1, a->ln2, a->ln2_bf,
+                  p->fc_w, N, C, 4 * C);
         mark(grp, "layernorm");
         cuda_layernorm_backward(x->dres, WG(p->ln2_w), WG(p->ln2_b), x->dln, a->res2, p->ln2_w,
                                 a->ln2_mean, a->ln2_rstd, N, C);
         mark(grp, "attn proj");
-        if (s->bf16) {
-            cuda_to_bf16(x->dres_bf, x->dres, (long)N * C);
-            cuda_matmul_backward_bf16(x->datty, WG(p->proj_w), WG(p->proj_b), x->dres, x->dres_bf,
-                                      a->atty_bf, BF16(g, p->proj_w), N, C, C, 0);
-        } else {
-            cuda_matmul_backward_to(x->datty, WG(p->proj_w), WG(p->proj_b), x->dres, a->atty,
-                                    p->proj_w, N, C, C);
-        }
+        dense_bwd(g, s, x->datty, WG(p->proj_w), WG(p->proj_b), x->dres, x->dres_bf, 0, a->atty,
+                  a->atty_bf, p->proj_w, N, C, C);
         mark(grp, "attention");
         if (s->fused)
             cuda_attention_fused_backward_to(x->dqkv, x->datty, a->qkv, a->atty, a->att,
@@ -797,14 +790,8 @@ static void stack_backward(model_cuda *g, dstack *s, const float *dlnf, int B, i
             cuda_attention_backward_to(x->dqkv, x->datty, a->qkv, a->att, x->att_scratch, B, T, C,
                                        s->NH, s->causal);
         mark(grp, "qkv");
-        if (s->bf16) {
-            cuda_to_bf16(x->dqkv_bf, x->dqkv, 3L * N * C);
-            cuda_matmul_backward_bf16(x->dln, WG(p->qkv_w), WG(p->qkv_b), x->dqkv, x->dqkv_bf,
-                                      a->ln1_bf, BF16(g, p->qkv_w), N, C, 3 * C, 0);
-        } else {
-            cuda_matmul_backward_to(x->dln, WG(p->qkv_w), WG(p->qkv_b), x->dqkv, a->ln1, p->qkv_w,
-                                    N, C, 3 * C);
-        }
+        dense_bwd(g, s, x->dln, WG(p->qkv_w), WG(p->qkv_b), x->dqkv, x->dqkv_bf, 0, a->ln1, a->ln1_bf,
+                  p->qkv_w, N, C, 3 * C);
         mark(grp, "layernorm");
         cuda_layernorm_backward(x->dres, WG(p->ln1_w), WG(p->ln1_b), x->dln, in, p->ln1_w,
                                 a->ln1_mean, a->ln1_rstd, N, C);
